@@ -1,0 +1,355 @@
+/* cli.c: the ddb2fs commands. */
+#include "cli.h"
+
+#include <errno.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+
+#include "config.h"
+#include "event.h"
+#include "ingest.h"
+#include "log.h"
+#include "outbox.h"
+#include "record.h"
+#include "status.h"
+
+#define EXIT_FAILED 1
+#define EXIT_USAGE 2
+
+static const char usage_text[] =
+    "usage: ddb2fs <command> [options]\n"
+    "\n"
+    "Replicates a DynamoDB table into Firestore through a durable SQLite outbox.\n"
+    "\n"
+    "commands:\n"
+    "  ingest [FILE|-]    make a Lambda DynamoDB stream event durable in the outbox and print\n"
+    "                     the {\"batchItemFailures\":[...]} answer\n"
+    "  convert [FILE|-]   print the Firestore write each record becomes, one JSON line each;\n"
+    "                     touches nothing\n"
+    "  status [--json]    pending, dead and committed records, lag, lease holder, tables\n"
+    "\n"
+    "Run 'ddb2fs <command> --help' for a command's details. Settings come from the\n"
+    "environment (DDB2FS_OUTBOX, DDB2FS_KEYS, DDB2FS_COLLECTIONS, ...): see the README.\n";
+
+static const char ingest_help[] =
+    "usage: ddb2fs ingest [FILE|-]\n"
+    "\n"
+    "Reads one Lambda DynamoDB stream event ({\"Records\":[...]}, at most 6 MB and 10,000\n"
+    "records) from FILE or standard input and keeps every record in the outbox\n"
+    "(DDB2FS_OUTBOX, default ./ddb2fs.db) in one transaction, exactly as the Lambda handler\n"
+    "does. Records already in the outbox (same stream ARN and sequence number) are ignored.\n"
+    "A record that cannot be replicated is kept as 'dead' with the reason.\n"
+    "\n"
+    "Prints the ReportBatchItemFailures answer on stdout: {\"batchItemFailures\":[]} when the\n"
+    "event is durable. Exit status: 0 durable; 1 not durable (the answer lists every record)\n"
+    "or the event is malformed; 2 usage or configuration error.\n";
+
+static const char convert_help[] =
+    "usage: ddb2fs convert [FILE|-]\n"
+    "\n"
+    "Reads one Lambda DynamoDB stream event and prints, one JSON line per record, the\n"
+    "Firestore Write it becomes: {\"update\":{\"name\":...,\"fields\":{...}}} or\n"
+    "{\"delete\":\"...\"}; {\"skip\":\"...\",\"reason\":\"...\"} for a TTL expiry ignored by\n"
+    "DDB2FS_TTL_DELETES=ignore; {\"error\":\"...\"} for a record that would be dead. Touches\n"
+    "nothing. Document names use GOOGLE_CLOUD_PROJECT ('-' when unset) and DDB2FS_DATABASE.\n"
+    "The key schema comes from DDB2FS_KEYS, or from a record's Keys when it has one\n"
+    "attribute. Exit status: 0 printed; 1 the event is malformed; 2 usage or configuration.\n";
+
+static const char status_help[] =
+    "usage: ddb2fs status [--json]\n"
+    "\n"
+    "Shows the outbox (DDB2FS_OUTBOX): records pending, dead and committed, the oldest\n"
+    "pending record, the replication lag, the drain lease holder, and per table its key\n"
+    "schema and counts. --json prints the same as one JSON object.\n";
+
+static int wants_help(int argc, char **argv)
+{
+    for (int i = 2; i < argc; i++)
+        if (strcmp(argv[i], "--help") == 0 || strcmp(argv[i], "-h") == 0)
+            return 1;
+    return 0;
+}
+
+static const char *env(const char *name)
+{
+    return getenv(name);
+}
+
+static int load_config(struct config *cfg)
+{
+    struct d2f_err err = {0};
+
+    if (config_load(cfg, env, &err) != 0) {
+        fprintf(stderr, "ddb2fs: %s\n", err.msg);
+        return -1;
+    }
+    return 0;
+}
+
+/* Reads FILE, or stdin for NULL or "-", up to max bytes; one byte more tells "too large". */
+static int read_input(const char *file, struct buf *out, struct d2f_err *err)
+{
+    FILE *f = stdin;
+    char chunk[65536];
+    size_t n;
+    int rc = 0;
+
+    if (file && strcmp(file, "-") != 0) {
+        f = fopen(file, "rb");
+        if (!f)
+            return d2f_errf(err, D2F_EIO, "cannot open '%s': %s", file, strerror(errno));
+    }
+    while ((n = fread(chunk, 1, sizeof(chunk), f)) > 0) {
+        rc = buf_add(out, chunk, n);
+        if (rc == D2F_ELIMIT) {
+            rc = d2f_errf(err, D2F_ELIMIT, "the event is over Lambda's limit of %d bytes (6 MB)",
+                          EVENT_MAX_BYTES);
+            break;
+        }
+        if (rc) {
+            rc = d2f_errf(err, rc, "cannot read '%s': out of memory", file ? file : "-");
+            break;
+        }
+    }
+    if (!rc && ferror(f))
+        rc = d2f_errf(err, D2F_EIO, "cannot read '%s': %s", file ? file : "-", strerror(errno));
+    if (f != stdin)
+        fclose(f);
+    return rc;
+}
+
+static int one_file_arg(int argc, char **argv, const char **file)
+{
+    *file = NULL;
+    for (int i = 2; i < argc; i++) {
+        if (argv[i][0] == '-' && argv[i][1]) {
+            fprintf(stderr, "ddb2fs %s: unknown option '%s'\n", argv[1], argv[i]);
+            return -1;
+        }
+        if (*file) {
+            fprintf(stderr, "ddb2fs %s: one event file at a time\n", argv[1]);
+            return -1;
+        }
+        *file = argv[i];
+    }
+    return 0;
+}
+
+static int cmd_ingest(int argc, char **argv)
+{
+    struct config cfg;
+    struct d2f_err err = {0};
+    struct outbox *ob = NULL;
+    struct ingest *ing = NULL;
+    struct ingest_result res;
+    struct buf input, answer;
+    const char *file;
+    int rc, status = EXIT_FAILED;
+
+    if (wants_help(argc, argv)) {
+        fputs(ingest_help, stdout);
+        return 0;
+    }
+    if (one_file_arg(argc, argv, &file) || load_config(&cfg))
+        return EXIT_USAGE;
+    buf_init(&input, EVENT_MAX_BYTES);
+    buf_init(&answer, EVENT_MAX_BYTES);
+    if ((rc = read_input(file, &input, &err)) != 0)
+        goto out;
+    if ((rc = outbox_open(&ob, cfg.outbox, cfg.journal, OUTBOX_CREATE, &err)) != 0)
+        goto out;
+    if ((rc = outbox_check_keys(ob, &cfg, &err)) != 0) {
+        status = EXIT_USAGE;
+        goto out;
+    }
+    if (!(ing = ingest_new(ob, &cfg))) {
+        rc = d2f_errf(&err, D2F_ENOMEM, "out of memory");
+        goto out;
+    }
+    rc = ingest_event(ing, input.data ? input.data : "", input.len, &res, &err);
+    if (rc == D2F_EINPUT || rc == D2F_ELIMIT)
+        goto out; /* a malformed event: no answer can name its records */
+    if (rc) {
+        /* nothing was kept: every record is a failure, Lambda retries them */
+        fprintf(stderr, "ddb2fs ingest: %s\n", err.msg);
+    } else {
+        cJSON *f = cJSON_CreateObject();
+        cJSON_AddNumberToObject(f, "records", (double)res.records);
+        cJSON_AddNumberToObject(f, "inserted", (double)res.inserted);
+        cJSON_AddNumberToObject(f, "duplicates", (double)res.duplicates);
+        cJSON_AddNumberToObject(f, "dead", (double)res.dead);
+        cJSON_AddNumberToObject(f, "unresolved", (double)res.unresolved);
+        log_write(LOG_INFO, "event ingested", f);
+    }
+    if (ingest_answer(input.data ? input.data : "", input.len, rc != 0, &answer) != 0) {
+        rc = d2f_errf(&err, D2F_ENOMEM, "cannot build the answer");
+        goto out;
+    }
+    puts(answer.data);
+    status = rc ? EXIT_FAILED : 0;
+    rc = 0;
+out:
+    if (rc)
+        fprintf(stderr, "ddb2fs ingest: %s\n", err.msg);
+    ingest_free(ing);
+    outbox_close(ob);
+    buf_release(&input);
+    buf_release(&answer);
+    config_release(&cfg);
+    return status;
+}
+
+/* The key schema convert uses: DDB2FS_KEYS, or a one-attribute Keys map. */
+static void convert_keys(const struct config *cfg, const struct event_record *rec, const char **pk,
+                         const char **sk)
+{
+    const struct config_keys *k = config_keys_for(cfg, rec->table);
+
+    *pk = *sk = NULL;
+    if (k) {
+        *pk = k->partition;
+        *sk = k->sort;
+    } else if (rec->keys && rec->keys->child && !rec->keys->child->next) {
+        *pk = rec->keys->child->string;
+    }
+}
+
+static int print_plan(const struct record_plan *plan)
+{
+    cJSON *line = NULL;
+    char *text;
+
+    if (plan->op == RECORD_DEAD || plan->unresolved) {
+        line = cJSON_CreateObject();
+        cJSON_AddStringToObject(line, "error", plan->error);
+    } else if (plan->op == RECORD_SKIP) {
+        line = cJSON_CreateObject();
+        cJSON_AddStringToObject(line, "skip", plan->document.data);
+        cJSON_AddStringToObject(line, "reason", "TTL expiry ignored (DDB2FS_TTL_DELETES=ignore)");
+    }
+    text = cJSON_PrintUnformatted(line ? line : plan->write);
+    cJSON_Delete(line);
+    if (!text)
+        return D2F_ENOMEM;
+    puts(text);
+    free(text);
+    return 0;
+}
+
+static int cmd_convert(int argc, char **argv)
+{
+    struct config cfg;
+    struct d2f_err err = {0};
+    struct buf input, prefix;
+    struct event_reader r;
+    struct event_record rec;
+    const char *file;
+    int rc;
+
+    if (wants_help(argc, argv)) {
+        fputs(convert_help, stdout);
+        return 0;
+    }
+    if (one_file_arg(argc, argv, &file) || load_config(&cfg))
+        return EXIT_USAGE;
+    buf_init(&input, EVENT_MAX_BYTES);
+    buf_init(&prefix, 4096);
+    if ((rc = read_input(file, &input, &err)) != 0 ||
+        (rc = event_reader_init(&r, input.data ? input.data : "", input.len, &err)) != 0)
+        goto out;
+    if ((rc = buf_addf(&prefix, "projects/%s/databases/%s/documents",
+                       cfg.project ? cfg.project : "-", cfg.database)) != 0)
+        goto out;
+    while ((rc = event_reader_next(&r, &rec, &err)) == 1) {
+        struct record_plan plan;
+        const char *pk, *sk;
+
+        record_plan_init(&plan);
+        convert_keys(&cfg, &rec, &pk, &sk);
+        rc = record_plan(&rec, &cfg, pk, sk, prefix.data, &plan);
+        if (!rc)
+            rc = print_plan(&plan);
+        record_plan_release(&plan);
+        event_record_release(&rec);
+        if (rc) {
+            d2f_errf(&err, rc, "out of memory");
+            break;
+        }
+    }
+out:
+    fflush(stdout);
+    if (rc)
+        fprintf(stderr, "ddb2fs convert: %s\n", err.msg);
+    buf_release(&input);
+    buf_release(&prefix);
+    config_release(&cfg);
+    return rc ? EXIT_FAILED : 0;
+}
+
+static int cmd_status(int argc, char **argv)
+{
+    struct config cfg;
+    struct d2f_err err = {0};
+    struct outbox *ob = NULL;
+    cJSON *s = NULL;
+    int json = 0, rc;
+
+    if (wants_help(argc, argv)) {
+        fputs(status_help, stdout);
+        return 0;
+    }
+    for (int i = 2; i < argc; i++) {
+        if (strcmp(argv[i], "--json") == 0) {
+            json = 1;
+        } else {
+            fprintf(stderr, "ddb2fs status: unknown argument '%s'\n", argv[i]);
+            return EXIT_USAGE;
+        }
+    }
+    if (load_config(&cfg))
+        return EXIT_USAGE;
+    rc = outbox_open(&ob, cfg.outbox, cfg.journal, OUTBOX_EXISTING, &err);
+    if (!rc)
+        rc = status_collect(ob, &s, &err);
+    if (!rc && json) {
+        char *text = cJSON_PrintUnformatted(s);
+        if (text)
+            puts(text);
+        free(text);
+    } else if (!rc) {
+        status_print(s, stdout);
+    }
+    if (rc)
+        fprintf(stderr, "ddb2fs status: %s\n", err.msg);
+    cJSON_Delete(s);
+    outbox_close(ob);
+    config_release(&cfg);
+    return rc ? EXIT_FAILED : 0;
+}
+
+int cli_main(int argc, char **argv)
+{
+    const char *cmd = argc > 1 ? argv[1] : NULL;
+
+    if (!cmd) {
+        fputs(usage_text, stderr);
+        return EXIT_USAGE;
+    }
+    if (strcmp(cmd, "help") == 0 || strcmp(cmd, "--help") == 0 || strcmp(cmd, "-h") == 0) {
+        fputs(usage_text, stdout);
+        return 0;
+    }
+    if (strcmp(cmd, "--version") == 0) {
+        puts("ddb2fs " DDB2FS_VERSION);
+        return 0;
+    }
+    if (strcmp(cmd, "ingest") == 0)
+        return cmd_ingest(argc, argv);
+    if (strcmp(cmd, "convert") == 0)
+        return cmd_convert(argc, argv);
+    if (strcmp(cmd, "status") == 0)
+        return cmd_status(argc, argv);
+    fprintf(stderr, "ddb2fs: '%s' is not a command\n\n%s", cmd, usage_text);
+    return EXIT_USAGE;
+}

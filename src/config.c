@@ -1,0 +1,327 @@
+/* config.c: settings from the environment, validated. */
+#include "config.h"
+
+#include <stdlib.h>
+#include <string.h>
+
+#include "docid.h"
+
+#define DEFAULT_OUTBOX_LAMBDA "/mnt/outbox/ddb2fs.db"
+#define DEFAULT_OUTBOX_LOCAL "./ddb2fs.db"
+
+/* Storage for every string we keep: the variables' values, cut in place. */
+struct arena {
+    char *data;
+    size_t len, cap;
+};
+
+static char *keep(struct arena *a, const char *s)
+{
+    size_t n = strlen(s) + 1;
+    char *p;
+
+    if (a->len + n > a->cap)
+        return NULL;
+    p = a->data + a->len;
+    memcpy(p, s, n);
+    a->len += n;
+    return p;
+}
+
+static char *trim(char *s)
+{
+    char *e;
+
+    while (*s == ' ' || *s == '\t')
+        s++;
+    e = s + strlen(s);
+    while (e > s && (e[-1] == ' ' || e[-1] == '\t'))
+        *--e = '\0';
+    return s;
+}
+
+static int table_name_ok(const char *t)
+{
+    size_t n = strlen(t);
+
+    if (n < 3 || n > 255)
+        return 0;
+    for (; *t; t++) {
+        char c = *t;
+        if (!((c >= 'a' && c <= 'z') || (c >= 'A' && c <= 'Z') || (c >= '0' && c <= '9') ||
+              c == '_' || c == '.' || c == '-'))
+            return 0;
+    }
+    return 1;
+}
+
+static int key_name_ok(const char *k)
+{
+    size_t n = strlen(k);
+
+    return n >= 1 && n <= 255 && d2f_utf8_valid(k, n);
+}
+
+static int collection_ok(const char *path, const char **why)
+{
+    size_t segments = 0;
+    const char *p = path;
+
+    for (;;) {
+        const char *slash = strchr(p, '/');
+        size_t n = slash ? (size_t)(slash - p) : strlen(p);
+        *why = docid_segment_problem(p, n);
+        if (*why)
+            return 0;
+        segments++;
+        if (!slash)
+            break;
+        p = slash + 1;
+    }
+    if (segments % 2 == 0) {
+        *why = "has an even number of segments; a collection path is collection[/doc/collection]";
+        return 0;
+    }
+    return 1;
+}
+
+/* Counts entries in a ;-separated list, ignoring empty ones. */
+static size_t count_entries(const char *s)
+{
+    size_t n = 1;
+
+    for (; *s; s++)
+        n += *s == ';';
+    return n;
+}
+
+static int parse_keys(struct config *cfg, char *s, struct d2f_err *err)
+{
+    size_t index = 0;
+    char *save = NULL;
+
+    cfg->keys = calloc(count_entries(s), sizeof(*cfg->keys));
+    if (!cfg->keys)
+        return d2f_errf(err, D2F_ENOMEM, "out of memory");
+    for (char *e = strtok_r(s, ";", &save); e; e = strtok_r(NULL, ";", &save)) {
+        char *eq = strchr(e, '='), *comma;
+        struct config_keys *k = &cfg->keys[cfg->nkeys];
+
+        index++;
+        e = trim(e);
+        if (!*e)
+            continue;
+        if (!eq)
+            return d2f_errf(err, D2F_ECONFIG,
+                            "DDB2FS_KEYS: entry %zu has no '=': expected "
+                            "Table=partitionKey[,sortKey];…",
+                            index);
+        *eq = '\0';
+        k->table = trim(e);
+        comma = strchr(eq + 1, ',');
+        if (comma) {
+            *comma = '\0';
+            k->sort = trim(comma + 1);
+        }
+        k->partition = trim(eq + 1);
+        if (!table_name_ok(k->table))
+            return d2f_errf(err, D2F_ECONFIG,
+                            "DDB2FS_KEYS: entry %zu: '%.64s' is not a DynamoDB table name "
+                            "(3 to 255 of a-z A-Z 0-9 _ . -)",
+                            index, k->table);
+        if (!key_name_ok(k->partition) || (k->sort && !key_name_ok(k->sort)) ||
+            (k->sort && strchr(k->sort, ',')))
+            return d2f_errf(err, D2F_ECONFIG,
+                            "DDB2FS_KEYS: entry %zu (%s): expected one or two key attribute "
+                            "names of 1 to 255 bytes, as Table=partitionKey[,sortKey]",
+                            index, k->table);
+        if (k->sort && strcmp(k->sort, k->partition) == 0)
+            return d2f_errf(err, D2F_ECONFIG,
+                            "DDB2FS_KEYS: entry %zu (%s): the partition and sort key are the same",
+                            index, k->table);
+        if (config_keys_for(cfg, k->table))
+            return d2f_errf(err, D2F_ECONFIG, "DDB2FS_KEYS: table '%s' is named twice", k->table);
+        cfg->nkeys++;
+    }
+    return 0;
+}
+
+static int parse_collections(struct config *cfg, char *s, struct d2f_err *err)
+{
+    size_t index = 0;
+    char *save = NULL;
+    const char *why;
+
+    cfg->collections = calloc(count_entries(s), sizeof(*cfg->collections));
+    if (!cfg->collections)
+        return d2f_errf(err, D2F_ENOMEM, "out of memory");
+    for (char *e = strtok_r(s, ";", &save); e; e = strtok_r(NULL, ";", &save)) {
+        char *eq = strchr(e, '=');
+        struct config_collection *c = &cfg->collections[cfg->ncollections];
+
+        index++;
+        e = trim(e);
+        if (!*e)
+            continue;
+        if (!eq)
+            return d2f_errf(err, D2F_ECONFIG,
+                            "DDB2FS_COLLECTIONS: entry %zu has no '=': expected "
+                            "Table=collection;…",
+                            index);
+        *eq = '\0';
+        c->table = trim(e);
+        c->collection = trim(eq + 1);
+        if (!table_name_ok(c->table))
+            return d2f_errf(err, D2F_ECONFIG,
+                            "DDB2FS_COLLECTIONS: entry %zu: '%.64s' is not a DynamoDB table name",
+                            index, c->table);
+        if (!collection_ok(c->collection, &why))
+            return d2f_errf(err, D2F_ECONFIG,
+                            "DDB2FS_COLLECTIONS: entry %zu (%s): the collection '%.64s' %s", index,
+                            c->table, c->collection, why);
+        if (config_collection_for(cfg, c->table))
+            return d2f_errf(err, D2F_ECONFIG, "DDB2FS_COLLECTIONS: table '%s' is named twice",
+                            c->table);
+        cfg->ncollections++;
+    }
+    return 0;
+}
+
+/* Matches value against a list of words; returns its index or -1. */
+static int choose(const char *value, const char *const *words)
+{
+    for (int i = 0; words[i]; i++)
+        if (strcmp(value, words[i]) == 0)
+            return i;
+    return -1;
+}
+
+static int parse_choice(const char *(*get)(const char *), const char *name,
+                        const char *const *words, const char *accepts, int *out,
+                        struct d2f_err *err)
+{
+    const char *v = get(name);
+    int i;
+
+    if (!v || !*v)
+        return 0;
+    i = choose(v, words);
+    if (i < 0)
+        return d2f_errf(err, D2F_ECONFIG, "%s: '%.64s' is not accepted; use %s", name, v, accepts);
+    *out = i;
+    return 0;
+}
+
+static int database_ok(const char *d)
+{
+    size_t n = strlen(d);
+
+    if (strcmp(d, "(default)") == 0)
+        return 1;
+    if (n < 4 || n > 63 || !(d[0] >= 'a' && d[0] <= 'z') || d[n - 1] == '-')
+        return 0;
+    for (; *d; d++)
+        if (!((*d >= 'a' && *d <= 'z') || (*d >= '0' && *d <= '9') || *d == '-'))
+            return 0;
+    return 1;
+}
+
+static int load(struct config *cfg, const char *(*get)(const char *), struct d2f_err *err)
+{
+    static const char *const numbers[] = {"auto", "string", NULL};
+    static const char *const ttl[] = {"delete", "ignore", NULL};
+    static const char *const journal[] = {"auto", "wal", "delete", NULL};
+    const char *names[] = {"DDB2FS_OUTBOX",         "GOOGLE_CLOUD_PROJECT", "DDB2FS_DATABASE",
+                           "DDB2FS_KEYS",           "DDB2FS_COLLECTIONS",   "DDB2FS_KEY_SEPARATOR",
+                           "AWS_LAMBDA_RUNTIME_API"};
+    const char *v[sizeof(names) / sizeof(names[0])];
+    struct arena a = {0};
+    int choice, rc;
+
+    for (size_t i = 0; i < sizeof(names) / sizeof(names[0]); i++) {
+        v[i] = get(names[i]);
+        if (v[i] && !*v[i])
+            v[i] = NULL;
+        a.cap += v[i] ? strlen(v[i]) + 1 : 0;
+    }
+    a.cap += sizeof(DEFAULT_OUTBOX_LAMBDA) + sizeof("(default)") + sizeof("#");
+    a.data = cfg->storage = malloc(a.cap);
+    if (!a.data)
+        return d2f_errf(err, D2F_ENOMEM, "out of memory");
+
+    cfg->outbox = keep(&a, v[0] ? v[0] : v[6] ? DEFAULT_OUTBOX_LAMBDA : DEFAULT_OUTBOX_LOCAL);
+    cfg->project = v[1] ? keep(&a, v[1]) : NULL;
+    cfg->database = keep(&a, v[2] ? v[2] : "(default)");
+    cfg->separator = keep(&a, v[5] ? v[5] : "#");
+    if (cfg->project && (strpbrk(cfg->project, "/ \t") || strlen(cfg->project) > 128))
+        return d2f_errf(err, D2F_ECONFIG, "GOOGLE_CLOUD_PROJECT: '%.64s' is not a project id",
+                        cfg->project);
+    if (!database_ok(cfg->database))
+        return d2f_errf(err, D2F_ECONFIG,
+                        "DDB2FS_DATABASE: '%.64s' is not a database id; use (default) or 4 to 63 "
+                        "of a-z 0-9 -, starting with a letter",
+                        cfg->database);
+    {
+        size_t n = strlen(cfg->separator);
+        if (n == 0 || n > 16 || strpbrk(cfg->separator, "/%") || !d2f_utf8_valid(cfg->separator, n))
+            return d2f_errf(err, D2F_ECONFIG,
+                            "DDB2FS_KEY_SEPARATOR: '%.32s' is not accepted; use 1 to 16 bytes of "
+                            "UTF-8 without '/' or '%%'",
+                            cfg->separator);
+    }
+    if (v[3] && (rc = parse_keys(cfg, keep(&a, v[3]), err)) != 0)
+        return rc;
+    if (v[4] && (rc = parse_collections(cfg, keep(&a, v[4]), err)) != 0)
+        return rc;
+
+    choice = CONFIG_NUMBERS_AUTO;
+    if ((rc = parse_choice(get, "DDB2FS_NUMBERS", numbers, "auto or string", &choice, err)))
+        return rc;
+    cfg->numbers = (enum config_numbers)choice;
+    choice = CONFIG_TTL_DELETE;
+    if ((rc = parse_choice(get, "DDB2FS_TTL_DELETES", ttl, "delete or ignore", &choice, err)))
+        return rc;
+    cfg->ttl = (enum config_ttl)choice;
+    choice = CONFIG_JOURNAL_AUTO;
+    if ((rc = parse_choice(get, "DDB2FS_JOURNAL", journal, "auto, wal or delete", &choice, err)))
+        return rc;
+    cfg->journal = (enum config_journal)choice;
+    return 0;
+}
+
+int config_load(struct config *cfg, const char *(*get)(const char *name), struct d2f_err *err)
+{
+    int rc;
+
+    memset(cfg, 0, sizeof(*cfg));
+    rc = load(cfg, get, err);
+    if (rc)
+        config_release(cfg);
+    return rc;
+}
+
+void config_release(struct config *cfg)
+{
+    if (!cfg)
+        return;
+    free(cfg->keys);
+    free(cfg->collections);
+    free(cfg->storage);
+    memset(cfg, 0, sizeof(*cfg));
+}
+
+const struct config_keys *config_keys_for(const struct config *cfg, const char *table)
+{
+    for (size_t i = 0; i < cfg->nkeys; i++)
+        if (strcmp(cfg->keys[i].table, table) == 0)
+            return &cfg->keys[i];
+    return NULL;
+}
+
+const char *config_collection_for(const struct config *cfg, const char *table)
+{
+    for (size_t i = 0; i < cfg->ncollections; i++)
+        if (strcmp(cfg->collections[i].table, table) == 0)
+            return cfg->collections[i].collection;
+    return NULL;
+}

@@ -1,0 +1,45 @@
+/*
+ * d2f.h: project-wide status codes, the error report every fallible call fills, and
+ * attribute macros.
+ *
+ * A fallible function returns 0 or a D2F_E* code and fills a caller-provided struct d2f_err.
+ * Reporting an error never allocates. Messages say what failed first, lowercase, name the
+ * record, row or variable, and never carry a payload, a token or a key.
+ */
+#ifndef D2F_H
+#define D2F_H
+
+#include <stddef.h>
+
+#define D2F_WUR __attribute__((warn_unused_result))
+#define D2F_PRINTF(f, a) __attribute__((format(printf, f, a)))
+
+enum d2f_code {
+    D2F_OK = 0,
+    D2F_ENOMEM,  /* an allocation failed */
+    D2F_EINPUT,  /* the input (an event, a record, a file) is malformed */
+    D2F_ECONFIG, /* a setting is invalid */
+    D2F_EUSAGE,  /* the command line is wrong */
+    D2F_EIO,     /* reading or writing a file failed */
+    D2F_EDB,     /* the outbox database failed */
+    D2F_ELIMIT,  /* a size or count limit was exceeded */
+    D2F_ESCHEMA, /* the outbox or a key schema contradicts what was recorded */
+};
+
+#define D2F_ERR_MSG 512
+
+struct d2f_err {
+    int code;              /* a D2F_E* code, 0 when nothing failed */
+    char msg[D2F_ERR_MSG]; /* what failed, in one line */
+};
+
+/* Fills err (when not NULL) with code and a formatted message; returns code. */
+int d2f_errf(struct d2f_err *err, int code, const char *fmt, ...) D2F_PRINTF(3, 4);
+
+/* Static text naming a D2F_E* code. */
+const char *d2f_strerror(int code);
+
+/* 1 when the n bytes at s are well-formed UTF-8 (no overlongs, no surrogates), else 0. */
+int d2f_utf8_valid(const char *s, size_t n);
+
+#endif

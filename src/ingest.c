@@ -1,0 +1,257 @@
+/* ingest.c: a stream event made durable in the outbox, in one transaction. */
+#include "ingest.h"
+
+#include <math.h>
+#include <stdlib.h>
+#include <string.h>
+
+#include <sodium.h>
+
+#include "event.h"
+#include "log.h"
+#include "record.h"
+
+/* Rounded numbers are logged once per table and field; past this many pairs, no more. */
+#define ROUNDED_SEEN_MAX 1024
+
+struct seen {
+    char *key; /* "table\tfield" */
+    struct seen *next;
+};
+
+struct ingest {
+    struct outbox *ob;
+    const struct config *cfg;
+    struct seen *rounded;
+    size_t nrounded;
+};
+
+struct ingest *ingest_new(struct outbox *ob, const struct config *cfg)
+{
+    struct ingest *ing = calloc(1, sizeof(*ing));
+
+    if (ing) {
+        ing->ob = ob;
+        ing->cfg = cfg;
+    }
+    return ing;
+}
+
+void ingest_free(struct ingest *ing)
+{
+    if (!ing)
+        return;
+    while (ing->rounded) {
+        struct seen *s = ing->rounded;
+        ing->rounded = s->next;
+        free(s->key);
+        free(s);
+    }
+    free(ing);
+}
+
+/* Logs a number rounded to a double, once per table and field. */
+static void note_rounded(struct ingest *ing, const char *table, const char *field)
+{
+    struct buf key;
+    struct seen *s;
+    cJSON *f;
+
+    buf_init(&key, 1024);
+    if (buf_adds(&key, table) || buf_addc(&key, '\t') || buf_adds(&key, field))
+        goto out;
+    for (s = ing->rounded; s; s = s->next)
+        if (strcmp(s->key, key.data) == 0)
+            goto out;
+    if (ing->nrounded >= ROUNDED_SEEN_MAX || !(s = calloc(1, sizeof(*s))))
+        goto out;
+    s->key = buf_detach(&key, NULL);
+    s->next = ing->rounded;
+    ing->rounded = s;
+    ing->nrounded++;
+    f = cJSON_CreateObject();
+    cJSON_AddStringToObject(f, "table", table);
+    cJSON_AddStringToObject(f, "field", field);
+    log_write(LOG_WARN,
+              "a number is not exactly a double and will be written as the nearest one; set "
+              "DDB2FS_NUMBERS=string to keep every digit",
+              f);
+out:
+    buf_release(&key);
+}
+
+/* The key schema of rec's table: recorded, or set, or inferred from a one-attribute Keys map.
+ * *pk stays NULL when it cannot be known yet. */
+static int resolve_keys(struct ingest *ing, const struct event_record *rec, const char **pk,
+                        const char **sk, struct d2f_err *err)
+{
+    const struct config_keys *k;
+    int found, rc;
+
+    *pk = *sk = NULL;
+    if (rec->error || !rec->table[0])
+        return 0;
+    if ((rc = outbox_keys_get(ing->ob, rec->table, pk, sk, &found, err)) != 0 || found)
+        return rc;
+    k = config_keys_for(ing->cfg, rec->table);
+    if (k) {
+        rc =
+            outbox_keys_put(ing->ob, rec->table, k->partition, k->sort, "DDB2FS_KEYS", pk, sk, err);
+        if (!rc && (strcmp(*pk, k->partition) != 0 || (*sk == NULL) != (k->sort == NULL) ||
+                    (*sk && strcmp(*sk, k->sort) != 0)))
+            rc = d2f_errf(err, D2F_ESCHEMA,
+                          "DDB2FS_KEYS: table '%s' contradicts the key schema another process "
+                          "recorded in the outbox",
+                          rec->table);
+        return rc;
+    }
+    if (rec->keys && rec->keys->child && !rec->keys->child->next)
+        return outbox_keys_put(ing->ob, rec->table, rec->keys->child->string, NULL,
+                               "a stream record's Keys (one attribute)", pk, sk, err);
+    return 0;
+}
+
+static const char *op_text(enum record_op op)
+{
+    switch (op) {
+    case RECORD_UPDATE:
+        return "update";
+    case RECORD_DELETE:
+        return "delete";
+    case RECORD_SKIP:
+        return "skip";
+    case RECORD_DEAD:
+        break;
+    }
+    return NULL;
+}
+
+static int keep_record(struct ingest *ing, const struct event_record *rec, int64_t now,
+                       struct ingest_result *res, struct d2f_err *err)
+{
+    struct record_plan plan;
+    struct outbox_row row = {0};
+    char sha_hex[crypto_hash_sha256_BYTES * 2 + 1];
+    const char *pk, *sk;
+    int inserted = 0, rc;
+
+    record_plan_init(&plan);
+    if ((rc = resolve_keys(ing, rec, &pk, &sk, err)) != 0)
+        goto out;
+    if ((rc = record_plan(rec, ing->cfg, pk, sk, NULL, &plan)) != 0) {
+        d2f_errf(err, rc, "cannot plan Records[%zu]: %s", rec->index, d2f_strerror(rc));
+        goto out;
+    }
+    row.stream_arn = rec->source_arn;
+    row.seq = rec->seq;
+    if (rec->source_arn && rec->seq_key[0]) {
+        row.seq_key = rec->seq_key;
+    } else {
+        unsigned char h[crypto_hash_sha256_BYTES];
+        crypto_hash_sha256(h, (const unsigned char *)rec->raw, rec->raw_len);
+        sodium_bin2hex(sha_hex, sizeof(sha_hex), h, sizeof(h));
+        row.raw_sha256 = sha_hex;
+    }
+    row.event_id = rec->event_id;
+    row.event_name = rec->event_name_text;
+    row.table = rec->table[0] ? rec->table : NULL;
+    row.document = plan.document.len ? plan.document.data : NULL;
+    row.op = op_text(plan.op);
+    if (rec->created > 0 && isfinite(rec->created) && rec->created < 1e12)
+        row.created_at = (int64_t)llround(rec->created * 1000.0);
+    row.arrived_at = now;
+    row.state = plan.op == RECORD_DEAD ? "dead" : plan.op == RECORD_SKIP ? "committed" : "pending";
+    row.last_error = plan.error;
+    row.raw = rec->raw;
+    row.raw_len = rec->raw_len;
+    if ((rc = outbox_insert(ing->ob, &row, &inserted, err)) != 0)
+        goto out;
+    if (!inserted) {
+        res->duplicates++;
+        goto out;
+    }
+    res->inserted++;
+    if (plan.op == RECORD_DEAD) {
+        cJSON *f = cJSON_CreateObject();
+        res->dead++;
+        if (rec->seq)
+            cJSON_AddStringToObject(f, "seq", rec->seq);
+        log_write(LOG_WARN, plan.error, f);
+    } else if (plan.unresolved) {
+        res->unresolved++;
+    }
+    if (plan.map.rounded) {
+        res->rounded += plan.map.rounded;
+        note_rounded(ing, rec->table, plan.map.rounded_field);
+    }
+out:
+    record_plan_release(&plan);
+    return rc;
+}
+
+int ingest_event(struct ingest *ing, const char *text, size_t len, struct ingest_result *res,
+                 struct d2f_err *err)
+{
+    struct event_reader r;
+    struct event_record rec;
+    int64_t now = outbox_now_ms();
+    int rc;
+
+    memset(res, 0, sizeof(*res));
+    if ((rc = event_reader_init(&r, text, len, err)) != 0)
+        return rc;
+    if ((rc = outbox_begin(ing->ob, err)) != 0)
+        return rc;
+    while ((rc = event_reader_next(&r, &rec, err)) == 1) {
+        res->records++;
+        rc = keep_record(ing, &rec, now, res, err);
+        event_record_release(&rec);
+        if (rc)
+            break;
+    }
+    if (rc == 0)
+        rc = outbox_commit(ing->ob, err);
+    if (rc) {
+        outbox_rollback(ing->ob);
+        memset(res, 0, sizeof(*res));
+    }
+    return rc;
+}
+
+int ingest_answer(const char *text, size_t len, int failed, struct buf *out)
+{
+    struct event_reader r;
+    struct event_record rec;
+    cJSON *answer = cJSON_CreateObject(), *list;
+    char *json = NULL;
+    int rc = D2F_ENOMEM;
+
+    if (!answer || !(list = cJSON_AddArrayToObject(answer, "batchItemFailures")))
+        goto out;
+    if (failed) {
+        if (event_reader_init(&r, text, len, NULL) != 0) {
+            rc = D2F_EINPUT;
+            goto out;
+        }
+        while ((rc = event_reader_next(&r, &rec, NULL)) == 1) {
+            cJSON *item = rec.seq ? cJSON_CreateObject() : NULL;
+            if (item && cJSON_AddStringToObject(item, "itemIdentifier", rec.seq))
+                cJSON_AddItemToArray(list, item);
+            else
+                cJSON_Delete(item);
+            event_record_release(&rec);
+        }
+        if (rc != 0) {
+            rc = D2F_EINPUT;
+            goto out;
+        }
+    }
+    rc = D2F_ENOMEM;
+    json = cJSON_PrintUnformatted(answer);
+    if (json)
+        rc = buf_adds(out, json);
+out:
+    free(json);
+    cJSON_Delete(answer);
+    return rc;
+}

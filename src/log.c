@@ -1,0 +1,58 @@
+/* log.c: JSON-lines logs. */
+#include "log.h"
+
+#include <stdarg.h>
+#include <stdlib.h>
+
+static FILE *log_out;
+static enum log_level log_min = LOG_INFO;
+
+static const char *const level_names[] = {"debug", "info", "warn", "error"};
+
+void log_setup(FILE *out, enum log_level min)
+{
+    log_out = out;
+    log_min = min;
+}
+
+void log_write(enum log_level level, const char *msg, cJSON *fields)
+{
+    cJSON *line = NULL;
+    char *text = NULL;
+    FILE *out = log_out ? log_out : stderr;
+
+    if (level < log_min)
+        goto out;
+    line = cJSON_CreateObject();
+    if (!line || !cJSON_AddStringToObject(line, "level", level_names[level]) ||
+        !cJSON_AddStringToObject(line, "msg", msg))
+        goto out;
+    if (fields) {
+        cJSON *f;
+        while ((f = fields->child) != NULL) {
+            cJSON_DetachItemViaPointer(fields, f);
+            cJSON_AddItemToObject(line, f->string, f);
+        }
+    }
+    text = cJSON_PrintUnformatted(line);
+    if (text) {
+        fputs(text, out);
+        fputc('\n', out);
+        fflush(out);
+    }
+out:
+    free(text);
+    cJSON_Delete(line);
+    cJSON_Delete(fields);
+}
+
+void log_msgf(enum log_level level, const char *fmt, ...)
+{
+    char msg[1024];
+    va_list ap;
+
+    va_start(ap, fmt);
+    vsnprintf(msg, sizeof(msg), fmt, ap);
+    va_end(ap);
+    log_write(level, msg, NULL);
+}

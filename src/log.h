@@ -1,0 +1,27 @@
+/*
+ * log.h: JSON-lines logs. One object per line: {"level":…,"msg":…, extra fields…}.
+ *
+ * The CLI logs to stderr (stdout carries command output); the Lambda runtime logs to stdout.
+ * Never pass a payload, a token or a key to these functions.
+ */
+#ifndef LOG_H
+#define LOG_H
+
+#include <stdio.h>
+
+#include <cjson/cJSON.h>
+
+#include "d2f.h"
+
+enum log_level { LOG_DEBUG, LOG_INFO, LOG_WARN, LOG_ERROR };
+
+/* Process-wide: where lines go and the lowest level written. Call once at start-up. */
+void log_setup(FILE *out, enum log_level min);
+
+/* Writes one line with msg and the members of fields (taken: freed here; may be NULL). */
+void log_write(enum log_level level, const char *msg, cJSON *fields);
+
+/* Writes one line whose message is formatted. */
+void log_msgf(enum log_level level, const char *fmt, ...) D2F_PRINTF(2, 3);
+
+#endif

@@ -1,0 +1,422 @@
+/* outbox.c: the SQLite outbox. */
+#include "outbox.h"
+
+#include <limits.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <sys/vfs.h>
+#include <time.h>
+#include <unistd.h>
+
+#include "sqlfiles.h"
+
+/* Tables whose key schema we have read, so that each record does not ask SQLite again. */
+struct keys_entry {
+    char *table, *pk, *sk;
+    struct keys_entry *next;
+};
+
+struct outbox {
+    sqlite3 *db;
+    char *path;
+    const char *journal;
+    sqlite3_stmt *insert;
+    sqlite3_stmt *keys_get;
+    sqlite3_stmt *keys_put;
+    struct keys_entry *keys;
+    int in_tx;
+};
+
+static const char insert_sql[] =
+    "INSERT INTO records (stream_arn, seq, seq_key, raw_sha256, event_id, event_name, "
+    "table_name, document, op, created_at, arrived_at, state, last_error, raw) "
+    "VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7, ?8, ?9, ?10, ?11, ?12, ?13, ?14) "
+    "ON CONFLICT DO NOTHING";
+static const char keys_get_sql[] =
+    "SELECT partition_key, sort_key FROM key_schema WHERE table_name = ?1";
+static const char keys_put_sql[] =
+    "INSERT INTO key_schema (table_name, partition_key, sort_key, source, recorded_at) "
+    "VALUES (?1, ?2, ?3, ?4, ?5) ON CONFLICT DO NOTHING";
+
+int64_t outbox_now_ms(void)
+{
+    struct timespec ts;
+
+    clock_gettime(CLOCK_REALTIME, &ts);
+    return (int64_t)ts.tv_sec * 1000 + ts.tv_nsec / 1000000;
+}
+
+static int db_err(struct outbox *ob, struct d2f_err *err, const char *what)
+{
+    return d2f_errf(err, D2F_EDB, "cannot %s in outbox '%s': %s", what, ob->path,
+                    sqlite3_errmsg(ob->db));
+}
+
+/* File systems where SQLite's WAL cannot work: no shared memory across hosts. */
+static int network_fs(long type)
+{
+    switch ((unsigned long)type & 0xFFFFFFFFUL) {
+    case 0x6969UL:     /* NFS (EFS) */
+    case 0x517BUL:     /* SMB */
+    case 0xFF534D42UL: /* CIFS */
+    case 0xFE534D42UL: /* SMB2 */
+    case 0x65735546UL: /* FUSE */
+    case 0x00C36400UL: /* Ceph */
+    case 0x01021997UL: /* 9P */
+    case 0x5346414FUL: /* AFS */
+    case 0x01161970UL: /* GFS2 */
+    case 0x7461636FUL: /* OCFS2 */
+    case 0x0BD00BD0UL: /* Lustre */
+        return 1;
+    }
+    return 0;
+}
+
+/* "wal" on a local disk, "delete" (the rollback journal) elsewhere or when unsure. */
+static const char *choose_journal(const char *path, enum config_journal journal)
+{
+    char dir[PATH_MAX];
+    const char *slash = strrchr(path, '/');
+    struct statfs st;
+
+    if (journal == CONFIG_JOURNAL_WAL)
+        return "wal";
+    if (journal == CONFIG_JOURNAL_DELETE)
+        return "delete";
+    if (!slash)
+        snprintf(dir, sizeof(dir), ".");
+    else if (slash == path)
+        snprintf(dir, sizeof(dir), "/");
+    else
+        snprintf(dir, sizeof(dir), "%.*s", (int)(slash - path), path);
+    if (statfs(dir, &st) != 0 || network_fs((long)st.f_type))
+        return "delete";
+    return "wal";
+}
+
+static int exec(struct outbox *ob, const char *sql, const char *what, struct d2f_err *err)
+{
+    if (sqlite3_exec(ob->db, sql, NULL, NULL, NULL) != SQLITE_OK)
+        return db_err(ob, err, what);
+    return 0;
+}
+
+static int user_version(struct outbox *ob, int *version, struct d2f_err *err)
+{
+    sqlite3_stmt *st = NULL;
+    int rc;
+
+    if (sqlite3_prepare_v2(ob->db, "PRAGMA user_version", -1, &st, NULL) != SQLITE_OK)
+        return db_err(ob, err, "read the schema version");
+    rc = sqlite3_step(st);
+    *version = rc == SQLITE_ROW ? sqlite3_column_int(st, 0) : 0;
+    sqlite3_finalize(st);
+    return rc == SQLITE_ROW ? 0 : db_err(ob, err, "read the schema version");
+}
+
+static int migrate(struct outbox *ob, struct d2f_err *err)
+{
+    int version, latest = (int)sqlfiles_count, rc;
+    char sql[64];
+
+    if ((rc = user_version(ob, &version, err)) != 0)
+        return rc;
+    if (version == latest)
+        return 0;
+    if (version > latest)
+        return d2f_errf(err, D2F_ESCHEMA,
+                        "outbox '%s' has schema version %d; this ddb2fs knows up to %d: upgrade "
+                        "ddb2fs",
+                        ob->path, version, latest);
+    if ((rc = exec(ob, "BEGIN IMMEDIATE", "start the schema migration", err)) != 0)
+        return rc;
+    /* another process may have migrated while we waited for the lock */
+    if ((rc = user_version(ob, &version, err)) != 0)
+        goto fail;
+    for (int v = version; v < latest; v++) {
+        if (atoi(sqlfiles[v].name) != v + 1) {
+            rc = d2f_errf(err, D2F_ESCHEMA, "sql/%s is out of sequence: expected version %d",
+                          sqlfiles[v].name, v + 1);
+            goto fail;
+        }
+        if (sqlite3_exec(ob->db, sqlfiles[v].text, NULL, NULL, NULL) != SQLITE_OK) {
+            rc = d2f_errf(err, D2F_EDB, "cannot apply sql/%s to outbox '%s': %s", sqlfiles[v].name,
+                          ob->path, sqlite3_errmsg(ob->db));
+            goto fail;
+        }
+    }
+    snprintf(sql, sizeof(sql), "PRAGMA user_version = %d", latest);
+    if ((rc = exec(ob, sql, "set the schema version", err)) != 0)
+        goto fail;
+    return exec(ob, "COMMIT", "commit the schema migration", err);
+fail:
+    sqlite3_exec(ob->db, "ROLLBACK", NULL, NULL, NULL);
+    return rc;
+}
+
+/* Sets the journal mode; switching needs the database to itself, so wait for others. */
+static int set_journal(struct outbox *ob, const char *mode, struct d2f_err *err)
+{
+    char sql[64];
+    int64_t give_up = outbox_now_ms() + OUTBOX_BUSY_TIMEOUT_MS;
+
+    snprintf(sql, sizeof(sql), "PRAGMA journal_mode = %s", mode);
+    for (;;) {
+        int rc = sqlite3_exec(ob->db, sql, NULL, NULL, NULL);
+        if (rc == SQLITE_OK)
+            break;
+        if ((rc & 0xFF) != SQLITE_BUSY || outbox_now_ms() > give_up)
+            return db_err(ob, err, "set the journal mode");
+        usleep(10000);
+    }
+    ob->journal = strcmp(mode, "wal") == 0 ? "wal" : "delete";
+    return 0;
+}
+
+static void forget_keys(struct outbox *ob);
+
+int outbox_open(struct outbox **out, const char *path, enum config_journal journal,
+                enum outbox_open_mode mode, struct d2f_err *err)
+{
+    struct outbox *ob;
+    int flags = SQLITE_OPEN_READWRITE | (mode == OUTBOX_CREATE ? SQLITE_OPEN_CREATE : 0);
+    int rc;
+
+    *out = NULL;
+    if (mode == OUTBOX_EXISTING && access(path, F_OK) != 0)
+        return d2f_errf(err, D2F_EIO, "outbox '%s' does not exist (set DDB2FS_OUTBOX)", path);
+    ob = calloc(1, sizeof(*ob));
+    if (!ob || !(ob->path = strdup(path))) {
+        free(ob);
+        return d2f_errf(err, D2F_ENOMEM, "out of memory");
+    }
+    if (sqlite3_open_v2(path, &ob->db, flags, NULL) != SQLITE_OK) {
+        rc = d2f_errf(err, D2F_EDB, "cannot open outbox '%s': %s", path,
+                      ob->db ? sqlite3_errmsg(ob->db) : "out of memory");
+        goto fail;
+    }
+    sqlite3_extended_result_codes(ob->db, 1);
+    sqlite3_busy_timeout(ob->db, OUTBOX_BUSY_TIMEOUT_MS);
+    if ((rc = set_journal(ob, choose_journal(path, journal), err)) != 0 ||
+        (rc = exec(ob, "PRAGMA synchronous = FULL", "set synchronous", err)) != 0 ||
+        (rc = migrate(ob, err)) != 0)
+        goto fail;
+    if (sqlite3_prepare_v3(ob->db, insert_sql, -1, SQLITE_PREPARE_PERSISTENT, &ob->insert, NULL) !=
+            SQLITE_OK ||
+        sqlite3_prepare_v3(ob->db, keys_get_sql, -1, SQLITE_PREPARE_PERSISTENT, &ob->keys_get,
+                           NULL) != SQLITE_OK ||
+        sqlite3_prepare_v3(ob->db, keys_put_sql, -1, SQLITE_PREPARE_PERSISTENT, &ob->keys_put,
+                           NULL) != SQLITE_OK) {
+        rc = db_err(ob, err, "prepare statements");
+        goto fail;
+    }
+    *out = ob;
+    return 0;
+fail:
+    outbox_close(ob);
+    return rc;
+}
+
+void outbox_close(struct outbox *ob)
+{
+    if (!ob)
+        return;
+    if (ob->in_tx)
+        outbox_rollback(ob);
+    sqlite3_finalize(ob->insert);
+    sqlite3_finalize(ob->keys_get);
+    sqlite3_finalize(ob->keys_put);
+    sqlite3_close(ob->db);
+    forget_keys(ob);
+    free(ob->path);
+    free(ob);
+}
+
+const char *outbox_journal(const struct outbox *ob)
+{
+    return ob->journal;
+}
+
+const char *outbox_path(const struct outbox *ob)
+{
+    return ob->path;
+}
+
+sqlite3 *outbox_db(struct outbox *ob)
+{
+    return ob->db;
+}
+
+int outbox_begin(struct outbox *ob, struct d2f_err *err)
+{
+    int rc = exec(ob, "BEGIN IMMEDIATE", "start a transaction", err);
+
+    ob->in_tx = rc == 0;
+    return rc;
+}
+
+int outbox_commit(struct outbox *ob, struct d2f_err *err)
+{
+    int rc = exec(ob, "COMMIT", "commit", err);
+
+    if (rc == 0)
+        ob->in_tx = 0;
+    return rc;
+}
+
+static void forget_keys(struct outbox *ob)
+{
+    while (ob->keys) {
+        struct keys_entry *k = ob->keys;
+        ob->keys = k->next;
+        free(k->table);
+        free(k->pk);
+        free(k->sk);
+        free(k);
+    }
+}
+
+void outbox_rollback(struct outbox *ob)
+{
+    if (!ob->in_tx)
+        return;
+    sqlite3_exec(ob->db, "ROLLBACK", NULL, NULL, NULL);
+    ob->in_tx = 0;
+    /* a key schema read or recorded in the transaction may be gone with it */
+    forget_keys(ob);
+}
+
+static void bind_text(sqlite3_stmt *st, int i, const char *s)
+{
+    if (s)
+        sqlite3_bind_text(st, i, s, -1, SQLITE_STATIC);
+    else
+        sqlite3_bind_null(st, i);
+}
+
+int outbox_insert(struct outbox *ob, const struct outbox_row *row, int *inserted,
+                  struct d2f_err *err)
+{
+    sqlite3_stmt *st = ob->insert;
+    int rc;
+
+    bind_text(st, 1, row->stream_arn);
+    bind_text(st, 2, row->seq);
+    bind_text(st, 3, row->seq_key);
+    bind_text(st, 4, row->raw_sha256);
+    bind_text(st, 5, row->event_id);
+    bind_text(st, 6, row->event_name);
+    bind_text(st, 7, row->table);
+    bind_text(st, 8, row->document);
+    bind_text(st, 9, row->op);
+    if (row->created_at)
+        sqlite3_bind_int64(st, 10, row->created_at);
+    else
+        sqlite3_bind_null(st, 10);
+    sqlite3_bind_int64(st, 11, row->arrived_at);
+    bind_text(st, 12, row->state);
+    bind_text(st, 13, row->last_error);
+    sqlite3_bind_text64(st, 14, row->raw, row->raw_len, SQLITE_STATIC, SQLITE_UTF8);
+    rc = sqlite3_step(st);
+    sqlite3_reset(st);
+    sqlite3_clear_bindings(st);
+    if (rc != SQLITE_DONE)
+        return db_err(ob, err, "insert a record");
+    *inserted = sqlite3_changes(ob->db) == 1;
+    return 0;
+}
+
+static char *dup_or_null(const unsigned char *s)
+{
+    return s ? strdup((const char *)s) : NULL;
+}
+
+int outbox_keys_get(struct outbox *ob, const char *table, const char **pk, const char **sk,
+                    int *found, struct d2f_err *err)
+{
+    struct keys_entry *k;
+    sqlite3_stmt *st = ob->keys_get;
+    int rc;
+
+    *found = 0;
+    for (k = ob->keys; k; k = k->next) {
+        if (strcmp(k->table, table) == 0) {
+            *pk = k->pk;
+            *sk = k->sk;
+            *found = 1;
+            return 0;
+        }
+    }
+    sqlite3_bind_text(st, 1, table, -1, SQLITE_STATIC);
+    rc = sqlite3_step(st);
+    if (rc == SQLITE_ROW) {
+        k = calloc(1, sizeof(*k));
+        if (!k || !(k->table = strdup(table)) ||
+            !(k->pk = dup_or_null(sqlite3_column_text(st, 0))) ||
+            (sqlite3_column_type(st, 1) != SQLITE_NULL &&
+             !(k->sk = dup_or_null(sqlite3_column_text(st, 1))))) {
+            sqlite3_reset(st);
+            if (k) {
+                free(k->table);
+                free(k->pk);
+                free(k);
+            }
+            return d2f_errf(err, D2F_ENOMEM, "out of memory");
+        }
+        k->next = ob->keys;
+        ob->keys = k;
+        *pk = k->pk;
+        *sk = k->sk;
+        *found = 1;
+    }
+    sqlite3_reset(st);
+    if (rc != SQLITE_ROW && rc != SQLITE_DONE)
+        return db_err(ob, err, "read the key schema");
+    return 0;
+}
+
+int outbox_keys_put(struct outbox *ob, const char *table, const char *pk, const char *sk,
+                    const char *source, const char **rpk, const char **rsk, struct d2f_err *err)
+{
+    sqlite3_stmt *st = ob->keys_put;
+    int rc, found;
+
+    sqlite3_bind_text(st, 1, table, -1, SQLITE_STATIC);
+    sqlite3_bind_text(st, 2, pk, -1, SQLITE_STATIC);
+    bind_text(st, 3, sk);
+    sqlite3_bind_text(st, 4, source, -1, SQLITE_STATIC);
+    sqlite3_bind_int64(st, 5, outbox_now_ms());
+    rc = sqlite3_step(st);
+    sqlite3_reset(st);
+    sqlite3_clear_bindings(st);
+    if (rc != SQLITE_DONE)
+        return db_err(ob, err, "record the key schema");
+    if ((rc = outbox_keys_get(ob, table, rpk, rsk, &found, err)) != 0)
+        return rc;
+    return found ? 0 : db_err(ob, err, "read back the key schema");
+}
+
+static int same(const char *a, const char *b)
+{
+    return (!a && !b) || (a && b && strcmp(a, b) == 0);
+}
+
+int outbox_check_keys(struct outbox *ob, const struct config *cfg, struct d2f_err *err)
+{
+    for (size_t i = 0; i < cfg->nkeys; i++) {
+        const struct config_keys *k = &cfg->keys[i];
+        const char *pk, *sk;
+        int found, rc = outbox_keys_get(ob, k->table, &pk, &sk, &found, err);
+
+        if (rc)
+            return rc;
+        if (found && (!same(pk, k->partition) || !same(sk, k->sort)))
+            return d2f_errf(err, D2F_ESCHEMA,
+                            "DDB2FS_KEYS: table '%s' is set to (%s%s%s) but outbox '%s' recorded "
+                            "its key schema as (%s%s%s); the document ids would change",
+                            k->table, k->partition, k->sort ? ", " : "", k->sort ? k->sort : "",
+                            ob->path, pk, sk ? ", " : "", sk ? sk : "");
+    }
+    return 0;
+}

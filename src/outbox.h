@@ -1,0 +1,111 @@
+/*
+ * outbox.h: the SQLite outbox, where every stream record is made durable before anything is
+ * sent.
+ *
+ * DESIGN
+ * One database file holds every record as received, with the columns the relay needs (see
+ * sql/). The schema is the embedded sql/NNNN_*.sql files, applied in order and counted in
+ * PRAGMA user_version. On a network file system (NFS, as EFS is) the rollback journal is used
+ * with synchronous=FULL: WAL needs shared memory that NFS cannot give. WAL is used where the
+ * file is on a local disk. Writers take the lock up front (BEGIN IMMEDIATE) and wait through
+ * a busy timeout, so several processes may ingest at once. A process opens the file once:
+ * closing a second descriptor of it would drop the process's POSIX locks.
+ *
+ * Calling sequence
+ *   outbox_open(&ob, path, journal, OUTBOX_CREATE, &err);
+ *   outbox_begin(ob, &err); outbox_insert(ob, &row, &inserted, &err) …; outbox_commit(ob, &err);
+ *   outbox_close(ob);
+ *
+ * Error handling
+ * Every call returns 0 or D2F_EDB / D2F_ESCHEMA / D2F_ENOMEM with err naming the file and
+ * SQLite's message. After a failed insert or commit the caller rolls back: nothing of the
+ * transaction is kept.
+ */
+#ifndef OUTBOX_H
+#define OUTBOX_H
+
+#include <stddef.h>
+#include <stdint.h>
+
+#include <sqlite3.h>
+
+#include "config.h"
+#include "d2f.h"
+
+/* How long a writer waits for another's lock before failing. */
+#define OUTBOX_BUSY_TIMEOUT_MS 60000
+
+struct outbox;
+
+enum outbox_open_mode {
+    OUTBOX_CREATE,   /* create the file when it does not exist */
+    OUTBOX_EXISTING, /* fail when it does not exist */
+};
+
+/* One record to keep. Strings may be NULL where the column allows it. */
+struct outbox_row {
+    const char *stream_arn;
+    const char *seq;
+    const char *seq_key; /* NULL when seq is not valid: then raw_sha256 dedupes */
+    const char *raw_sha256;
+    const char *event_id;
+    const char *event_name;
+    const char *table;
+    const char *document; /* NULL while the key schema is unknown */
+    const char *op;       /* "update", "delete", "skip" or NULL (dead) */
+    int64_t created_at;   /* ms; 0 when unknown (stored as NULL) */
+    int64_t arrived_at;   /* ms */
+    const char *state;    /* "pending", "committed" or "dead" */
+    const char *last_error;
+    const char *raw; /* the record's JSON as received */
+    size_t raw_len;
+};
+
+/* Opens (and creates, or migrates forward) the outbox at path. *out is freed with
+ * outbox_close. */
+int outbox_open(struct outbox **out, const char *path, enum config_journal journal,
+                enum outbox_open_mode mode, struct d2f_err *err) D2F_WUR;
+
+/* Closes the database; accepts NULL. */
+void outbox_close(struct outbox *ob);
+
+/* "wal" or "delete": the journal mode in force. Static string. */
+const char *outbox_journal(const struct outbox *ob);
+
+/* The file's path. Valid while ob is open. */
+const char *outbox_path(const struct outbox *ob);
+
+/* The SQLite handle, for read-only queries (status). Owned by ob. */
+sqlite3 *outbox_db(struct outbox *ob);
+
+/* Starts a write transaction, waiting for other writers up to the busy timeout. */
+int outbox_begin(struct outbox *ob, struct d2f_err *err) D2F_WUR;
+
+/* Commits the transaction: once this returns 0 the rows are durable. */
+int outbox_commit(struct outbox *ob, struct d2f_err *err) D2F_WUR;
+
+/* Rolls the transaction back, if one is open. */
+void outbox_rollback(struct outbox *ob);
+
+/* Inserts row unless its dedupe key is present; *inserted tells which. In a transaction. */
+int outbox_insert(struct outbox *ob, const struct outbox_row *row, int *inserted,
+                  struct d2f_err *err) D2F_WUR;
+
+/* Looks up the recorded key schema of table. *found is 0 when none; *pk / *sk (sk NULL for
+ * a partition key alone) stay valid while ob is open. */
+int outbox_keys_get(struct outbox *ob, const char *table, const char **pk, const char **sk,
+                    int *found, struct d2f_err *err) D2F_WUR;
+
+/* Records table's key schema if none is recorded yet; then reads back what is recorded into
+ * *pk / *sk (valid while ob is open). In a transaction. */
+int outbox_keys_put(struct outbox *ob, const char *table, const char *pk, const char *sk,
+                    const char *source, const char **rpk, const char **rsk,
+                    struct d2f_err *err) D2F_WUR;
+
+/* Refuses a DDB2FS_KEYS entry that contradicts the key schema recorded for its table. */
+int outbox_check_keys(struct outbox *ob, const struct config *cfg, struct d2f_err *err) D2F_WUR;
+
+/* Milliseconds since the epoch. */
+int64_t outbox_now_ms(void);
+
+#endif

@@ -1,0 +1,164 @@
+/* record.c: what one stream record means for Firestore. */
+#include "record.h"
+
+#include <stdarg.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+
+#include "docid.h"
+
+#define DOCUMENT_PATH_MAX (64 * 1024)
+
+void record_plan_init(struct record_plan *plan)
+{
+    memset(plan, 0, sizeof(*plan));
+    buf_init(&plan->document, DOCUMENT_PATH_MAX);
+}
+
+void record_plan_release(struct record_plan *plan)
+{
+    if (!plan)
+        return;
+    buf_release(&plan->document);
+    cJSON_Delete(plan->write);
+    plan->write = NULL;
+}
+
+static void dead(struct record_plan *plan, const struct event_record *rec, const char *fmt, ...)
+    D2F_PRINTF(3, 4);
+static void dead(struct record_plan *plan, const struct event_record *rec, const char *fmt, ...)
+{
+    va_list ap;
+    int n = snprintf(plan->error_buf, sizeof(plan->error_buf), "Records[%zu]: ", rec->index);
+
+    va_start(ap, fmt);
+    vsnprintf(plan->error_buf + n, sizeof(plan->error_buf) - (size_t)n, fmt, ap);
+    va_end(ap);
+    plan->error = plan->error_buf;
+    plan->op = RECORD_DEAD;
+}
+
+/* Firestore's document name size: each segment's string size, plus 16. */
+static size_t name_size(const char *path)
+{
+    size_t size = 16;
+
+    for (const char *p = path;;) {
+        const char *slash = strchr(p, '/');
+        size_t n = slash ? (size_t)(slash - p) : strlen(p);
+        size += n + 1;
+        if (!slash)
+            break;
+        p = slash + 1;
+    }
+    return size;
+}
+
+static int build_write(struct record_plan *plan, const char *docs_prefix, cJSON *fields)
+{
+    cJSON *w = cJSON_CreateObject(), *doc;
+    char *name = NULL;
+    size_t n = strlen(docs_prefix) + 1 + plan->document.len + 1;
+
+    if (!w || !(name = malloc(n)))
+        goto fail;
+    snprintf(name, n, "%s/%s", docs_prefix, plan->document.data);
+    if (plan->op == RECORD_DELETE) {
+        if (!cJSON_AddStringToObject(w, "delete", name))
+            goto fail;
+    } else {
+        doc = cJSON_AddObjectToObject(w, "update");
+        if (!doc || !cJSON_AddStringToObject(doc, "name", name))
+            goto fail;
+        cJSON_AddItemToObject(doc, "fields", fields);
+        fields = NULL;
+    }
+    free(name);
+    plan->write = w;
+    return 0;
+fail:
+    free(name);
+    cJSON_Delete(fields);
+    cJSON_Delete(w);
+    return D2F_ENOMEM;
+}
+
+int record_plan(const struct event_record *rec, const struct config *cfg, const char *pk,
+                const char *sk, const char *docs_prefix, struct record_plan *plan)
+{
+    struct mapping_opts mopts = {.numbers_as_strings = cfg->numbers == CONFIG_NUMBERS_STRING};
+    struct d2f_err err = {0};
+    const char *collection;
+    cJSON *fields = NULL;
+    int rc;
+
+    if (rec->error) {
+        snprintf(plan->error_buf, sizeof(plan->error_buf), "%s", rec->error);
+        plan->error = plan->error_buf;
+        plan->op = RECORD_DEAD;
+        return 0;
+    }
+    plan->op = rec->name == EVENT_REMOVE ? RECORD_DELETE : RECORD_UPDATE;
+    if (rec->ttl_expiry && cfg->ttl == CONFIG_TTL_IGNORE)
+        plan->op = RECORD_SKIP;
+
+    if (!pk) {
+        plan->unresolved = 1;
+        snprintf(plan->error_buf, sizeof(plan->error_buf),
+                 "Records[%zu]: the key schema of table '%.100s' is unknown: set "
+                 "DDB2FS_KEYS=%.100s=partitionKey,sortKey",
+                 rec->index, rec->table, rec->table);
+        plan->error = plan->error_buf;
+    } else {
+        collection = config_collection_for(cfg, rec->table);
+        buf_reset(&plan->document);
+        rc = collection ? buf_adds(&plan->document, collection)
+                        : docid_collection(rec->table, &plan->document);
+        if (!rc)
+            rc = buf_addc(&plan->document, '/');
+        if (rc)
+            return rc;
+        {
+            struct buf id;
+            buf_init(&id, DOCUMENT_PATH_MAX);
+            rc = docid_from_keys(rec->keys, pk, sk, cfg->separator, &id, &err);
+            if (!rc)
+                rc = buf_add(&plan->document, id.data, id.len);
+            buf_release(&id);
+        }
+        if (rc == D2F_ENOMEM)
+            return rc;
+        if (rc) {
+            buf_reset(&plan->document);
+            dead(plan, rec, "'dynamodb.Keys': %s", err.msg);
+            return 0;
+        }
+    }
+
+    if (plan->op == RECORD_UPDATE) {
+        rc = mapping_item(rec->new_image, &mopts, docs_prefix && !plan->unresolved ? &fields : NULL,
+                          &plan->map, &err);
+        if (rc == D2F_ENOMEM)
+            return rc;
+        if (rc) {
+            dead(plan, rec, "'dynamodb.NewImage' %s", err.msg);
+            return 0;
+        }
+        if (!plan->unresolved) {
+            plan->doc_size = name_size(plan->document.data) + plan->map.size + 32;
+            if (plan->doc_size > RECORD_MAX_DOC_BYTES) {
+                cJSON_Delete(fields);
+                dead(plan, rec,
+                     "the document would be %zu bytes, over Firestore's limit of 1 MiB "
+                     "(1,048,576 bytes) for a document",
+                     plan->doc_size);
+                return 0;
+            }
+        }
+    }
+    if (docs_prefix && !plan->unresolved && plan->op != RECORD_SKIP)
+        return build_write(plan, docs_prefix, fields);
+    cJSON_Delete(fields);
+    return 0;
+}

@@ -1,0 +1,144 @@
+/* status.c: the state of the outbox in one screen. */
+#include "status.h"
+
+#include <string.h>
+#include <sys/stat.h>
+
+static int query_err(struct outbox *ob, struct d2f_err *err)
+{
+    return d2f_errf(err, D2F_EDB, "cannot read the status of outbox '%s': %s", outbox_path(ob),
+                    sqlite3_errmsg(outbox_db(ob)));
+}
+
+/* Adds column i of st to obj under name, as JSON null, number or string. */
+static void add_column(cJSON *obj, const char *name, sqlite3_stmt *st, int i)
+{
+    switch (sqlite3_column_type(st, i)) {
+    case SQLITE_NULL:
+        cJSON_AddNullToObject(obj, name);
+        break;
+    case SQLITE_INTEGER:
+    case SQLITE_FLOAT:
+        cJSON_AddNumberToObject(obj, name, sqlite3_column_double(st, i));
+        break;
+    default:
+        cJSON_AddStringToObject(obj, name, (const char *)sqlite3_column_text(st, i));
+    }
+}
+
+/* Runs sql and adds each row as an object with the query's column names; one row to obj
+ * itself when list is NULL. */
+static int rows(struct outbox *ob, const char *sql, cJSON *obj, cJSON *list, struct d2f_err *err)
+{
+    sqlite3_stmt *st = NULL;
+    int rc;
+
+    if (sqlite3_prepare_v2(outbox_db(ob), sql, -1, &st, NULL) != SQLITE_OK)
+        return query_err(ob, err);
+    while ((rc = sqlite3_step(st)) == SQLITE_ROW) {
+        cJSON *row = list ? cJSON_CreateObject() : obj;
+        for (int i = 0; i < sqlite3_column_count(st); i++)
+            add_column(row, sqlite3_column_name(st, i), st, i);
+        if (list)
+            cJSON_AddItemToArray(list, row);
+    }
+    sqlite3_finalize(st);
+    return rc == SQLITE_DONE ? 0 : query_err(ob, err);
+}
+
+int status_collect(struct outbox *ob, cJSON **out, struct d2f_err *err)
+{
+    cJSON *s = cJSON_CreateObject(), *tables, *lease;
+    struct stat st;
+    int rc;
+
+    *out = NULL;
+    if (!s)
+        return d2f_errf(err, D2F_ENOMEM, "out of memory");
+    cJSON_AddStringToObject(s, "outbox", outbox_path(ob));
+    cJSON_AddStringToObject(s, "journal", outbox_journal(ob));
+    if (stat(outbox_path(ob), &st) == 0)
+        cJSON_AddNumberToObject(s, "bytes", (double)st.st_size);
+    rc = rows(ob,
+              "SELECT (SELECT user_version FROM pragma_user_version) AS schema_version, "
+              "coalesce(sum(state = 'pending'), 0) AS pending, "
+              "coalesce(sum(state = 'dead'), 0) AS dead, "
+              "coalesce(sum(state = 'committed'), 0) AS committed, "
+              "strftime('%Y-%m-%dT%H:%M:%SZ', min(CASE WHEN state = 'pending' THEN arrived_at "
+              "END) / 1000, 'unixepoch') AS oldest_pending_arrived, "
+              "CAST((strftime('%s', 'now') * 1000 - min(CASE WHEN state = 'pending' THEN "
+              "arrived_at END)) / 1000 AS INTEGER) AS oldest_pending_age_s, "
+              "(SELECT max(lag_s) FROM lag) AS lag_s FROM records",
+              s, NULL, err);
+    lease = cJSON_AddArrayToObject(s, "lease");
+    tables = cJSON_AddArrayToObject(s, "tables");
+    if (!rc)
+        rc = rows(ob,
+                  "SELECT owner, strftime('%Y-%m-%dT%H:%M:%SZ', expires_at / 1000, 'unixepoch') "
+                  "AS expires, expires_at > strftime('%s', 'now') * 1000 AS live "
+                  "FROM lease WHERE name = 'drain'",
+                  NULL, lease, err);
+    if (!rc)
+        rc = rows(ob,
+                  "SELECT coalesce(p.table_name, k.table_name) AS table_name, "
+                  "k.partition_key, k.sort_key, k.source AS key_source, "
+                  "coalesce(p.pending, 0) AS pending, coalesce(p.dead, 0) AS dead, "
+                  "coalesce(p.committed, 0) AS committed, p.oldest_pending_age_s "
+                  "FROM pending_summary p LEFT JOIN key_schema k USING (table_name) "
+                  "UNION ALL "
+                  "SELECT k.table_name, k.partition_key, k.sort_key, k.source, 0, 0, 0, NULL "
+                  "FROM key_schema k WHERE k.table_name NOT IN "
+                  "(SELECT table_name FROM records WHERE table_name IS NOT NULL) "
+                  "ORDER BY 1",
+                  NULL, tables, err);
+    if (rc) {
+        cJSON_Delete(s);
+        return rc;
+    }
+    *out = s;
+    return 0;
+}
+
+static double num(const cJSON *o, const char *name)
+{
+    const cJSON *v = cJSON_GetObjectItemCaseSensitive(o, name);
+
+    return cJSON_IsNumber(v) ? v->valuedouble : 0;
+}
+
+static const char *str(const cJSON *o, const char *name, const char *none)
+{
+    const cJSON *v = cJSON_GetObjectItemCaseSensitive(o, name);
+
+    return cJSON_IsString(v) ? v->valuestring : none;
+}
+
+void status_print(const cJSON *s, FILE *out)
+{
+    const cJSON *t, *lease = cJSON_GetArrayItem(cJSON_GetObjectItemCaseSensitive(s, "lease"), 0);
+
+    fprintf(out, "outbox     %s (schema %.0f, journal %s, %.0f bytes)\n", str(s, "outbox", "?"),
+            num(s, "schema_version"), str(s, "journal", "?"), num(s, "bytes"));
+    fprintf(out, "records    %.0f pending, %.0f dead, %.0f committed\n", num(s, "pending"),
+            num(s, "dead"), num(s, "committed"));
+    if (num(s, "pending") > 0)
+        fprintf(out, "oldest     pending since %s (%.0f s ago); replication lag %.0f s\n",
+                str(s, "oldest_pending_arrived", "?"), num(s, "oldest_pending_age_s"),
+                num(s, "lag_s"));
+    if (lease)
+        fprintf(out, "lease      %s, %s %s\n", str(lease, "owner", "?"),
+                num(lease, "live") ? "held until" : "expired at", str(lease, "expires", "?"));
+    else
+        fprintf(out, "lease      none (no drain running)\n");
+    fprintf(out, "tables\n");
+    cJSON_ArrayForEach(t, cJSON_GetObjectItemCaseSensitive(s, "tables"))
+    {
+        const char *sk = str(t, "sort_key", NULL);
+        fprintf(out, "  %-24s %.0f pending, %.0f dead, %.0f committed; key (%s%s%s) from %s\n",
+                str(t, "table_name", "(unknown)"), num(t, "pending"), num(t, "dead"),
+                num(t, "committed"), str(t, "partition_key", "unknown"), sk ? ", " : "",
+                sk ? sk : "", str(t, "key_source", "nowhere yet: set DDB2FS_KEYS"));
+    }
+    if (num(s, "dead") > 0)
+        fprintf(out, "dead rows and why: sqlite3 %s 'select * from dead'\n", str(s, "outbox", "?"));
+}
