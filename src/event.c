@@ -112,7 +112,9 @@ static int object_member(struct event_reader *r, struct d2f_err *err)
     int is_records;
 
     skip_ws(r);
-    if (r->pos < r->len && r->text[r->pos] == '}') {
+    if (r->pos >= r->len)
+        return d2f_errf(err, D2F_EINPUT, "the event is not valid JSON: it ends too early");
+    if (r->text[r->pos] == '}') {
         r->pos++;
         r->state = AT_END;
         return 0;

@@ -1,0 +1,231 @@
+/* Unit tests for outbox.c: journal choice, migrations, dedupe, transactions, key schemas. */
+#include <setjmp.h>
+#include <stdarg.h>
+#include <stddef.h>
+#include <stdint.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <unistd.h>
+
+#include <cmocka.h>
+
+#include "../../src/outbox.c"
+
+static char dir[] = "/tmp/d2f-outbox-XXXXXX";
+
+static int setup(void **state)
+{
+    (void)state;
+    return mkdtemp(dir) ? 0 : -1;
+}
+
+static int teardown(void **state)
+{
+    char cmd[128];
+
+    (void)state;
+    snprintf(cmd, sizeof(cmd), "rm -rf '%s'", dir);
+    return system(cmd);
+}
+
+static void path_of(char *out, size_t cap, const char *name)
+{
+    snprintf(out, cap, "%s/%s", dir, name);
+}
+
+static int64_t count(struct outbox *ob, const char *sql)
+{
+    sqlite3_stmt *st;
+    int64_t n = -1;
+
+    assert_int_equal(sqlite3_prepare_v2(outbox_db(ob), sql, -1, &st, NULL), SQLITE_OK);
+    if (sqlite3_step(st) == SQLITE_ROW)
+        n = sqlite3_column_int64(st, 0);
+    sqlite3_finalize(st);
+    return n;
+}
+
+static void test_network_fs(void **state)
+{
+    (void)state;
+    assert_int_equal(network_fs(0x6969), 1);           /* NFS, as EFS is */
+    assert_int_equal(network_fs((long)0xFF534D42), 1); /* CIFS */
+    assert_int_equal(network_fs(0xEF53), 0);           /* ext4 */
+    assert_int_equal(network_fs(0x58465342), 0);       /* XFS */
+    assert_int_equal(network_fs(0x01021994), 0);       /* tmpfs */
+    assert_int_equal(network_fs(0x794C7630), 0);       /* overlayfs */
+}
+
+static void test_journal_choice(void **state)
+{
+    char p[256];
+
+    (void)state;
+    path_of(p, sizeof(p), "x.db");
+    assert_string_equal(choose_journal(p, CONFIG_JOURNAL_AUTO), "wal"); /* a local disk */
+    assert_string_equal(choose_journal(p, CONFIG_JOURNAL_DELETE), "delete");
+    assert_string_equal(choose_journal("/no/such/dir/x.db", CONFIG_JOURNAL_AUTO), "delete");
+    assert_string_equal(choose_journal(p, CONFIG_JOURNAL_WAL), "wal");
+}
+
+static void test_open_migrate(void **state)
+{
+    char p[256];
+    struct outbox *ob = NULL;
+    struct d2f_err err = {0};
+
+    (void)state;
+    path_of(p, sizeof(p), "m.db");
+    assert_int_equal(outbox_open(&ob, p, CONFIG_JOURNAL_AUTO, OUTBOX_EXISTING, &err), D2F_EIO);
+    assert_non_null(strstr(err.msg, "does not exist"));
+    assert_int_equal(outbox_open(&ob, p, CONFIG_JOURNAL_AUTO, OUTBOX_CREATE, &err), 0);
+    assert_string_equal(outbox_journal(ob), "wal");
+    assert_int_equal(count(ob, "PRAGMA user_version"), (int64_t)sqlfiles_count);
+    assert_int_equal(count(ob, "PRAGMA synchronous"), 2); /* FULL */
+    assert_int_equal(count(ob, "SELECT count(*) FROM sqlite_master WHERE type = 'view' AND "
+                               "name IN ('pending_summary', 'dead', 'lag', 'doc_history')"),
+                     4);
+    /* a schema newer than this build knows is refused */
+    assert_int_equal(sqlite3_exec(outbox_db(ob), "PRAGMA user_version = 99", NULL, NULL, NULL),
+                     SQLITE_OK);
+    outbox_close(ob);
+    assert_int_equal(outbox_open(&ob, p, CONFIG_JOURNAL_AUTO, OUTBOX_EXISTING, &err),
+                     D2F_ESCHEMA);
+    assert_non_null(strstr(err.msg, "schema version 99"));
+    assert_null(ob);
+}
+
+static void test_rollback_journal(void **state)
+{
+    char p[256];
+    struct outbox *ob = NULL;
+    struct d2f_err err = {0};
+
+    (void)state;
+    path_of(p, sizeof(p), "r.db");
+    assert_int_equal(outbox_open(&ob, p, CONFIG_JOURNAL_DELETE, OUTBOX_CREATE, &err), 0);
+    assert_string_equal(outbox_journal(ob), "delete");
+    outbox_close(ob);
+}
+
+static struct outbox_row row(const char *seq, const char *raw)
+{
+    static char key[41];
+    struct outbox_row r = {0};
+
+    snprintf(key, sizeof(key), "%040d", atoi(seq));
+    r.stream_arn = "arn:aws:dynamodb:r:1:table/T/stream/s";
+    r.seq = seq;
+    r.seq_key = key;
+    r.table = "T";
+    r.document = "T/1";
+    r.op = "update";
+    r.arrived_at = 1;
+    r.state = "pending";
+    r.raw = raw;
+    r.raw_len = strlen(raw);
+    return r;
+}
+
+static void test_dedupe_and_rollback(void **state)
+{
+    char p[256];
+    struct outbox *ob = NULL;
+    struct d2f_err err = {0};
+    struct outbox_row r;
+    int inserted;
+
+    (void)state;
+    path_of(p, sizeof(p), "d.db");
+    assert_int_equal(outbox_open(&ob, p, CONFIG_JOURNAL_AUTO, OUTBOX_CREATE, &err), 0);
+    assert_int_equal(outbox_begin(ob, &err), 0);
+    r = row("1", "{\"a\":1}");
+    assert_int_equal(outbox_insert(ob, &r, &inserted, &err), 0);
+    assert_int_equal(inserted, 1);
+    r = row("1", "{\"a\":\"other\"}");
+    assert_int_equal(outbox_insert(ob, &r, &inserted, &err), 0);
+    assert_int_equal(inserted, 0);
+    r = row("2", "{\"a\":2}");
+    r.stream_arn = "arn:aws:dynamodb:r:1:table/T/stream/new-label"; /* a re-enabled stream */
+    r.seq = "1";
+    assert_int_equal(outbox_insert(ob, &r, &inserted, &err), 0);
+    assert_int_equal(inserted, 1);
+    /* records with no valid sequence dedupe on their raw hash */
+    r = row("3", "{\"bad\":true}");
+    r.seq_key = NULL;
+    r.raw_sha256 = "ab";
+    r.state = "dead";
+    assert_int_equal(outbox_insert(ob, &r, &inserted, &err), 0);
+    assert_int_equal(inserted, 1);
+    assert_int_equal(outbox_insert(ob, &r, &inserted, &err), 0);
+    assert_int_equal(inserted, 0);
+    assert_int_equal(outbox_commit(ob, &err), 0);
+    assert_int_equal(count(ob, "SELECT count(*) FROM records"), 3);
+    assert_int_equal(count(ob, "SELECT count(*) FROM records WHERE raw = '{\"a\":1}'"), 1);
+
+    assert_int_equal(outbox_begin(ob, &err), 0);
+    r = row("4", "{\"a\":4}");
+    assert_int_equal(outbox_insert(ob, &r, &inserted, &err), 0);
+    outbox_rollback(ob);
+    assert_int_equal(count(ob, "SELECT count(*) FROM records"), 3);
+    /* a state the schema does not know is refused, not silently dropped */
+    assert_int_equal(outbox_begin(ob, &err), 0);
+    r = row("5", "{}");
+    r.state = "lost";
+    assert_int_equal(outbox_insert(ob, &r, &inserted, &err), D2F_EDB);
+    assert_non_null(strstr(err.msg, "CHECK constraint"));
+    outbox_rollback(ob);
+    outbox_close(ob);
+}
+
+static void test_key_schema(void **state)
+{
+    char p[256];
+    struct outbox *ob = NULL;
+    struct d2f_err err = {0};
+    const char *pk, *sk;
+    int found;
+    struct config cfg = {0};
+    struct config_keys k = {"Orders", "customer", "date"};
+
+    (void)state;
+    path_of(p, sizeof(p), "k.db");
+    assert_int_equal(outbox_open(&ob, p, CONFIG_JOURNAL_AUTO, OUTBOX_CREATE, &err), 0);
+    assert_int_equal(outbox_keys_get(ob, "Orders", &pk, &sk, &found, &err), 0);
+    assert_int_equal(found, 0);
+    /* recorded in a transaction that rolls back: forgotten */
+    assert_int_equal(outbox_begin(ob, &err), 0);
+    assert_int_equal(outbox_keys_put(ob, "Orders", "x", NULL, "test", &pk, &sk, &err), 0);
+    outbox_rollback(ob);
+    assert_int_equal(outbox_keys_get(ob, "Orders", &pk, &sk, &found, &err), 0);
+    assert_int_equal(found, 0);
+
+    assert_int_equal(outbox_begin(ob, &err), 0);
+    assert_int_equal(outbox_keys_put(ob, "Orders", "customer", "date", "test", &pk, &sk, &err),
+                     0);
+    /* the first one recorded wins */
+    assert_int_equal(outbox_keys_put(ob, "Orders", "other", NULL, "test", &pk, &sk, &err), 0);
+    assert_string_equal(pk, "customer");
+    assert_string_equal(sk, "date");
+    assert_int_equal(outbox_commit(ob, &err), 0);
+
+    cfg.keys = &k;
+    cfg.nkeys = 1;
+    assert_int_equal(outbox_check_keys(ob, &cfg, &err), 0);
+    k.sort = NULL;
+    assert_int_equal(outbox_check_keys(ob, &cfg, &err), D2F_ESCHEMA);
+    assert_non_null(strstr(err.msg, "DDB2FS_KEYS: table 'Orders' is set to (customer)"));
+    assert_non_null(strstr(err.msg, "recorded its key schema as (customer, date)"));
+    outbox_close(ob);
+}
+
+int main(void)
+{
+    const struct CMUnitTest tests[] = {
+        cmocka_unit_test(test_network_fs),      cmocka_unit_test(test_journal_choice),
+        cmocka_unit_test(test_open_migrate),    cmocka_unit_test(test_rollback_journal),
+        cmocka_unit_test(test_dedupe_and_rollback), cmocka_unit_test(test_key_schema),
+    };
+    return cmocka_run_group_tests(tests, setup, teardown);
+}
