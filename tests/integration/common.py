@@ -1,0 +1,79 @@
+"""Helpers for the tests that drive the real ddb2fs binary."""
+import json
+import os
+import sqlite3
+import subprocess
+import tempfile
+
+BIN = os.environ.get("DDB2FS_BIN", os.path.join(os.path.dirname(__file__), "../../build/ddb2fs"))
+FIXTURES = os.environ.get("FIXTURES", os.path.join(os.path.dirname(__file__), "../fixtures"))
+
+
+def clean_env(**settings):
+    """An environment with no DDB2FS_* or cloud settings but those given."""
+    env = {k: v for k, v in os.environ.items()
+           if not k.startswith(("DDB2FS_", "GOOGLE_", "AWS_", "FIRESTORE_"))}
+    env.update({k: str(v) for k, v in settings.items()})
+    return env
+
+
+def run(args, env=None, stdin=None, check=False, timeout=300):
+    """Runs ddb2fs with args; returns the CompletedProcess (text mode)."""
+    p = subprocess.run([BIN] + list(args), input=stdin, capture_output=True, text=True,
+                       env=env if env is not None else clean_env(), timeout=timeout)
+    if check and p.returncode != 0:
+        raise AssertionError("ddb2fs %s failed (%d): %s" % (" ".join(args), p.returncode,
+                                                             p.stderr))
+    return p
+
+
+def read_env_file(path):
+    """KEY=VALUE lines of a fixture's .env file."""
+    settings = {}
+    if os.path.exists(path):
+        for line in open(path, encoding="utf-8"):
+            line = line.rstrip("\n")
+            if line and not line.startswith("#"):
+                k, v = line.split("=", 1)
+                settings[k] = v
+    return settings
+
+
+def query(db, sql, *args):
+    """All rows of a query against an outbox file, as tuples."""
+    con = sqlite3.connect(db)
+    try:
+        return con.execute(sql, args).fetchall()
+    finally:
+        con.close()
+
+
+def dump(db):
+    """Every row of every table of an outbox, as comparable text (for 'nothing changed')."""
+    con = sqlite3.connect(db)
+    try:
+        tables = [r[0] for r in con.execute(
+            "SELECT name FROM sqlite_master WHERE type = 'table' ORDER BY name")]
+        return {t: con.execute("SELECT * FROM %s ORDER BY rowid" % t).fetchall() for t in tables}
+    finally:
+        con.close()
+
+
+class TempDir:
+    """A temporary directory removed at the end of a test."""
+
+    def __init__(self):
+        self._dir = tempfile.TemporaryDirectory(prefix="d2f-test-")
+        self.path = self._dir.name
+
+    def file(self, name):
+        return os.path.join(self.path, name)
+
+    def write_json(self, name, obj):
+        path = self.file(name)
+        with open(path, "w", encoding="utf-8") as f:
+            json.dump(obj, f)
+        return path
+
+    def cleanup(self):
+        self._dir.cleanup()
