@@ -72,7 +72,7 @@ class TempDir:
     def write_json(self, name, obj):
         path = self.file(name)
         with open(path, "w", encoding="utf-8") as f:
-            json.dump(obj, f)
+            json.dump(obj, f, separators=(",", ":"))
         return path
 
     def cleanup(self):

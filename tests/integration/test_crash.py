@@ -1,0 +1,84 @@
+"""SIGKILL during the ingest of a 10,000-record event, at 50 random moments: afterwards the
+event is wholly in the outbox or wholly absent, and the database is intact."""
+import json
+import os
+import random
+import signal
+import subprocess
+import time
+import unittest
+
+import events
+from common import BIN, TempDir, clean_env, query
+
+KILLS = int(os.environ.get("DDB2FS_CRASH_KILLS", "50"))
+
+
+class Crash(unittest.TestCase):
+    def run_killed(self, path, env, delay):
+        """Starts an ingest and kills it after delay seconds; True if it was still running."""
+        with open(path, "rb") as f:
+            p = subprocess.Popen([BIN, "ingest", "-"], stdin=f, stdout=subprocess.DEVNULL,
+                                 stderr=subprocess.DEVNULL, env=env)
+            time.sleep(delay)
+            killed = p.poll() is None
+            p.send_signal(signal.SIGKILL)
+            p.wait()
+        return killed
+
+    def check(self, db, expected):
+        self.assertEqual(query(db, "PRAGMA integrity_check"), [("ok",)])
+        n = query(db, "SELECT count(*) FROM records")[0][0] if os.path.exists(db) else 0
+        self.assertIn(n, (0, expected))
+        return n
+
+    def test_all_or_nothing(self):
+        tmp = TempDir()
+        ev = events.event(10000, seed=11)
+        text = events.dumps(ev)
+        self.assertGreater(len(text), 5_000_000)
+        path = tmp.file("event.json")
+        with open(path, "w") as f:
+            f.write(text)
+        env = clean_env(DDB2FS_KEYS=events.KEYS_SETTING)
+
+        # how long one full ingest takes here, to spread the kills over it
+        db = tmp.file("timing.db")
+        start = time.monotonic()
+        with open(path, "rb") as f:
+            subprocess.run([BIN, "ingest", "-"], stdin=f, env=dict(env, DDB2FS_OUTBOX=db),
+                           capture_output=True, check=True)
+        duration = time.monotonic() - start
+        self.assertEqual(query(db, "SELECT count(*) FROM records")[0][0], 10000)
+
+        rng = random.Random(2024)
+        outcomes = {"absent": 0, "whole": 0}
+        for i in range(KILLS):
+            # half the kills with WAL (a local disk), half with the rollback journal (NFS)
+            journal = "wal" if i % 2 == 0 else "delete"
+            db = tmp.file("kill-%d.db" % i)
+            kill_env = dict(env, DDB2FS_OUTBOX=db, DDB2FS_JOURNAL=journal)
+            self.run_killed(path, kill_env, rng.uniform(0, duration * 1.1))
+            if not os.path.exists(db):
+                outcomes["absent"] += 1
+                continue
+            n = self.check(db, 10000)
+            outcomes["absent" if n == 0 else "whole"] += 1
+            # the same event again completes it, exactly once
+            with open(path, "rb") as f:
+                p = subprocess.run([BIN, "ingest", "-"], stdin=f, env=kill_env,
+                                   capture_output=True)
+            self.assertEqual(p.returncode, 0, p.stderr)
+            self.assertEqual(json.loads(p.stdout), {"batchItemFailures": []})
+            self.check(db, 10000)
+            self.assertEqual(query(db, "SELECT count(*) FROM records")[0][0], 10000)
+            self.assertEqual(query(db, "SELECT count(DISTINCT seq_key) FROM records")[0][0],
+                             10000)
+            os.remove(db)
+        print("kills: %d, event absent after: %d, whole: %d, ingest takes %.2f s"
+              % (KILLS, outcomes["absent"], outcomes["whole"], duration))
+        tmp.cleanup()
+
+
+if __name__ == "__main__":
+    unittest.main()
