@@ -127,7 +127,7 @@ void status_print(const cJSON *s, FILE *out)
                 num(s, "lag_s"));
     if (lease)
         fprintf(out, "lease      %s, %s %s\n", str(lease, "owner", "?"),
-                num(lease, "live") ? "held until" : "expired at", str(lease, "expires", "?"));
+                num(lease, "live") != 0 ? "held until" : "expired at", str(lease, "expires", "?"));
     else
         fprintf(out, "lease      none (no drain running)\n");
     fprintf(out, "tables\n");

@@ -53,17 +53,25 @@ static void test_lambda_default_outbox(void **state)
 
 static void test_everything_set(void **state)
 {
-    static const char *const env[] = {
-        "DDB2FS_OUTBOX", "/tmp/x.db",
-        "GOOGLE_CLOUD_PROJECT", "my-project",
-        "DDB2FS_DATABASE", "replica-1",
-        "DDB2FS_KEYS", " Orders = customer , orderDate ; Users=userId;",
-        "DDB2FS_COLLECTIONS", "Orders=shop/acme/orders;Users=people",
-        "DDB2FS_KEY_SEPARATOR", "::",
-        "DDB2FS_NUMBERS", "string",
-        "DDB2FS_TTL_DELETES", "ignore",
-        "DDB2FS_JOURNAL", "delete",
-        NULL};
+    static const char *const env[] = {"DDB2FS_OUTBOX",
+                                      "/tmp/x.db",
+                                      "GOOGLE_CLOUD_PROJECT",
+                                      "my-project",
+                                      "DDB2FS_DATABASE",
+                                      "replica-1",
+                                      "DDB2FS_KEYS",
+                                      " Orders = customer , orderDate ; Users=userId;",
+                                      "DDB2FS_COLLECTIONS",
+                                      "Orders=shop/acme/orders;Users=people",
+                                      "DDB2FS_KEY_SEPARATOR",
+                                      "::",
+                                      "DDB2FS_NUMBERS",
+                                      "string",
+                                      "DDB2FS_TTL_DELETES",
+                                      "ignore",
+                                      "DDB2FS_JOURNAL",
+                                      "delete",
+                                      NULL};
     struct config cfg;
     const struct config_keys *k;
 

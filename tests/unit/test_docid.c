@@ -81,10 +81,10 @@ static void test_no_collisions(void **state)
     buf_release(&a);
     buf_release(&b);
     /* the separator inside a key cannot fake a split */
-    assert_int_equal(
-        id_of("{\"p\":{\"S\":\"a#b\"},\"s\":{\"S\":\"c\"}}", "p", "s", "#", &a, &err), 0);
-    assert_int_equal(
-        id_of("{\"p\":{\"S\":\"a\"},\"s\":{\"S\":\"b#c\"}}", "p", "s", "#", &b, &err), 0);
+    assert_int_equal(id_of("{\"p\":{\"S\":\"a#b\"},\"s\":{\"S\":\"c\"}}", "p", "s", "#", &a, &err),
+                     0);
+    assert_int_equal(id_of("{\"p\":{\"S\":\"a\"},\"s\":{\"S\":\"b#c\"}}", "p", "s", "#", &b, &err),
+                     0);
     assert_string_not_equal(a.data, b.data);
     buf_release(&a);
     buf_release(&b);
@@ -206,9 +206,9 @@ static void test_segments_and_collections(void **state)
 int main(void)
 {
     const struct CMUnitTest tests[] = {
-        cmocka_unit_test(test_ids),          cmocka_unit_test(test_no_collisions),
-        cmocka_unit_test(test_reversible),   cmocka_unit_test(test_long_ids_hashed),
-        cmocka_unit_test(test_bad_keys),     cmocka_unit_test(test_segments_and_collections),
+        cmocka_unit_test(test_ids),        cmocka_unit_test(test_no_collisions),
+        cmocka_unit_test(test_reversible), cmocka_unit_test(test_long_ids_hashed),
+        cmocka_unit_test(test_bad_keys),   cmocka_unit_test(test_segments_and_collections),
     };
     if (sodium_init() < 0)
         return 1;

@@ -22,8 +22,7 @@ static const char good_record[] =
 
 /* Reads every record of text; fills msgs with each record's error or "ok". Returns the final
  * code of the reader. */
-static int read_all(const char *text, char msgs[][400], size_t max, size_t *n,
-                    struct d2f_err *err)
+static int read_all(const char *text, char msgs[][400], size_t max, size_t *n, struct d2f_err *err)
 {
     struct event_reader r;
     struct event_record rec;
@@ -133,8 +132,7 @@ static void test_other_members_ignored(void **state)
     size_t n;
 
     (void)state;
-    snprintf(text, sizeof(text), "{\"x\":{\"y\":[1,2]},\"Records\":[%s],\"z\":null}",
-             good_record);
+    snprintf(text, sizeof(text), "{\"x\":{\"y\":[1,2]},\"Records\":[%s],\"z\":null}", good_record);
     assert_int_equal(read_all(text, msgs, 4, &n, NULL), 0);
     assert_int_equal(n, 1);
     assert_string_equal(msgs[0], "ok");
@@ -288,9 +286,9 @@ static void test_seq_key(void **state)
 int main(void)
 {
     const struct CMUnitTest tests[] = {
-        cmocka_unit_test(test_fields),         cmocka_unit_test(test_ttl_identity),
-        cmocka_unit_test(test_event_errors),   cmocka_unit_test(test_other_members_ignored),
-        cmocka_unit_test(test_record_errors),  cmocka_unit_test(test_limits),
+        cmocka_unit_test(test_fields),        cmocka_unit_test(test_ttl_identity),
+        cmocka_unit_test(test_event_errors),  cmocka_unit_test(test_other_members_ignored),
+        cmocka_unit_test(test_record_errors), cmocka_unit_test(test_limits),
         cmocka_unit_test(test_seq_key),
     };
     return cmocka_run_group_tests(tests, NULL, NULL);

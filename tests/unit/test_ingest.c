@@ -147,9 +147,8 @@ static void test_bad_records_kept_dead(void **state)
     char *why;
 
     (void)state;
-    snprintf(event, sizeof(event),
-             "{\"Records\":[%s,%s,{\"eventName\":\"INSERT\"},\"junk\",%s]}", good, twotags,
-             good2);
+    snprintf(event, sizeof(event), "{\"Records\":[%s,%s,{\"eventName\":\"INSERT\"},\"junk\",%s]}",
+             good, twotags, good2);
     open_fixture(&f, keys_env);
     assert_int_equal(ingest_event(f.ing, event, strlen(event), &res, &err), 0);
     assert_int_equal(res.records, 5);

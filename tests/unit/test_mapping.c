@@ -122,9 +122,10 @@ static void test_containers(void **state)
            "{\"arrayValue\":{\"values\":[{\"integerValue\":\"1\"}]}}}}},{\"stringValue\":\"x\"}]}}"
            "}");
     /* so does a set inside a list */
-    expect("{\"l\":{\"L\":[{\"SS\":[\"b\",\"a\"]}]}}", 0,
-           "{\"l\":{\"arrayValue\":{\"values\":[{\"mapValue\":{\"fields\":{\"values\":"
-           "{\"arrayValue\":{\"values\":[{\"stringValue\":\"a\"},{\"stringValue\":\"b\"}]}}}}}]}}}");
+    expect(
+        "{\"l\":{\"L\":[{\"SS\":[\"b\",\"a\"]}]}}", 0,
+        "{\"l\":{\"arrayValue\":{\"values\":[{\"mapValue\":{\"fields\":{\"values\":"
+        "{\"arrayValue\":{\"values\":[{\"stringValue\":\"a\"},{\"stringValue\":\"b\"}]}}}}}]}}}");
 }
 
 static void test_sets_sorted(void **state)
@@ -283,11 +284,16 @@ static void test_field_count(void **state)
 int main(void)
 {
     const struct CMUnitTest tests[] = {
-        cmocka_unit_test(test_scalars),     cmocka_unit_test(test_numbers),
-        cmocka_unit_test(test_rounding_counted), cmocka_unit_test(test_containers),
-        cmocka_unit_test(test_sets_sorted), cmocka_unit_test(test_depth),
-        cmocka_unit_test(test_field_names), cmocka_unit_test(test_malformed),
-        cmocka_unit_test(test_sizes),       cmocka_unit_test(test_field_count),
+        cmocka_unit_test(test_scalars),
+        cmocka_unit_test(test_numbers),
+        cmocka_unit_test(test_rounding_counted),
+        cmocka_unit_test(test_containers),
+        cmocka_unit_test(test_sets_sorted),
+        cmocka_unit_test(test_depth),
+        cmocka_unit_test(test_field_names),
+        cmocka_unit_test(test_malformed),
+        cmocka_unit_test(test_sizes),
+        cmocka_unit_test(test_field_count),
     };
     if (sodium_init() < 0)
         return 1;

@@ -90,8 +90,7 @@ static void test_open_migrate(void **state)
     assert_int_equal(sqlite3_exec(outbox_db(ob), "PRAGMA user_version = 99", NULL, NULL, NULL),
                      SQLITE_OK);
     outbox_close(ob);
-    assert_int_equal(outbox_open(&ob, p, CONFIG_JOURNAL_AUTO, OUTBOX_EXISTING, &err),
-                     D2F_ESCHEMA);
+    assert_int_equal(outbox_open(&ob, p, CONFIG_JOURNAL_AUTO, OUTBOX_EXISTING, &err), D2F_ESCHEMA);
     assert_non_null(strstr(err.msg, "schema version 99"));
     assert_null(ob);
 }
@@ -202,8 +201,7 @@ static void test_key_schema(void **state)
     assert_int_equal(found, 0);
 
     assert_int_equal(outbox_begin(ob, &err), 0);
-    assert_int_equal(outbox_keys_put(ob, "Orders", "customer", "date", "test", &pk, &sk, &err),
-                     0);
+    assert_int_equal(outbox_keys_put(ob, "Orders", "customer", "date", "test", &pk, &sk, &err), 0);
     /* the first one recorded wins */
     assert_int_equal(outbox_keys_put(ob, "Orders", "other", NULL, "test", &pk, &sk, &err), 0);
     assert_string_equal(pk, "customer");
@@ -223,8 +221,8 @@ static void test_key_schema(void **state)
 int main(void)
 {
     const struct CMUnitTest tests[] = {
-        cmocka_unit_test(test_network_fs),      cmocka_unit_test(test_journal_choice),
-        cmocka_unit_test(test_open_migrate),    cmocka_unit_test(test_rollback_journal),
+        cmocka_unit_test(test_network_fs),          cmocka_unit_test(test_journal_choice),
+        cmocka_unit_test(test_open_migrate),        cmocka_unit_test(test_rollback_journal),
         cmocka_unit_test(test_dedupe_and_rollback), cmocka_unit_test(test_key_schema),
     };
     return cmocka_run_group_tests(tests, setup, teardown);

@@ -1,0 +1,48 @@
+"""The commands under valgrind: no invalid access, no leak."""
+import json
+import os
+import shutil
+import subprocess
+import unittest
+
+import events
+from common import BIN, FIXTURES, TempDir, clean_env
+
+VALGRIND = ["valgrind", "--quiet", "--error-exitcode=99", "--leak-check=full",
+            "--show-leak-kinds=definite,indirect,possible",
+            "--errors-for-leak-kinds=definite,indirect,possible"]
+
+
+@unittest.skipIf(shutil.which("valgrind") is None, "valgrind is not installed")
+class Valgrind(unittest.TestCase):
+    def grind(self, args, env, stdin=None):
+        p = subprocess.run(VALGRIND + [BIN] + args, input=stdin, env=env, capture_output=True,
+                           text=True, timeout=600)
+        self.assertNotEqual(p.returncode, 99, p.stderr)
+        self.assertNotIn("==", "\n".join(l for l in p.stderr.splitlines()
+                                         if not l.startswith("{")))
+        return p
+
+    def test_commands(self):
+        tmp = TempDir()
+        env = clean_env(DDB2FS_OUTBOX=tmp.file("o.db"), DDB2FS_KEYS=events.KEYS_SETTING)
+        ev = events.event(400, seed=3)
+        ev["Records"][7]["eventName"] = "BAD"
+        ev["Records"][9]["dynamodb"]["NewImage"]["x"] = {"S": "a", "N": "1"}
+        text = events.dumps(ev)
+        self.assertEqual(self.grind(["ingest", "-"], env, text).returncode, 0)
+        self.assertEqual(self.grind(["ingest", "-"], env, text).returncode, 0)
+        self.assertEqual(self.grind(["ingest", "-"], env, text[:-100]).returncode, 1)
+        self.assertEqual(self.grind(["status"], env).returncode, 0)
+        self.assertEqual(self.grind(["status", "--json"], env).returncode, 0)
+        for name in sorted(os.listdir(os.path.join(FIXTURES, "golden"))):
+            if name.endswith(".json"):
+                p = self.grind(["convert", os.path.join(FIXTURES, "golden", name)], env)
+                self.assertEqual(p.returncode, 0)
+        self.assertEqual(self.grind(["ingest", "-"], dict(env, DDB2FS_NUMBERS="x"), text)
+                         .returncode, 2)
+        tmp.cleanup()
+
+
+if __name__ == "__main__":
+    unittest.main()

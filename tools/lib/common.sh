@@ -1,0 +1,44 @@
+# Shared by tools/demo and tools/test: installing what is missing, building.
+# shellcheck shell=bash
+
+# Debian packages the build needs, and those the tests add.
+BUILD_PACKAGES=(gcc make cmake pkg-config libcjson-dev libsqlite3-dev libsodium-dev sqlite3
+                python3)
+TEST_PACKAGES=(libcmocka-dev clang clang-format libclang-rt-dev valgrind)
+
+say() {
+    printf '\033[1m==> %s\033[0m\n' "$*"
+}
+
+# Installs the packages that are not installed yet.
+ensure_packages() {
+    local missing=() p
+    for p in "$@"; do
+        dpkg-query -W -f='${Status}' "$p" 2>/dev/null | grep -q "install ok installed" ||
+            missing+=("$p")
+    done
+    [ ${#missing[@]} -eq 0 ] && return 0
+    say "installing ${missing[*]}"
+    if [ "$(id -u)" -ne 0 ]; then
+        echo "missing Debian packages: ${missing[*]} (run as root, or apt-get install them)" >&2
+        return 1
+    fi
+    export DEBIAN_FRONTEND=noninteractive
+    apt-get update -qq
+    apt-get install -y -qq --no-install-recommends "${missing[@]}" >/dev/null
+}
+
+# build DIR [cmake options...]: configures and builds into DIR; shows the output on failure.
+build() {
+    local dir=$1 log
+    shift
+    log=$(mktemp)
+    if cmake -S "$ROOT" -B "$dir" -DCMAKE_BUILD_TYPE=RelWithDebInfo "$@" >"$log" 2>&1 &&
+        cmake --build "$dir" -j "$(nproc)" >>"$log" 2>&1; then
+        rm -f "$log"
+        return 0
+    fi
+    cat "$log" >&2
+    rm -f "$log"
+    return 1
+}
