@@ -1,6 +1,7 @@
 /* status.c: the state of the outbox in one screen. */
 #include "status.h"
 
+#include <stdio.h>
 #include <string.h>
 #include <sys/stat.h>
 
@@ -113,6 +114,20 @@ static const char *str(const cJSON *o, const char *name, const char *none)
     return cJSON_IsString(v) ? v->valuestring : none;
 }
 
+/* A duration for people: "42 s", "7 min", "5 h", "962 d". */
+static const char *human(double seconds, char *buf, size_t cap)
+{
+    if (seconds < 120)
+        snprintf(buf, cap, "%.0f s", seconds);
+    else if (seconds < 7200)
+        snprintf(buf, cap, "%.0f min", seconds / 60);
+    else if (seconds < 172800)
+        snprintf(buf, cap, "%.0f h", seconds / 3600);
+    else
+        snprintf(buf, cap, "%.0f d", seconds / 86400);
+    return buf;
+}
+
 void status_print(const cJSON *s, FILE *out)
 {
     const cJSON *t, *lease = cJSON_GetArrayItem(cJSON_GetObjectItemCaseSensitive(s, "lease"), 0);
@@ -121,10 +136,15 @@ void status_print(const cJSON *s, FILE *out)
             num(s, "schema_version"), str(s, "journal", "?"), num(s, "bytes"));
     fprintf(out, "records    %.0f pending, %.0f dead, %.0f committed\n", num(s, "pending"),
             num(s, "dead"), num(s, "committed"));
-    if (num(s, "pending") > 0)
-        fprintf(out, "oldest     pending since %s (%.0f s ago); replication lag %.0f s\n",
-                str(s, "oldest_pending_arrived", "?"), num(s, "oldest_pending_age_s"),
-                num(s, "lag_s"));
+    if (num(s, "pending") > 0) {
+        char age[32], lag[32];
+        fprintf(out,
+                "oldest     pending since %s (%s ago); its change was made in DynamoDB %s "
+                "ago\n",
+                str(s, "oldest_pending_arrived", "?"),
+                human(num(s, "oldest_pending_age_s"), age, sizeof(age)),
+                human(num(s, "lag_s"), lag, sizeof(lag)));
+    }
     if (lease)
         fprintf(out, "lease      %s, %s %s\n", str(lease, "owner", "?"),
                 num(lease, "live") != 0 ? "held until" : "expired at", str(lease, "expires", "?"));
@@ -134,6 +154,11 @@ void status_print(const cJSON *s, FILE *out)
     cJSON_ArrayForEach(t, cJSON_GetObjectItemCaseSensitive(s, "tables"))
     {
         const char *sk = str(t, "sort_key", NULL);
+        if (!str(t, "table_name", NULL)) {
+            fprintf(out, "  %-24s %.0f dead: records with no readable eventSourceARN\n",
+                    "(no table)", num(t, "dead"));
+            continue;
+        }
         fprintf(out, "  %-24s %.0f pending, %.0f dead, %.0f committed; key (%s%s%s) from %s\n",
                 str(t, "table_name", "(unknown)"), num(t, "pending"), num(t, "dead"),
                 num(t, "committed"), str(t, "partition_key", "unknown"), sk ? ", " : "",
