@@ -95,46 +95,61 @@ static size_t count_entries(const char *s)
     return n;
 }
 
-static int parse_keys(struct config *cfg, char *s, struct d2f_err *err)
+/* Walks a "Table=value;…" list in place, skipping empty entries. Returns 1 with the next
+ * entry's trimmed table and value, 0 at the end, or a D2F_ECONFIG error naming the variable,
+ * the entry and the form it accepts. */
+static int next_entry(char *s, char **save, size_t *index, const char *var, const char *form,
+                      char **table, char **value, struct d2f_err *err)
 {
-    size_t index = 0;
-    char *save = NULL;
+    for (char *e = strtok_r(*save ? NULL : s, ";", save); e; e = strtok_r(NULL, ";", save)) {
+        char *eq = strchr(e, '=');
 
-    cfg->keys = calloc(count_entries(s), sizeof(*cfg->keys));
-    if (!cfg->keys)
-        return d2f_errf(err, D2F_ENOMEM, "out of memory");
-    for (char *e = strtok_r(s, ";", &save); e; e = strtok_r(NULL, ";", &save)) {
-        char *eq = strchr(e, '='), *comma;
-        struct config_keys *k = &cfg->keys[cfg->nkeys];
-
-        index++;
+        ++*index;
         e = trim(e);
         if (!*e)
             continue;
         if (!eq)
-            return d2f_errf(err, D2F_ECONFIG,
-                            "DDB2FS_KEYS: entry %zu has no '=': expected "
-                            "Table=partitionKey[,sortKey];…",
-                            index);
+            return d2f_errf(err, D2F_ECONFIG, "%s: entry %zu has no '=': expected %s", var, *index,
+                            form);
         *eq = '\0';
-        k->table = trim(e);
-        comma = strchr(eq + 1, ',');
+        *table = trim(e);
+        *value = trim(eq + 1);
+        if (!table_name_ok(*table))
+            return d2f_errf(err, D2F_ECONFIG,
+                            "%s: entry %zu: '%.64s' is not a DynamoDB table name "
+                            "(3 to 255 of a-z A-Z 0-9 _ . -)",
+                            var, *index, *table);
+        return 1;
+    }
+    return 0;
+}
+
+static int parse_keys(struct config *cfg, char *s, struct d2f_err *err)
+{
+    const char *form = "Table=partitionKey[,sortKey];…";
+    size_t index = 0;
+    char *save = NULL, *table, *value;
+    int rc;
+
+    cfg->keys = calloc(count_entries(s), sizeof(*cfg->keys));
+    if (!cfg->keys)
+        return d2f_errf(err, D2F_ENOMEM, "out of memory");
+    while ((rc = next_entry(s, &save, &index, "DDB2FS_KEYS", form, &table, &value, err)) == 1) {
+        struct config_keys *k = &cfg->keys[cfg->nkeys];
+        char *comma = strchr(value, ',');
+
+        k->table = table;
         if (comma) {
             *comma = '\0';
             k->sort = trim(comma + 1);
         }
-        k->partition = trim(eq + 1);
-        if (!table_name_ok(k->table))
-            return d2f_errf(err, D2F_ECONFIG,
-                            "DDB2FS_KEYS: entry %zu: '%.64s' is not a DynamoDB table name "
-                            "(3 to 255 of a-z A-Z 0-9 _ . -)",
-                            index, k->table);
+        k->partition = trim(value);
         if (!key_name_ok(k->partition) || (k->sort && !key_name_ok(k->sort)) ||
             (k->sort && strchr(k->sort, ',')))
             return d2f_errf(err, D2F_ECONFIG,
                             "DDB2FS_KEYS: entry %zu (%s): expected one or two key attribute "
-                            "names of 1 to 255 bytes, as Table=partitionKey[,sortKey]",
-                            index, k->table);
+                            "names of 1 to 255 bytes, as %s",
+                            index, k->table, form);
         if (k->sort && strcmp(k->sort, k->partition) == 0)
             return d2f_errf(err, D2F_ECONFIG,
                             "DDB2FS_KEYS: entry %zu (%s): the partition and sort key are the same",
@@ -143,38 +158,25 @@ static int parse_keys(struct config *cfg, char *s, struct d2f_err *err)
             return d2f_errf(err, D2F_ECONFIG, "DDB2FS_KEYS: table '%s' is named twice", k->table);
         cfg->nkeys++;
     }
-    return 0;
+    return rc;
 }
 
 static int parse_collections(struct config *cfg, char *s, struct d2f_err *err)
 {
     size_t index = 0;
-    char *save = NULL;
+    char *save = NULL, *table, *value;
     const char *why;
+    int rc;
 
     cfg->collections = calloc(count_entries(s), sizeof(*cfg->collections));
     if (!cfg->collections)
         return d2f_errf(err, D2F_ENOMEM, "out of memory");
-    for (char *e = strtok_r(s, ";", &save); e; e = strtok_r(NULL, ";", &save)) {
-        char *eq = strchr(e, '=');
+    while ((rc = next_entry(s, &save, &index, "DDB2FS_COLLECTIONS", "Table=collection;…", &table,
+                            &value, err)) == 1) {
         struct config_collection *c = &cfg->collections[cfg->ncollections];
 
-        index++;
-        e = trim(e);
-        if (!*e)
-            continue;
-        if (!eq)
-            return d2f_errf(err, D2F_ECONFIG,
-                            "DDB2FS_COLLECTIONS: entry %zu has no '=': expected "
-                            "Table=collection;…",
-                            index);
-        *eq = '\0';
-        c->table = trim(e);
-        c->collection = trim(eq + 1);
-        if (!table_name_ok(c->table))
-            return d2f_errf(err, D2F_ECONFIG,
-                            "DDB2FS_COLLECTIONS: entry %zu: '%.64s' is not a DynamoDB table name",
-                            index, c->table);
+        c->table = table;
+        c->collection = value;
         if (!collection_ok(c->collection, &why))
             return d2f_errf(err, D2F_ECONFIG,
                             "DDB2FS_COLLECTIONS: entry %zu (%s): the collection '%.64s' %s", index,
@@ -184,7 +186,7 @@ static int parse_collections(struct config *cfg, char *s, struct d2f_err *err)
                             c->table);
         cfg->ncollections++;
     }
-    return 0;
+    return rc;
 }
 
 /* Matches value against a list of words; returns its index or -1. */

@@ -239,9 +239,11 @@ static const char *json_type(const cJSON *v)
     return "an object";
 }
 
-/* The member name of obj as a string; NULL when absent (an error when required). */
-static const char *get_string(struct event_record *rec, const cJSON *obj, const char *prefix,
-                              const char *name, int required)
+/* The member name of obj when it has the type is() checks; NULL when absent (an error when
+ * required) or of another type (an error naming what it is). */
+static const cJSON *get_typed(struct event_record *rec, const cJSON *obj, const char *prefix,
+                              const char *name, int required, cJSON_bool (*is)(const cJSON *),
+                              const char *want)
 {
     const cJSON *v = cJSON_GetObjectItemCaseSensitive(obj, name);
 
@@ -250,41 +252,32 @@ static const char *get_string(struct event_record *rec, const cJSON *obj, const 
             fail(rec, "'%s%s' is missing", prefix, name);
         return NULL;
     }
-    if (!cJSON_IsString(v)) {
-        fail(rec, "'%s%s' is %s, not a string", prefix, name, json_type(v));
-        return NULL;
-    }
-    return v->valuestring;
-}
-
-static const cJSON *get_object(struct event_record *rec, const cJSON *obj, const char *prefix,
-                               const char *name, int required)
-{
-    const cJSON *v = cJSON_GetObjectItemCaseSensitive(obj, name);
-
-    if (!v) {
-        if (required)
-            fail(rec, "'%s%s' is missing", prefix, name);
-        return NULL;
-    }
-    if (!cJSON_IsObject(v)) {
-        fail(rec, "'%s%s' is %s, not an object", prefix, name, json_type(v));
+    if (!is(v)) {
+        fail(rec, "'%s%s' is %s, not %s", prefix, name, json_type(v), want);
         return NULL;
     }
     return v;
 }
 
+static const char *get_string(struct event_record *rec, const cJSON *obj, const char *prefix,
+                              const char *name, int required)
+{
+    const cJSON *v = get_typed(rec, obj, prefix, name, required, cJSON_IsString, "a string");
+
+    return v ? v->valuestring : NULL;
+}
+
+static const cJSON *get_object(struct event_record *rec, const cJSON *obj, const char *prefix,
+                               const char *name, int required)
+{
+    return get_typed(rec, obj, prefix, name, required, cJSON_IsObject, "an object");
+}
+
 static double get_number(struct event_record *rec, const cJSON *obj, const char *name)
 {
-    const cJSON *v = cJSON_GetObjectItemCaseSensitive(obj, name);
+    const cJSON *v = get_typed(rec, obj, "dynamodb.", name, 0, cJSON_IsNumber, "a number");
 
-    if (!v)
-        return 0;
-    if (!cJSON_IsNumber(v)) {
-        fail(rec, "'dynamodb.%s' is %s, not a number", name, json_type(v));
-        return 0;
-    }
-    return v->valuedouble;
+    return v ? v->valuedouble : 0;
 }
 
 /* arn:PARTITION:dynamodb:REGION:ACCOUNT:table/NAME/stream/LABEL → NAME */
