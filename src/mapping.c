@@ -264,8 +264,8 @@ static int set_value(struct walk *w, const cJSON *set, char tag, cJSON **out, si
         if (rc)
             goto out;
     }
-    if (!out)
-        ; /* checking only: the order does not matter */
+    if (!out || n == 0)
+        ; /* checking only, or nothing: the order does not matter */
     else if (tag == 'S')
         qsort(sorted, n, sizeof(cJSON *), cmp_strings);
     else if (tag == 'N')

@@ -137,6 +137,9 @@ static void test_sets_sorted(void **state)
     expect("{\"s\":{\"NS\":[\"10\",\"-1\",\"2.5\",\"1E+1\",\"3\"]}}", 0,
            "{\"s\":{\"arrayValue\":{\"values\":[{\"integerValue\":\"-1\"},{\"doubleValue\":2.5},"
            "{\"integerValue\":\"3\"},{\"integerValue\":\"10\"},{\"integerValue\":\"10\"}]}}}");
+    expect("{\"s\":{\"NS\":[]}}", 0, "{\"s\":{\"arrayValue\":{\"values\":[]}}}");
+    expect("{\"s\":{\"SS\":[]}}", 0, "{\"s\":{\"arrayValue\":{\"values\":[]}}}");
+    expect("{\"s\":{\"BS\":[]}}", 0, "{\"s\":{\"arrayValue\":{\"values\":[]}}}");
     expect("{\"s\":{\"NS\":[\"10\",\"9\"]}}", 1,
            "{\"s\":{\"arrayValue\":{\"values\":[{\"stringValue\":\"9\"},{\"stringValue\":\"10\"}"
            "]}}}");
