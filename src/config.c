@@ -1,6 +1,7 @@
 /* config.c: settings from the environment, validated. */
 #include "config.h"
 
+#include <errno.h>
 #include <stdlib.h>
 #include <string.h>
 
@@ -8,6 +9,7 @@
 
 #define DEFAULT_OUTBOX_LAMBDA "/mnt/outbox/ddb2fs.db"
 #define DEFAULT_OUTBOX_LOCAL "./ddb2fs.db"
+#define DEFAULT_ENDPOINT "https://firestore.googleapis.com"
 
 /* Storage for every string we keep: the variables' values, cut in place. */
 struct arena {
@@ -228,14 +230,50 @@ static int database_ok(const char *d)
     return 1;
 }
 
+/* A whole number in [min, max] from variable name, or dflt when unset. */
+static int parse_long(const char *(*get)(const char *), const char *name, long min, long max,
+                      long dflt, long *out, struct d2f_err *err)
+{
+    const char *v = get(name);
+    char *end;
+    long n;
+
+    *out = dflt;
+    if (!v || !*v)
+        return 0;
+    errno = 0;
+    n = strtol(v, &end, 10);
+    if (errno || *end || end == v || n < min || n > max)
+        return d2f_errf(err, D2F_ECONFIG,
+                        "%s: '%.32s' is not accepted; use a whole number from "
+                        "%ld to %ld",
+                        name, v, min, max);
+    *out = n;
+    return 0;
+}
+
+static int url_ok(const char *u)
+{
+    return (strncmp(u, "https://", 8) == 0 && u[8]) || (strncmp(u, "http://", 7) == 0 && u[7]);
+}
+
 static int load(struct config *cfg, const char *(*get)(const char *), struct d2f_err *err)
 {
     static const char *const numbers[] = {"auto", "string", NULL};
     static const char *const ttl[] = {"delete", "ignore", NULL};
     static const char *const journal[] = {"auto", "wal", "delete", NULL};
-    const char *names[] = {"DDB2FS_OUTBOX",         "GOOGLE_CLOUD_PROJECT", "DDB2FS_DATABASE",
-                           "DDB2FS_KEYS",           "DDB2FS_COLLECTIONS",   "DDB2FS_KEY_SEPARATOR",
-                           "AWS_LAMBDA_RUNTIME_API"};
+    static const char *const tokens[] = {"oauth", "self-signed", NULL};
+    static const char *const onoff[] = {"off", "on", NULL};
+    const char *names[] = {"DDB2FS_OUTBOX",
+                           "GOOGLE_CLOUD_PROJECT",
+                           "DDB2FS_DATABASE",
+                           "DDB2FS_KEYS",
+                           "DDB2FS_COLLECTIONS",
+                           "DDB2FS_KEY_SEPARATOR",
+                           "AWS_LAMBDA_RUNTIME_API",
+                           "FIRESTORE_EMULATOR_HOST",
+                           "DDB2FS_FIRESTORE_ENDPOINT",
+                           "GOOGLE_APPLICATION_CREDENTIALS"};
     const char *v[sizeof(names) / sizeof(names[0])];
     struct arena a = {0};
     int choice, rc;
@@ -246,7 +284,8 @@ static int load(struct config *cfg, const char *(*get)(const char *), struct d2f
             v[i] = NULL;
         a.cap += v[i] ? strlen(v[i]) + 1 : 0;
     }
-    a.cap += sizeof(DEFAULT_OUTBOX_LAMBDA) + sizeof("(default)") + sizeof("#");
+    a.cap += sizeof(DEFAULT_OUTBOX_LAMBDA) + sizeof("(default)") + sizeof("#") +
+             sizeof(DEFAULT_ENDPOINT);
     a.data = cfg->storage = malloc(a.cap);
     if (!a.data)
         return d2f_errf(err, D2F_ENOMEM, "out of memory");
@@ -255,6 +294,16 @@ static int load(struct config *cfg, const char *(*get)(const char *), struct d2f
     cfg->project = v[1] ? keep(&a, v[1]) : NULL;
     cfg->database = keep(&a, v[2] ? v[2] : "(default)");
     cfg->separator = keep(&a, v[5] ? v[5] : "#");
+    cfg->emulator = v[7] ? keep(&a, v[7]) : NULL;
+    cfg->endpoint = keep(&a, v[8] ? v[8] : DEFAULT_ENDPOINT);
+    cfg->credentials = v[9] ? keep(&a, v[9]) : NULL;
+    if (cfg->emulator && (!strchr(cfg->emulator, ':') || strpbrk(cfg->emulator, "/ ")))
+        return d2f_errf(err, D2F_ECONFIG, "FIRESTORE_EMULATOR_HOST: '%.64s' is not host:port",
+                        cfg->emulator);
+    if (!url_ok(cfg->endpoint))
+        return d2f_errf(err, D2F_ECONFIG,
+                        "DDB2FS_FIRESTORE_ENDPOINT: '%.64s' is not an http:// or https:// URL",
+                        cfg->endpoint);
     if (cfg->project && (strpbrk(cfg->project, "/ \t") || strlen(cfg->project) > 128))
         return d2f_errf(err, D2F_ECONFIG, "GOOGLE_CLOUD_PROJECT: '%.64s' is not a project id",
                         cfg->project);
@@ -288,6 +337,20 @@ static int load(struct config *cfg, const char *(*get)(const char *), struct d2f
     if ((rc = parse_choice(get, "DDB2FS_JOURNAL", journal, "auto, wal or delete", &choice, err)))
         return rc;
     cfg->journal = (enum config_journal)choice;
+    choice = CONFIG_TOKEN_OAUTH;
+    if ((rc = parse_choice(get, "DDB2FS_TOKEN", tokens, "oauth or self-signed", &choice, err)))
+        return rc;
+    cfg->token = (enum config_token)choice;
+    choice = 1;
+    if ((rc = parse_choice(get, "DDB2FS_RAMP", onoff, "on or off", &choice, err)))
+        return rc;
+    cfg->ramp = choice;
+    if ((rc = parse_long(get, "DDB2FS_COMMIT_WRITES", 1, 10000, 500, &cfg->commit_writes, err)) ||
+        (rc = parse_long(get, "DDB2FS_COMMIT_BYTES", 64 * 1024, 9 * 1024 * 1024, 4 * 1024 * 1024,
+                         &cfg->commit_bytes, err)) ||
+        (rc = parse_long(get, "DDB2FS_CONCURRENCY", 1, 64, 8, &cfg->concurrency, err)) ||
+        (rc = parse_long(get, "DDB2FS_DRAIN_SECONDS", 1, 86400, 300, &cfg->drain_seconds, err)))
+        return rc;
     return 0;
 }
 

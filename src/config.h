@@ -13,6 +13,7 @@
 enum config_numbers { CONFIG_NUMBERS_AUTO, CONFIG_NUMBERS_STRING };
 enum config_ttl { CONFIG_TTL_DELETE, CONFIG_TTL_IGNORE };
 enum config_journal { CONFIG_JOURNAL_AUTO, CONFIG_JOURNAL_WAL, CONFIG_JOURNAL_DELETE };
+enum config_token { CONFIG_TOKEN_OAUTH, CONFIG_TOKEN_SELF_SIGNED };
 
 /* One table's key schema. */
 struct config_keys {
@@ -39,7 +40,16 @@ struct config {
     enum config_numbers numbers;           /* DDB2FS_NUMBERS */
     enum config_ttl ttl;                   /* DDB2FS_TTL_DELETES */
     enum config_journal journal;           /* DDB2FS_JOURNAL */
-    char *storage;                         /* owns the strings above */
+    const char *emulator; /* FIRESTORE_EMULATOR_HOST (host:port), NULL when unset */
+    const char *endpoint; /* DDB2FS_FIRESTORE_ENDPOINT, default https://firestore.googleapis.com */
+    const char *credentials; /* GOOGLE_APPLICATION_CREDENTIALS, NULL when unset */
+    enum config_token token; /* DDB2FS_TOKEN: oauth or self-signed */
+    long commit_writes;      /* DDB2FS_COMMIT_WRITES: writes per commit, default 500 */
+    long commit_bytes;       /* DDB2FS_COMMIT_BYTES: request bytes per commit, default 4 MiB */
+    long concurrency;        /* DDB2FS_CONCURRENCY: commits in flight at once, default 8 */
+    int ramp;                /* DDB2FS_RAMP: 1 to follow Firestore's 500/50/5 rule (default) */
+    long drain_seconds;      /* DDB2FS_DRAIN_SECONDS: time budget of 'ddb2fs drain', default 300 */
+    char *storage;           /* owns the strings above */
 };
 
 /* Reads every setting through get (getenv, or a table in tests) into cfg. On error cfg is

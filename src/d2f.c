@@ -38,6 +38,10 @@ const char *d2f_strerror(int code)
         return "limit exceeded";
     case D2F_ESCHEMA:
         return "schema conflict";
+    case D2F_EAUTH:
+        return "authentication refused";
+    case D2F_EREMOTE:
+        return "refused by the remote service";
     }
     return "unknown error";
 }

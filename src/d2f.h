@@ -24,6 +24,8 @@ enum d2f_code {
     D2F_EDB,     /* the outbox database failed */
     D2F_ELIMIT,  /* a size or count limit was exceeded */
     D2F_ESCHEMA, /* the outbox or a key schema contradicts what was recorded */
+    D2F_EAUTH,   /* credentials were refused */
+    D2F_EREMOTE, /* a remote service refused the request for good */
 };
 
 #define D2F_ERR_MSG 512

@@ -80,10 +80,8 @@ out:
     buf_release(&key);
 }
 
-/* The key schema of rec's table: recorded, or set, or inferred from a one-attribute Keys map.
- * *pk stays NULL when it cannot be known yet. */
-static int resolve_keys(struct ingest *ing, const struct event_record *rec, const char **pk,
-                        const char **sk, struct d2f_err *err)
+int ingest_keys(struct outbox *ob, const struct config *cfg, const struct event_record *rec,
+                const char **pk, const char **sk, struct d2f_err *err)
 {
     const struct config_keys *k;
     int found, rc;
@@ -91,12 +89,11 @@ static int resolve_keys(struct ingest *ing, const struct event_record *rec, cons
     *pk = *sk = NULL;
     if (rec->error || !rec->table[0])
         return 0;
-    if ((rc = outbox_keys_get(ing->ob, rec->table, pk, sk, &found, err)) != 0 || found)
+    if ((rc = outbox_keys_get(ob, rec->table, pk, sk, &found, err)) != 0 || found)
         return rc;
-    k = config_keys_for(ing->cfg, rec->table);
+    k = config_keys_for(cfg, rec->table);
     if (k) {
-        rc =
-            outbox_keys_put(ing->ob, rec->table, k->partition, k->sort, "DDB2FS_KEYS", pk, sk, err);
+        rc = outbox_keys_put(ob, rec->table, k->partition, k->sort, "DDB2FS_KEYS", pk, sk, err);
         if (!rc && (strcmp(*pk, k->partition) != 0 || (*sk == NULL) != (k->sort == NULL) ||
                     (*sk && strcmp(*sk, k->sort) != 0)))
             rc = d2f_errf(err, D2F_ESCHEMA,
@@ -106,7 +103,7 @@ static int resolve_keys(struct ingest *ing, const struct event_record *rec, cons
         return rc;
     }
     if (rec->keys && rec->keys->child && !rec->keys->child->next)
-        return outbox_keys_put(ing->ob, rec->table, rec->keys->child->string, NULL,
+        return outbox_keys_put(ob, rec->table, rec->keys->child->string, NULL,
                                "a stream record's Keys (one attribute)", pk, sk, err);
     return 0;
 }
@@ -136,7 +133,7 @@ static int keep_record(struct ingest *ing, const struct event_record *rec, int64
     int inserted = 0, rc;
 
     record_plan_init(&plan);
-    if ((rc = resolve_keys(ing, rec, &pk, &sk, err)) != 0)
+    if ((rc = ingest_keys(ing->ob, ing->cfg, rec, &pk, &sk, err)) != 0)
         goto out;
     if ((rc = record_plan(rec, ing->cfg, pk, sk, NULL, &plan)) != 0) {
         d2f_errf(err, rc, "cannot plan Records[%zu]: %s", rec->index, d2f_strerror(rc));

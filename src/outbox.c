@@ -420,3 +420,262 @@ int outbox_check_keys(struct outbox *ob, const struct config *cfg, struct d2f_er
     }
     return 0;
 }
+
+static char *column_dup(sqlite3_stmt *st, int i, size_t *len)
+{
+    const unsigned char *t = sqlite3_column_text(st, i);
+    size_t n = (size_t)sqlite3_column_bytes(st, i);
+    char *s;
+
+    if (!t)
+        return NULL;
+    s = malloc(n + 1);
+    if (s) {
+        memcpy(s, t, n);
+        s[n] = '\0';
+    }
+    if (len)
+        *len = n;
+    return s;
+}
+
+void outbox_pending_free(struct outbox_pending *rows, size_t n)
+{
+    if (!rows)
+        return;
+    for (size_t i = 0; i < n; i++) {
+        free(rows[i].document);
+        free(rows[i].table);
+        free(rows[i].op);
+        free(rows[i].raw);
+    }
+    free(rows);
+}
+
+int outbox_pending_window(struct outbox *ob, int64_t after_id, size_t limit,
+                          struct outbox_pending **rows, size_t *n, struct d2f_err *err)
+{
+    sqlite3_stmt *st = NULL;
+    struct outbox_pending *out = calloc(limit ? limit : 1, sizeof(*out));
+    size_t count = 0;
+    int rc;
+
+    *rows = NULL;
+    *n = 0;
+    if (!out)
+        return d2f_errf(err, D2F_ENOMEM, "out of memory");
+    if (sqlite3_prepare_v2(ob->db,
+                           "SELECT id, document, table_name, op, raw FROM records "
+                           "WHERE state = 'pending' AND id > ?1 ORDER BY id LIMIT ?2",
+                           -1, &st, NULL) != SQLITE_OK) {
+        free(out);
+        return db_err(ob, err, "read pending records");
+    }
+    sqlite3_bind_int64(st, 1, after_id);
+    sqlite3_bind_int64(st, 2, (sqlite3_int64)limit);
+    while ((rc = sqlite3_step(st)) == SQLITE_ROW) {
+        struct outbox_pending *r = &out[count++];
+        r->id = sqlite3_column_int64(st, 0);
+        r->document = column_dup(st, 1, NULL);
+        r->table = column_dup(st, 2, NULL);
+        r->op = column_dup(st, 3, NULL);
+        r->raw = column_dup(st, 4, &r->raw_len);
+        if (!r->raw || (sqlite3_column_type(st, 1) != SQLITE_NULL && !r->document)) {
+            rc = SQLITE_NOMEM;
+            break;
+        }
+    }
+    sqlite3_finalize(st);
+    if (rc != SQLITE_DONE) {
+        outbox_pending_free(out, count);
+        return rc == SQLITE_NOMEM ? d2f_errf(err, D2F_ENOMEM, "out of memory")
+                                  : db_err(ob, err, "read pending records");
+    }
+    *rows = out;
+    *n = count;
+    return 0;
+}
+
+/* Runs sql (binding ?1 = each id, ?2 = text, ?3 = now) for every id, in one transaction. */
+static int update_rows(struct outbox *ob, const char *sql, const int64_t *ids, size_t n,
+                       const char *text, const char *what, struct d2f_err *err)
+{
+    sqlite3_stmt *st = NULL;
+    int64_t now = outbox_now_ms();
+    int rc;
+
+    if ((rc = outbox_begin(ob, err)) != 0)
+        return rc;
+    if (sqlite3_prepare_v2(ob->db, sql, -1, &st, NULL) != SQLITE_OK) {
+        rc = db_err(ob, err, what);
+        goto out;
+    }
+    for (size_t i = 0; i < n; i++) {
+        sqlite3_bind_int64(st, 1, ids[i]);
+        bind_text(st, 2, text);
+        sqlite3_bind_int64(st, 3, now);
+        if (sqlite3_step(st) != SQLITE_DONE) {
+            rc = db_err(ob, err, what);
+            goto out;
+        }
+        sqlite3_reset(st);
+    }
+    sqlite3_finalize(st);
+    st = NULL;
+    rc = outbox_commit(ob, err);
+out:
+    sqlite3_finalize(st);
+    if (rc)
+        outbox_rollback(ob);
+    return rc;
+}
+
+int outbox_mark(struct outbox *ob, const int64_t *ids, size_t n, const char *state,
+                const char *error, struct d2f_err *err)
+{
+    if (strcmp(state, "committed") == 0)
+        return update_rows(ob,
+                           "UPDATE records SET state = 'committed', committed_at = ?3, "
+                           "attempts = attempts + 1, last_error = ?2 WHERE id = ?1",
+                           ids, n, error, "mark records committed", err);
+    return update_rows(ob,
+                       "UPDATE records SET state = 'dead', attempts = attempts + 1, "
+                       "last_error = ?2 WHERE id = ?1",
+                       ids, n, error, "mark records dead", err);
+}
+
+int outbox_note_failure(struct outbox *ob, const int64_t *ids, size_t n, const char *error,
+                        struct d2f_err *err)
+{
+    return update_rows(ob,
+                       "UPDATE records SET attempts = attempts + 1, last_error = ?2 "
+                       "WHERE id = ?1 AND state = 'pending'",
+                       ids, n, error, "note a failed attempt", err);
+}
+
+int outbox_set_document(struct outbox *ob, int64_t id, const char *document, struct d2f_err *err)
+{
+    return update_rows(ob,
+                       "UPDATE records SET document = ?2, last_error = NULL "
+                       "WHERE id = ?1",
+                       &id, 1, document, "set a record's document", err);
+}
+
+/* The first column of the first row of sql (with ?1 bound to text when not NULL). */
+static int scalar(struct outbox *ob, const char *sql, const char *text, int64_t *value, int *found,
+                  struct d2f_err *err)
+{
+    sqlite3_stmt *st = NULL;
+    int rc;
+
+    if (sqlite3_prepare_v2(ob->db, sql, -1, &st, NULL) != SQLITE_OK)
+        return db_err(ob, err, "read the outbox");
+    if (text)
+        sqlite3_bind_text(st, 1, text, -1, SQLITE_STATIC);
+    rc = sqlite3_step(st);
+    *found = rc == SQLITE_ROW;
+    if (*found)
+        *value = sqlite3_column_int64(st, 0);
+    sqlite3_finalize(st);
+    return rc == SQLITE_ROW || rc == SQLITE_DONE ? 0 : db_err(ob, err, "read the outbox");
+}
+
+int outbox_pending_count(struct outbox *ob, int64_t *n, struct d2f_err *err)
+{
+    int found;
+
+    *n = 0;
+    return scalar(ob, "SELECT count(*) FROM records WHERE state = 'pending'", NULL, n, &found, err);
+}
+
+int outbox_meta_get(struct outbox *ob, const char *key, int64_t *value, int *found,
+                    struct d2f_err *err)
+{
+    return scalar(ob, "SELECT CAST(value AS INTEGER) FROM meta WHERE key = ?1", key, value, found,
+                  err);
+}
+
+int outbox_meta_set(struct outbox *ob, const char *key, int64_t value, struct d2f_err *err)
+{
+    sqlite3_stmt *st = NULL;
+    int rc;
+
+    if (sqlite3_prepare_v2(ob->db,
+                           "INSERT INTO meta (key, value) VALUES (?1, ?2) "
+                           "ON CONFLICT (key) DO UPDATE SET value = excluded.value",
+                           -1, &st, NULL) != SQLITE_OK)
+        return db_err(ob, err, "write a setting");
+    sqlite3_bind_text(st, 1, key, -1, SQLITE_STATIC);
+    sqlite3_bind_int64(st, 2, value);
+    rc = sqlite3_step(st);
+    sqlite3_finalize(st);
+    return rc == SQLITE_DONE ? 0 : db_err(ob, err, "write a setting");
+}
+
+int outbox_lease_take(struct outbox *ob, const char *owner, int64_t until_ms, int *taken,
+                      char *holder, size_t cap, struct d2f_err *err)
+{
+    sqlite3_stmt *st = NULL;
+    int64_t now = outbox_now_ms();
+    int rc;
+
+    *taken = 0;
+    holder[0] = '\0';
+    if ((rc = outbox_begin(ob, err)) != 0)
+        return rc;
+    if (sqlite3_prepare_v2(ob->db, "SELECT owner, expires_at FROM lease WHERE name = 'drain'", -1,
+                           &st, NULL) != SQLITE_OK) {
+        rc = db_err(ob, err, "read the drain lease");
+        goto out;
+    }
+    if (sqlite3_step(st) == SQLITE_ROW && sqlite3_column_int64(st, 1) > now &&
+        strcmp((const char *)sqlite3_column_text(st, 0), owner) != 0) {
+        snprintf(holder, cap, "%s until %lld ms", (const char *)sqlite3_column_text(st, 0),
+                 (long long)sqlite3_column_int64(st, 1));
+        sqlite3_finalize(st);
+        st = NULL;
+        rc = outbox_commit(ob, err);
+        goto out;
+    }
+    sqlite3_finalize(st);
+    if (sqlite3_prepare_v2(ob->db,
+                           "INSERT INTO lease (name, owner, acquired_at, expires_at) "
+                           "VALUES ('drain', ?1, ?2, ?3) ON CONFLICT (name) DO UPDATE SET "
+                           "owner = excluded.owner, acquired_at = excluded.acquired_at, "
+                           "expires_at = excluded.expires_at",
+                           -1, &st, NULL) != SQLITE_OK) {
+        st = NULL;
+        rc = db_err(ob, err, "take the drain lease");
+        goto out;
+    }
+    sqlite3_bind_text(st, 1, owner, -1, SQLITE_STATIC);
+    sqlite3_bind_int64(st, 2, now);
+    sqlite3_bind_int64(st, 3, until_ms);
+    if (sqlite3_step(st) != SQLITE_DONE) {
+        rc = db_err(ob, err, "take the drain lease");
+        goto out;
+    }
+    sqlite3_finalize(st);
+    st = NULL;
+    rc = outbox_commit(ob, err);
+    *taken = rc == 0;
+out:
+    sqlite3_finalize(st);
+    if (rc)
+        outbox_rollback(ob);
+    return rc;
+}
+
+int outbox_lease_release(struct outbox *ob, const char *owner, struct d2f_err *err)
+{
+    sqlite3_stmt *st = NULL;
+    int rc;
+
+    if (sqlite3_prepare_v2(ob->db, "DELETE FROM lease WHERE name = 'drain' AND owner = ?1", -1, &st,
+                           NULL) != SQLITE_OK)
+        return db_err(ob, err, "give back the drain lease");
+    sqlite3_bind_text(st, 1, owner, -1, SQLITE_STATIC);
+    rc = sqlite3_step(st);
+    sqlite3_finalize(st);
+    return rc == SQLITE_DONE ? 0 : db_err(ob, err, "give back the drain lease");
+}

@@ -108,4 +108,53 @@ int outbox_check_keys(struct outbox *ob, const struct config *cfg, struct d2f_er
 /* Milliseconds since the epoch. */
 int64_t outbox_now_ms(void);
 
+/* A pending row, for the drain. */
+struct outbox_pending {
+    int64_t id;     /* arrival order */
+    char *document; /* "collection/id", NULL while the key schema is unknown */
+    char *table;    /* table name, NULL when unknown */
+    char *op;       /* "update" or "delete" */
+    char *raw;      /* the record's JSON */
+    size_t raw_len;
+};
+
+/* Reads up to limit pending rows with id > after_id, in arrival order, into *rows (free with
+ * outbox_pending_free). */
+int outbox_pending_window(struct outbox *ob, int64_t after_id, size_t limit,
+                          struct outbox_pending **rows, size_t *n, struct d2f_err *err) D2F_WUR;
+
+/* Frees rows read by outbox_pending_window; accepts NULL. */
+void outbox_pending_free(struct outbox_pending *rows, size_t n);
+
+/* Marks rows committed (error NULL) or dead (error says why), with attempts + 1, in one
+ * transaction. */
+int outbox_mark(struct outbox *ob, const int64_t *ids, size_t n, const char *state,
+                const char *error, struct d2f_err *err) D2F_WUR;
+
+/* Notes a failed attempt on pending rows: attempts + 1 and last_error, in one transaction. */
+int outbox_note_failure(struct outbox *ob, const int64_t *ids, size_t n, const char *error,
+                        struct d2f_err *err) D2F_WUR;
+
+/* Sets the document of a row whose key schema became known. */
+int outbox_set_document(struct outbox *ob, int64_t id, const char *document,
+                        struct d2f_err *err) D2F_WUR;
+
+/* Pending rows in the outbox. */
+int outbox_pending_count(struct outbox *ob, int64_t *n, struct d2f_err *err) D2F_WUR;
+
+/* Takes the drain lease for owner until until_ms when it is free, expired or already owner's;
+ * *taken says whether it was; when not, holder (cap bytes) names who has it. */
+int outbox_lease_take(struct outbox *ob, const char *owner, int64_t until_ms, int *taken,
+                      char *holder, size_t cap, struct d2f_err *err) D2F_WUR;
+
+/* Gives the lease back if owner holds it. */
+int outbox_lease_release(struct outbox *ob, const char *owner, struct d2f_err *err) D2F_WUR;
+
+/* A named integer kept in the outbox; *found is 0 when it was never set. */
+int outbox_meta_get(struct outbox *ob, const char *key, int64_t *value, int *found,
+                    struct d2f_err *err) D2F_WUR;
+
+/* Sets a named integer. */
+int outbox_meta_set(struct outbox *ob, const char *key, int64_t value, struct d2f_err *err) D2F_WUR;
+
 #endif

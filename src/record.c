@@ -162,3 +162,50 @@ int record_plan(const struct event_record *rec, const struct config *cfg, const 
     cJSON_Delete(fields);
     return 0;
 }
+
+int record_write(const struct event_record *rec, const struct config *cfg, const char *docs_prefix,
+                 const char *document, int is_delete, char **write, size_t *len,
+                 struct d2f_err *err)
+{
+    struct mapping_opts mopts = {.numbers_as_strings = cfg->numbers == CONFIG_NUMBERS_STRING};
+    struct record_plan plan;
+    cJSON *fields = NULL;
+    int rc;
+
+    *write = NULL;
+    if (rec->error)
+        return d2f_errf(err, D2F_EINPUT, "%s", rec->error);
+    record_plan_init(&plan);
+    plan.op = is_delete ? RECORD_DELETE : RECORD_UPDATE;
+    if ((rc = buf_adds(&plan.document, document)) != 0) {
+        d2f_errf(err, rc, "out of memory");
+        goto out;
+    }
+    if (!is_delete) {
+        rc = mapping_item(rec->new_image, &mopts, &fields, &plan.map, err);
+        if (rc)
+            goto out;
+        plan.doc_size = name_size(document) + plan.map.size + 32;
+        if (plan.doc_size > RECORD_MAX_DOC_BYTES) {
+            rc = d2f_errf(err, D2F_ELIMIT,
+                          "the document would be %zu bytes, over Firestore's limit of 1 MiB "
+                          "(1,048,576 bytes) for a document",
+                          plan.doc_size);
+            cJSON_Delete(fields);
+            goto out;
+        }
+    }
+    if ((rc = build_write(&plan, docs_prefix, fields)) != 0) {
+        d2f_errf(err, rc, "out of memory");
+        goto out;
+    }
+    *write = cJSON_PrintUnformatted(plan.write);
+    if (!*write) {
+        rc = d2f_errf(err, D2F_ENOMEM, "out of memory");
+        goto out;
+    }
+    *len = strlen(*write);
+out:
+    record_plan_release(&plan);
+    return rc;
+}

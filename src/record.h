@@ -51,4 +51,14 @@ void record_plan_release(struct record_plan *plan);
 int record_plan(const struct event_record *rec, const struct config *cfg, const char *pk,
                 const char *sk, const char *docs_prefix, struct record_plan *plan) D2F_WUR;
 
+/*
+ * The Write for a kept row, as the drain sends it: op "update" maps rec's NewImage, "delete"
+ * deletes; the name is docs_prefix + "/" + document, the document fixed at ingest. On a record
+ * that cannot be written, returns D2F_EINPUT / D2F_ELIMIT with the reason in err. *write is
+ * the Write's JSON text (free() it).
+ */
+int record_write(const struct event_record *rec, const struct config *cfg, const char *docs_prefix,
+                 const char *document, int is_delete, char **write, size_t *len,
+                 struct d2f_err *err) D2F_WUR;
+
 #endif

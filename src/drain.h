@@ -1,0 +1,68 @@
+/*
+ * drain.h: pending outbox rows become Firestore documents, in order, exactly once in effect.
+ *
+ * DESIGN
+ * One drainer at a time holds the outbox's lease, until its deadline and a margin, so commits
+ * leave in order. It reads pending rows in arrival order, a window at a time. Within a window
+ * only the last row of each document matters (every write is a whole image), so the window
+ * collapses to one write per document, and the rows it supersedes are marked with it. The
+ * writes go out in commits bounded by a write count and a byte size; a window's commits touch
+ * disjoint documents, so several are in flight at once. A commit's success marks its rows
+ * committed in one SQLite transaction.
+ *
+ * Errors are told apart by the google.rpc.Status in the answer, not the HTTP code alone:
+ * RESOURCE_EXHAUSTED, UNAVAILABLE, ABORTED, DEADLINE_EXCEEDED, INTERNAL and no answer at all
+ * are retried with exponential backoff and jitter, never past the deadline; UNAUTHENTICATED
+ * renews the token once; INVALID_ARGUMENT on a commit of several writes is bisected until the
+ * one bad write is found, which becomes dead with the server's message while the rest go
+ * through; anything else (PERMISSION_DENIED, NOT_FOUND, …) stops the drain with rows pending.
+ *
+ * A window whose commits did not all land is the last one of the run: a later window could
+ * otherwise write a document's newer state before an older one is re-sent. A crash at any
+ * point loses nothing: an unmarked commit is sent again with the same whole images, which
+ * leaves Firestore where the outbox says. Firestore's 500/50/5 ramp-up (500 writes/s, +50%
+ * every 5 minutes, counted from the first drain of the outbox) paces the writes unless
+ * switched off.
+ *
+ * Calling sequence
+ *   drain_run(ob, cfg, fs, deadline_ms, &stats, &err);   0: nothing pending is left
+ */
+#ifndef DRAIN_H
+#define DRAIN_H
+
+#include <stddef.h>
+#include <stdint.h>
+
+#include "config.h"
+#include "d2f.h"
+#include "firestore.h"
+#include "outbox.h"
+
+/* Pending rows read at a time. */
+#define DRAIN_WINDOW 10000
+/* Ramp-up: writes per second at first, and the growth every five minutes. */
+#define DRAIN_RAMP_START 500.0
+#define DRAIN_RAMP_STEP_MS (5 * 60 * 1000)
+
+struct drain_stats {
+    size_t rows_committed; /* rows marked committed (written or superseded) */
+    size_t rows_dead;      /* rows marked dead */
+    size_t writes;         /* writes that Firestore accepted */
+    size_t commits;        /* commit requests sent, retries and halves included */
+    size_t retries;        /* commits sent again after a transient error */
+    size_t bisections;     /* commits split to find a refused write */
+    size_t windows;        /* windows read */
+    int64_t pending_left;  /* rows still pending at the end */
+    int64_t elapsed_ms;    /* how long the run took */
+};
+
+/*
+ * Drains ob into fs until nothing is pending or deadline_ms (epoch ms) is near. Returns 0 when
+ * no row is left pending; otherwise a D2F_E* code with err saying why the drain stopped (the
+ * lease is held by another drainer, Firestore refused, time ran out, …). stats is filled
+ * either way.
+ */
+int drain_run(struct outbox *ob, const struct config *cfg, struct firestore *fs,
+              int64_t deadline_ms, struct drain_stats *stats, struct d2f_err *err) D2F_WUR;
+
+#endif

@@ -1,0 +1,229 @@
+/* firestore.c: the Firestore REST v1 client. */
+#include "firestore.h"
+
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+
+#include <cjson/cJSON.h>
+
+struct firestore {
+    struct http *http;
+    struct gauth *auth; /* NULL with the emulator */
+    char *commit_url;
+    char *batch_get_url;
+    char *docs_prefix;
+};
+
+static char *joined(const char *a, const char *b, const char *c)
+{
+    size_t n = strlen(a) + strlen(b) + strlen(c) + 1;
+    char *s = malloc(n);
+
+    if (s)
+        snprintf(s, n, "%s%s%s", a, b, c);
+    return s;
+}
+
+int firestore_new(struct firestore **out, const struct config *cfg, struct http *http,
+                  struct gauth *auth, struct d2f_err *err)
+{
+    struct firestore *fs;
+    const char *project = cfg->project ? cfg->project : auth ? gauth_project(auth) : NULL;
+    char base[2048], db[1024];
+    size_t n;
+
+    *out = NULL;
+    if (!project)
+        return d2f_errf(err, D2F_ECONFIG,
+                        "GOOGLE_CLOUD_PROJECT: not set, and no service-account key to take "
+                        "project_id from");
+    if (!cfg->emulator && !auth)
+        return d2f_errf(
+            err, D2F_ECONFIG,
+            "GOOGLE_APPLICATION_CREDENTIALS: not set; Firestore needs a service-account "
+            "key (or FIRESTORE_EMULATOR_HOST for an emulator)");
+    if (cfg->emulator)
+        snprintf(base, sizeof(base), "http://%s", cfg->emulator);
+    else
+        snprintf(base, sizeof(base), "%s", cfg->endpoint);
+    n = strlen(base);
+    while (n && base[n - 1] == '/')
+        base[--n] = '\0';
+    snprintf(db, sizeof(db), "projects/%s/databases/%s", project, cfg->database);
+    fs = calloc(1, sizeof(*fs));
+    if (!fs)
+        return d2f_errf(err, D2F_ENOMEM, "out of memory");
+    fs->http = http;
+    fs->auth = cfg->emulator ? NULL : auth;
+    strncat(base, "/v1/", sizeof(base) - n - 1);
+    fs->commit_url = joined(base, db, "/documents:commit");
+    fs->batch_get_url = joined(base, db, "/documents:batchGet");
+    fs->docs_prefix = joined(db, "/documents", "");
+    if (!fs->commit_url || !fs->batch_get_url || !fs->docs_prefix) {
+        firestore_free(fs);
+        return d2f_errf(err, D2F_ENOMEM, "out of memory");
+    }
+    *out = fs;
+    return 0;
+}
+
+void firestore_free(struct firestore *fs)
+{
+    if (!fs)
+        return;
+    free(fs->commit_url);
+    free(fs->batch_get_url);
+    free(fs->docs_prefix);
+    free(fs);
+}
+
+const char *firestore_docs_prefix(const struct firestore *fs)
+{
+    return fs->docs_prefix;
+}
+
+void firestore_reauthenticate(struct firestore *fs)
+{
+    if (fs->auth)
+        gauth_invalidate(fs->auth);
+}
+
+void firestore_commit_init(struct firestore_commit *c)
+{
+    memset(c, 0, sizeof(*c));
+    buf_init(&c->body, FIRESTORE_MAX_REQUEST);
+    http_call_init(&c->call, 1024 * 1024);
+}
+
+void firestore_commit_release(struct firestore_commit *c)
+{
+    if (!c)
+        return;
+    buf_release(&c->body);
+    http_call_release(&c->call);
+}
+
+/* The Authorization value: the emulator's "owner", or a service-account token. */
+static int authorization(struct firestore *fs, int64_t deadline_ms, const char **value,
+                         struct d2f_err *err)
+{
+    if (!fs->auth) {
+        *value = "Bearer owner";
+        return 0;
+    }
+    return gauth_token(fs->auth, deadline_ms, value, err);
+}
+
+/* Reads a google.rpc.Status ({"error":{"code","message","status"}}, or a list of them). */
+static void read_status(const struct http_call *call, enum retry_status *status, char *message,
+                        size_t cap)
+{
+    cJSON *body = cJSON_ParseWithLength(buf_str(&call->response), call->response.len);
+    const cJSON *e = cJSON_IsArray(body) ? cJSON_GetArrayItem(body, 0) : body;
+    const cJSON *s, *m;
+
+    e = cJSON_GetObjectItemCaseSensitive(e, "error");
+    s = cJSON_GetObjectItemCaseSensitive(e, "status");
+    m = cJSON_GetObjectItemCaseSensitive(e, "message");
+    *status = cJSON_IsString(s) ? retry_status_from_name(s->valuestring)
+                                : retry_status_from_http(call->status);
+    if (*status == RETRY_OK)
+        *status = RETRY_UNKNOWN;
+    snprintf(message, cap, "HTTP %ld %s: %s", call->status, retry_status_name(*status),
+             cJSON_IsString(m) ? m->valuestring : "(no message)");
+    cJSON_Delete(body);
+}
+
+int firestore_commit_all(struct firestore *fs, struct firestore_commit **c, size_t n,
+                         int64_t deadline_ms, struct d2f_err *err)
+{
+    struct http_call **calls = calloc(n ? n : 1, sizeof(*calls));
+    const char *auth = NULL;
+    int rc;
+
+    if (!calls)
+        return d2f_errf(err, D2F_ENOMEM, "out of memory");
+    if ((rc = authorization(fs, deadline_ms, &auth, err)) != 0)
+        goto out;
+    for (size_t i = 0; i < n; i++) {
+        struct http_call *call = &c[i]->call;
+        call->method = "POST";
+        call->url = fs->commit_url;
+        call->content_type = "application/json";
+        call->authorization = auth;
+        call->body = c[i]->body.data;
+        call->body_len = c[i]->body.len;
+        calls[i] = call;
+    }
+    if ((rc = http_perform(fs->http, calls, n, deadline_ms, err)) != 0)
+        goto out;
+    for (size_t i = 0; i < n; i++) {
+        struct http_call *call = &c[i]->call;
+        if (call->failed) {
+            c[i]->status = RETRY_NETWORK;
+            snprintf(c[i]->message, sizeof(c[i]->message), "no answer: %s", call->error);
+        } else if (call->status == 200) {
+            c[i]->status = RETRY_OK;
+            c[i]->message[0] = '\0';
+        } else {
+            read_status(call, &c[i]->status, c[i]->message, sizeof(c[i]->message));
+        }
+        call->authorization = NULL;
+    }
+out:
+    free(calls);
+    return rc;
+}
+
+int firestore_batch_get(struct firestore *fs, const char *const *names, size_t n,
+                        int64_t deadline_ms, void **out, struct d2f_err *err)
+{
+    struct http_call call, *calls[1] = {&call};
+    cJSON *req = cJSON_CreateObject(), *list, *answer = NULL;
+    char *body = NULL;
+    int rc = D2F_ENOMEM;
+
+    *out = NULL;
+    http_call_init(&call, FIRESTORE_MAX_RESPONSE);
+    list = req ? cJSON_AddArrayToObject(req, "documents") : NULL;
+    for (size_t i = 0; list && i < n; i++)
+        cJSON_AddItemToArray(list, cJSON_CreateString(names[i]));
+    if (!list || !(body = cJSON_PrintUnformatted(req))) {
+        d2f_errf(err, rc, "out of memory");
+        goto out;
+    }
+    call.method = "POST";
+    call.url = fs->batch_get_url;
+    call.content_type = "application/json";
+    call.body = body;
+    call.body_len = strlen(body);
+    if ((rc = authorization(fs, deadline_ms, &call.authorization, err)) != 0 ||
+        (rc = http_perform(fs->http, calls, 1, deadline_ms, err)) != 0)
+        goto out;
+    if (call.failed) {
+        rc = d2f_errf(err, D2F_EIO, "batchGet: no answer from Firestore: %s", call.error);
+        goto out;
+    }
+    if (call.status != 200) {
+        enum retry_status s;
+        char msg[512];
+        read_status(&call, &s, msg, sizeof(msg));
+        rc = d2f_errf(err, D2F_EREMOTE, "batchGet refused: %s", msg);
+        goto out;
+    }
+    answer = cJSON_ParseWithLength(buf_str(&call.response), call.response.len);
+    if (!cJSON_IsArray(answer)) {
+        cJSON_Delete(answer);
+        rc = d2f_errf(err, D2F_EREMOTE, "batchGet: the answer is not a JSON array");
+        goto out;
+    }
+    *out = answer;
+    rc = 0;
+out:
+    call.authorization = NULL;
+    http_call_release(&call);
+    cJSON_free(body);
+    cJSON_Delete(req);
+    return rc;
+}

@@ -1,0 +1,71 @@
+/*
+ * firestore.h: the Firestore REST v1 client: documents:commit and documents:batchGet, errors
+ * read from the google.rpc.Status body, the emulator (FIRESTORE_EMULATOR_HOST: plain HTTP,
+ * no OAuth, as Google's client libraries treat it) and DDB2FS_FIRESTORE_ENDPOINT.
+ */
+#ifndef FIRESTORE_H
+#define FIRESTORE_H
+
+#include <stddef.h>
+#include <stdint.h>
+
+#include "buf.h"
+#include "config.h"
+#include "d2f.h"
+#include "gauth.h"
+#include "http.h"
+#include "retry.h"
+
+/* Firestore refuses requests over 10 MiB; we never send more. */
+#define FIRESTORE_MAX_REQUEST (10 * 1024 * 1024)
+/* The largest answer we read: batchGet of many documents. */
+#define FIRESTORE_MAX_RESPONSE (64 * 1024 * 1024)
+
+struct firestore;
+
+/* One documents:commit request and its outcome. */
+struct firestore_commit {
+    struct buf body;          /* {"writes":[…]}, built by the caller */
+    struct http_call call;    /* private */
+    enum retry_status status; /* RETRY_OK, or what the server or network said */
+    char message[512];        /* the server's message (or the network error) */
+};
+
+/*
+ * A client for cfg's project and database over http. auth may be NULL only with the emulator.
+ * project: GOOGLE_CLOUD_PROJECT, else the key's project_id.
+ */
+int firestore_new(struct firestore **out, const struct config *cfg, struct http *http,
+                  struct gauth *auth, struct d2f_err *err) D2F_WUR;
+
+/* Frees the client; accepts NULL. */
+void firestore_free(struct firestore *fs);
+
+/* "projects/P/databases/D/documents": what document names start with. */
+const char *firestore_docs_prefix(const struct firestore *fs);
+
+/* Sets up a commit; its body is filled by the caller. */
+void firestore_commit_init(struct firestore_commit *c);
+
+/* Frees what a commit holds. */
+void firestore_commit_release(struct firestore_commit *c);
+
+/*
+ * Sends n commits at once and fills each one's status and message. Returns 0 when every call
+ * was made (whatever the answers), D2F_EAUTH / D2F_EIO when no token could be had, or
+ * D2F_ENOMEM.
+ */
+int firestore_commit_all(struct firestore *fs, struct firestore_commit **c, size_t n,
+                         int64_t deadline_ms, struct d2f_err *err) D2F_WUR;
+
+/* Drops the cached token, after an UNAUTHENTICATED answer. */
+void firestore_reauthenticate(struct firestore *fs);
+
+/*
+ * batchGet: the documents named (full names) into *out, a new cJSON array of the server's
+ * answers ({"found":…} / {"missing":…}). The caller frees it.
+ */
+int firestore_batch_get(struct firestore *fs, const char *const *names, size_t n,
+                        int64_t deadline_ms, void **out, struct d2f_err *err) D2F_WUR;
+
+#endif

@@ -1,0 +1,336 @@
+/* gauth.c: Google service-account credentials and bearer tokens. */
+#include "gauth.h"
+
+#include <errno.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+
+#include <cjson/cJSON.h>
+#include <openssl/evp.h>
+#include <openssl/pem.h>
+#include <sodium.h>
+
+/* Caps on what we read: a key file, a token endpoint's answer. */
+#define KEY_FILE_MAX (64 * 1024)
+#define TOKEN_ANSWER_MAX (64 * 1024)
+#define BEARER_MAX 8192
+
+struct gauth {
+    enum gauth_mode mode;
+    EVP_PKEY *key;
+    char *email, *key_id, *token_uri, *project, *audience;
+    struct http *http;
+    char *bearer;       /* "Bearer …", sodium_malloc'd, BEARER_MAX bytes */
+    int64_t expires_ms; /* when the cached token stops being valid; 0 when none */
+    int64_t lifetime_ms;
+    unsigned renewals;
+};
+
+static char *dup_member(const cJSON *key, const char *name, int required, struct d2f_err *err)
+{
+    const cJSON *v = cJSON_GetObjectItemCaseSensitive(key, name);
+    char *s;
+
+    if (!cJSON_IsString(v) || !v->valuestring[0]) {
+        if (required)
+            d2f_errf(err, D2F_ECONFIG,
+                     "the service-account key has no '%s': use a key file from the Google "
+                     "Cloud console (IAM > Service accounts > Keys)",
+                     name);
+        return NULL;
+    }
+    s = strdup(v->valuestring);
+    if (!s)
+        d2f_errf(err, D2F_ENOMEM, "out of memory");
+    return s;
+}
+
+int gauth_from_json(struct gauth **out, const char *json, size_t len, enum gauth_mode mode,
+                    const char *audience, struct http *http, struct d2f_err *err)
+{
+    cJSON *key = cJSON_ParseWithLength(json, len);
+    const cJSON *type, *pem;
+    struct gauth *g = NULL;
+    BIO *bio = NULL;
+    int rc = D2F_ECONFIG;
+
+    *out = NULL;
+    if (!cJSON_IsObject(key)) {
+        d2f_errf(err, D2F_ECONFIG, "the service-account key is not a JSON object");
+        goto out;
+    }
+    type = cJSON_GetObjectItemCaseSensitive(key, "type");
+    if (!cJSON_IsString(type) || strcmp(type->valuestring, "service_account") != 0) {
+        d2f_errf(err, D2F_ECONFIG, "the key's 'type' is not 'service_account'");
+        goto out;
+    }
+    g = calloc(1, sizeof(*g));
+    if (!g) {
+        rc = d2f_errf(err, D2F_ENOMEM, "out of memory");
+        goto out;
+    }
+    g->mode = mode;
+    g->http = http;
+    g->lifetime_ms = (int64_t)GAUTH_LIFETIME_S * 1000;
+    if (!(g->email = dup_member(key, "client_email", 1, err)) ||
+        !(g->key_id = dup_member(key, "private_key_id", 1, err)) ||
+        !(g->token_uri = dup_member(key, "token_uri", 1, err)) ||
+        !(g->project = dup_member(key, "project_id", 1, err)) ||
+        !(g->audience = strdup(audience ? audience : "https://firestore.googleapis.com/"))) {
+        rc = D2F_ECONFIG; /* dup_member said which field */
+        goto out;
+    }
+    pem = cJSON_GetObjectItemCaseSensitive(key, "private_key");
+    if (!cJSON_IsString(pem)) {
+        d2f_errf(err, D2F_ECONFIG, "the service-account key has no 'private_key'");
+        goto out;
+    }
+    bio = BIO_new_mem_buf(pem->valuestring, -1);
+    if (!bio || !(g->key = PEM_read_bio_PrivateKey(bio, NULL, NULL, NULL)) ||
+        EVP_PKEY_get_base_id(g->key) != EVP_PKEY_RSA) {
+        d2f_errf(err, D2F_ECONFIG, "the key's 'private_key' is not a PEM RSA private key");
+        goto out;
+    }
+    g->bearer = sodium_malloc(BEARER_MAX);
+    if (!g->bearer) {
+        rc = d2f_errf(err, D2F_ENOMEM, "out of memory");
+        goto out;
+    }
+    g->bearer[0] = '\0';
+    *out = g;
+    g = NULL;
+    rc = 0;
+out:
+    BIO_free(bio);
+    if (key) {
+        /* the parsed copy of the PEM is wiped before it is freed */
+        pem = cJSON_GetObjectItemCaseSensitive(key, "private_key");
+        if (cJSON_IsString(pem))
+            sodium_memzero(pem->valuestring, strlen(pem->valuestring));
+        cJSON_Delete(key);
+    }
+    gauth_free(g);
+    return rc;
+}
+
+int gauth_from_file(struct gauth **out, const char *path, enum gauth_mode mode,
+                    const char *audience, struct http *http, struct d2f_err *err)
+{
+    FILE *f = fopen(path, "rb");
+    char *text;
+    size_t n;
+    int rc;
+
+    *out = NULL;
+    if (!f)
+        return d2f_errf(err, D2F_ECONFIG, "GOOGLE_APPLICATION_CREDENTIALS: cannot open '%s': %s",
+                        path, strerror(errno));
+    text = sodium_malloc(KEY_FILE_MAX);
+    if (!text) {
+        fclose(f);
+        return d2f_errf(err, D2F_ENOMEM, "out of memory");
+    }
+    n = fread(text, 1, KEY_FILE_MAX, f);
+    fclose(f);
+    if (n == KEY_FILE_MAX) {
+        sodium_free(text);
+        return d2f_errf(err, D2F_ECONFIG,
+                        "GOOGLE_APPLICATION_CREDENTIALS: '%s' is over %d bytes; not a key file",
+                        path, KEY_FILE_MAX);
+    }
+    rc = gauth_from_json(out, text, n, mode, audience, http, err);
+    sodium_memzero(text, n);
+    sodium_free(text);
+    return rc;
+}
+
+void gauth_free(struct gauth *g)
+{
+    if (!g)
+        return;
+    EVP_PKEY_free(g->key);
+    free(g->email);
+    free(g->key_id);
+    free(g->token_uri);
+    free(g->project);
+    free(g->audience);
+    sodium_free(g->bearer); /* wipes */
+    free(g);
+}
+
+const char *gauth_project(const struct gauth *g)
+{
+    return g->project;
+}
+
+const char *gauth_email(const struct gauth *g)
+{
+    return g->email;
+}
+
+unsigned gauth_renewals(const struct gauth *g)
+{
+    return g->renewals;
+}
+
+void gauth_invalidate(struct gauth *g)
+{
+    g->expires_ms = 0;
+    sodium_memzero(g->bearer, BEARER_MAX);
+}
+
+/* Appends the base64url (no padding) of n bytes at p. */
+static int add_b64url(struct buf *out, const void *p, size_t n)
+{
+    size_t len = sodium_base64_encoded_len(n, sodium_base64_VARIANT_URLSAFE_NO_PADDING);
+    char *enc = malloc(len);
+    int rc;
+
+    if (!enc)
+        return D2F_ENOMEM;
+    sodium_bin2base64(enc, len, p, n, sodium_base64_VARIANT_URLSAFE_NO_PADDING);
+    rc = buf_adds(out, enc);
+    free(enc);
+    return rc;
+}
+
+/* Appends header.claims.signature, signed RS256 with the key. */
+static int sign_jwt(struct gauth *g, const char *claims, struct buf *out, struct d2f_err *err)
+{
+    char header[512];
+    EVP_MD_CTX *md = NULL;
+    unsigned char *sig = NULL;
+    size_t siglen = 0, signed_len;
+    int rc = D2F_ENOMEM;
+
+    snprintf(header, sizeof(header), "{\"alg\":\"RS256\",\"typ\":\"JWT\",\"kid\":\"%s\"}",
+             g->key_id);
+    if (add_b64url(out, header, strlen(header)) || buf_addc(out, '.') ||
+        add_b64url(out, claims, strlen(claims)))
+        goto out;
+    signed_len = out->len;
+    md = EVP_MD_CTX_new();
+    if (!md || EVP_DigestSignInit(md, NULL, EVP_sha256(), NULL, g->key) != 1 ||
+        EVP_DigestSign(md, NULL, &siglen, (const unsigned char *)out->data, signed_len) != 1 ||
+        !(sig = malloc(siglen)) ||
+        EVP_DigestSign(md, sig, &siglen, (const unsigned char *)out->data, signed_len) != 1) {
+        rc = d2f_errf(err, D2F_EAUTH, "cannot sign a JWT with the service-account key");
+        goto out;
+    }
+    if (buf_addc(out, '.') || add_b64url(out, sig, siglen))
+        goto out;
+    rc = 0;
+out:
+    if (rc == D2F_ENOMEM)
+        d2f_errf(err, rc, "out of memory while signing a JWT");
+    free(sig);
+    EVP_MD_CTX_free(md);
+    return rc;
+}
+
+static int set_bearer(struct gauth *g, const char *token, size_t n, int64_t lifetime_ms,
+                      struct d2f_err *err)
+{
+    if (n + sizeof("Bearer ") > BEARER_MAX)
+        return d2f_errf(err, D2F_EAUTH, "the access token is over %d bytes", BEARER_MAX);
+    memcpy(g->bearer, "Bearer ", 7);
+    memcpy(g->bearer + 7, token, n);
+    g->bearer[7 + n] = '\0';
+    g->lifetime_ms = lifetime_ms;
+    g->expires_ms = http_now_ms() + lifetime_ms;
+    g->renewals++;
+    return 0;
+}
+
+static int exchange(struct gauth *g, const char *jwt, int64_t deadline_ms, struct d2f_err *err)
+{
+    static const char grant[] = "grant_type=urn%3Aietf%3Aparams%3Aoauth%3Agrant-type%3Ajwt-"
+                                "bearer&assertion=";
+    struct http_call call, *calls[1] = {&call};
+    struct buf body;
+    cJSON *answer = NULL;
+    const cJSON *token, *expires, *e, *desc;
+    int rc;
+
+    buf_init(&body, 64 * 1024);
+    http_call_init(&call, TOKEN_ANSWER_MAX);
+    if ((rc = buf_adds(&body, grant)) != 0 || (rc = buf_adds(&body, jwt)) != 0) {
+        rc = d2f_errf(err, rc, "out of memory");
+        goto out;
+    }
+    call.method = "POST";
+    call.url = g->token_uri;
+    call.content_type = "application/x-www-form-urlencoded";
+    call.body = body.data;
+    call.body_len = body.len;
+    if ((rc = http_perform(g->http, calls, 1, deadline_ms, err)) != 0)
+        goto out;
+    if (call.failed) {
+        rc = d2f_errf(err, D2F_EIO, "cannot get an access token from '%s': %s", g->token_uri,
+                      call.error);
+        goto out;
+    }
+    answer = cJSON_ParseWithLength(buf_str(&call.response), call.response.len);
+    token = cJSON_GetObjectItemCaseSensitive(answer, "access_token");
+    expires = cJSON_GetObjectItemCaseSensitive(answer, "expires_in");
+    if (call.status != 200 || !cJSON_IsString(token)) {
+        e = cJSON_GetObjectItemCaseSensitive(answer, "error");
+        desc = cJSON_GetObjectItemCaseSensitive(answer, "error_description");
+        rc = d2f_errf(err, D2F_EAUTH, "'%s' refused the service-account key: HTTP %ld %s%s%.200s",
+                      g->token_uri, call.status, cJSON_IsString(e) ? e->valuestring : "",
+                      cJSON_IsString(desc) ? ": " : "",
+                      cJSON_IsString(desc) ? desc->valuestring : "");
+        goto out;
+    }
+    rc = set_bearer(g, token->valuestring, strlen(token->valuestring),
+                    cJSON_IsNumber(expires) && expires->valuedouble > 0
+                        ? (int64_t)(expires->valuedouble * 1000)
+                        : (int64_t)GAUTH_LIFETIME_S * 1000,
+                    err);
+    sodium_memzero(token->valuestring, strlen(token->valuestring));
+out:
+    cJSON_Delete(answer);
+    sodium_memzero(call.response.data ? call.response.data : "", call.response.len);
+    http_call_release(&call);
+    buf_release(&body);
+    return rc;
+}
+
+int gauth_token(struct gauth *g, int64_t deadline_ms, const char **bearer, struct d2f_err *err)
+{
+    int64_t now = http_now_ms(), margin;
+    char claims[2048];
+    struct buf jwt;
+    int rc;
+
+    /* renew ahead of expiry: five minutes, or a quarter of a short lifetime */
+    margin = g->lifetime_ms / 4 < 300000 ? g->lifetime_ms / 4 : 300000;
+    if (g->expires_ms && now < g->expires_ms - margin) {
+        *bearer = g->bearer;
+        return 0;
+    }
+    gauth_invalidate(g);
+    if (g->mode == GAUTH_OAUTH)
+        snprintf(claims, sizeof(claims),
+                 "{\"iss\":\"%s\",\"scope\":\"%s\",\"aud\":\"%s\",\"iat\":%lld,\"exp\":%lld}",
+                 g->email, GAUTH_SCOPE, g->token_uri, (long long)(now / 1000),
+                 (long long)(now / 1000 + GAUTH_LIFETIME_S));
+    else
+        snprintf(claims, sizeof(claims),
+                 "{\"iss\":\"%s\",\"sub\":\"%s\",\"aud\":\"%s\",\"iat\":%lld,\"exp\":%lld}",
+                 g->email, g->email, g->audience, (long long)(now / 1000),
+                 (long long)(now / 1000 + GAUTH_LIFETIME_S));
+    buf_init(&jwt, 64 * 1024);
+    rc = sign_jwt(g, claims, &jwt, err);
+    if (!rc)
+        rc = g->mode == GAUTH_OAUTH
+                 ? exchange(g, jwt.data, deadline_ms, err)
+                 : set_bearer(g, jwt.data, jwt.len, (int64_t)GAUTH_LIFETIME_S * 1000, err);
+    if (jwt.data)
+        sodium_memzero(jwt.data, jwt.len);
+    buf_release(&jwt);
+    if (!rc)
+        *bearer = g->bearer;
+    return rc;
+}

@@ -1,0 +1,178 @@
+/* http.c: a thin libcurl layer. */
+#include "http.h"
+
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <time.h>
+
+#include <curl/curl.h>
+
+struct http {
+    CURLM *multi;
+};
+
+int64_t http_now_ms(void)
+{
+    struct timespec ts;
+
+    clock_gettime(CLOCK_REALTIME, &ts);
+    return (int64_t)ts.tv_sec * 1000 + ts.tv_nsec / 1000000;
+}
+
+int http_new(struct http **out, struct d2f_err *err)
+{
+    struct http *h = calloc(1, sizeof(*h));
+
+    *out = NULL;
+    if (!h || !(h->multi = curl_multi_init())) {
+        free(h);
+        return d2f_errf(err, D2F_ENOMEM, "cannot set up libcurl");
+    }
+    curl_multi_setopt(h->multi, CURLMOPT_PIPELINING, (long)CURLPIPE_MULTIPLEX);
+    *out = h;
+    return 0;
+}
+
+void http_free(struct http *h)
+{
+    if (!h)
+        return;
+    curl_multi_cleanup(h->multi);
+    free(h);
+}
+
+void http_call_init(struct http_call *c, size_t max_response)
+{
+    memset(c, 0, sizeof(*c));
+    buf_init(&c->response, max_response);
+}
+
+static void finish_easy(struct http *h, struct http_call *c)
+{
+    if (c->easy) {
+        if (h)
+            curl_multi_remove_handle(h->multi, c->easy);
+        curl_easy_cleanup(c->easy);
+        c->easy = NULL;
+    }
+    curl_slist_free_all(c->headers);
+    c->headers = NULL;
+}
+
+void http_call_release(struct http_call *c)
+{
+    if (!c)
+        return;
+    finish_easy(NULL, c);
+    buf_release(&c->response);
+}
+
+static size_t on_data(char *p, size_t size, size_t n, void *arg)
+{
+    struct http_call *c = arg;
+
+    if (buf_add(&c->response, p, size * n) != 0)
+        return 0; /* over the cap: curl fails the transfer */
+    return size * n;
+}
+
+static int start(struct http *h, struct http_call *c, int64_t deadline_ms)
+{
+    char header[8192];
+    int64_t left = deadline_ms - http_now_ms();
+    CURL *e = curl_easy_init();
+
+    if (!e)
+        return D2F_ENOMEM;
+    c->easy = e;
+    c->status = 0;
+    c->failed = 0;
+    c->error[0] = '\0';
+    buf_reset(&c->response);
+    if (left < 1)
+        left = 1;
+    curl_easy_setopt(e, CURLOPT_URL, c->url);
+    curl_easy_setopt(e, CURLOPT_PRIVATE, c);
+    curl_easy_setopt(e, CURLOPT_WRITEFUNCTION, on_data);
+    curl_easy_setopt(e, CURLOPT_WRITEDATA, c);
+    curl_easy_setopt(e, CURLOPT_TIMEOUT_MS, (long)left);
+    curl_easy_setopt(e, CURLOPT_CONNECTTIMEOUT_MS, (long)(left < 10000 ? left : 10000));
+    curl_easy_setopt(e, CURLOPT_NOSIGNAL, 1L);
+    curl_easy_setopt(e, CURLOPT_HTTP_VERSION, (long)CURL_HTTP_VERSION_2TLS);
+    curl_easy_setopt(e, CURLOPT_ACCEPT_ENCODING, "");
+    curl_easy_setopt(e, CURLOPT_TCP_KEEPALIVE, 1L);
+    if (c->body) {
+        curl_easy_setopt(e, CURLOPT_POSTFIELDS, c->body);
+        curl_easy_setopt(e, CURLOPT_POSTFIELDSIZE_LARGE, (curl_off_t)c->body_len);
+    } else if (strcmp(c->method, "POST") == 0) {
+        curl_easy_setopt(e, CURLOPT_POSTFIELDS, "");
+    }
+    if (strcmp(c->method, "GET") != 0 && strcmp(c->method, "POST") != 0)
+        curl_easy_setopt(e, CURLOPT_CUSTOMREQUEST, c->method);
+    if (c->content_type) {
+        snprintf(header, sizeof(header), "Content-Type: %s", c->content_type);
+        c->headers = curl_slist_append(c->headers, header);
+    }
+    if (c->authorization) {
+        int n = snprintf(header, sizeof(header), "Authorization: %s", c->authorization);
+        struct curl_slist *l =
+            n > 0 && (size_t)n < sizeof(header) ? curl_slist_append(c->headers, header) : NULL;
+        memset(header, 0, sizeof(header)); /* the token does not linger on the stack */
+        if (!l)
+            return D2F_ENOMEM;
+        c->headers = l;
+    }
+    c->headers = curl_slist_append(c->headers, "Expect:"); /* no 100-continue round trip */
+    if (!c->headers)
+        return D2F_ENOMEM;
+    curl_easy_setopt(e, CURLOPT_HTTPHEADER, c->headers);
+    if (curl_multi_add_handle(h->multi, e) != CURLM_OK)
+        return D2F_ENOMEM;
+    return 0;
+}
+
+int http_perform(struct http *h, struct http_call **calls, size_t n, int64_t deadline_ms,
+                 struct d2f_err *err)
+{
+    int running = 0, rc = 0;
+    size_t started = 0;
+
+    for (; started < n; started++) {
+        if (start(h, calls[started], deadline_ms) != 0) {
+            rc = d2f_errf(err, D2F_ENOMEM, "cannot start an HTTP request: out of memory");
+            break;
+        }
+    }
+    do {
+        CURLMsg *msg;
+        int left;
+
+        if (curl_multi_perform(h->multi, &running) != CURLM_OK)
+            break;
+        while ((msg = curl_multi_info_read(h->multi, &left)) != NULL) {
+            struct http_call *c = NULL;
+            if (msg->msg != CURLMSG_DONE)
+                continue;
+            curl_easy_getinfo(msg->easy_handle, CURLINFO_PRIVATE, (char **)&c);
+            if (msg->data.result == CURLE_OK) {
+                curl_easy_getinfo(msg->easy_handle, CURLINFO_RESPONSE_CODE, &c->status);
+            } else {
+                c->failed = 1;
+                c->status = 0;
+                snprintf(c->error, sizeof(c->error), "%s", curl_easy_strerror(msg->data.result));
+            }
+        }
+        if (running && curl_multi_poll(h->multi, NULL, 0, 100, NULL) != CURLM_OK)
+            break;
+    } while (running);
+    for (size_t i = 0; i < started; i++) {
+        struct http_call *c = calls[i];
+        if (!c->failed && c->status == 0) {
+            c->failed = 1;
+            snprintf(c->error, sizeof(c->error), "no answer by the deadline");
+        }
+        finish_easy(h, c);
+    }
+    return rc;
+}
