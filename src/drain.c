@@ -1,7 +1,9 @@
 /* drain.c: pending outbox rows become Firestore documents, in order, exactly once in effect. */
 #include "drain.h"
 
+#include <errno.h>
 #include <math.h>
+#include <signal.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
@@ -564,12 +566,31 @@ out:
     return rc;
 }
 
+/* A lease owner: "host:pid:random". */
 static void owner_name(char *out, size_t cap)
 {
     char host[256] = "host";
 
     gethostname(host, sizeof(host) - 1);
     snprintf(out, cap, "%s:%ld:%08x", host, (long)getpid(), randombytes_random());
+}
+
+/* 1 when a lease holder is a process of this host that no longer runs, or this very process
+ * (an earlier invocation, whose requests all ended by its deadline): its lease is stale. */
+static int holder_gone(const char *holder)
+{
+    char host[256] = "host", *end;
+    size_t n;
+    long pid;
+
+    gethostname(host, sizeof(host) - 1);
+    n = strlen(host);
+    if (strncmp(holder, host, n) != 0 || holder[n] != ':')
+        return 0;
+    pid = strtol(holder + n + 1, &end, 10);
+    if (*end != ':' || pid <= 0)
+        return 0;
+    return pid == (long)getpid() || (kill((pid_t)pid, 0) != 0 && errno == ESRCH);
 }
 
 int drain_run(struct outbox *ob, const struct config *cfg, struct firestore *fs,
@@ -585,8 +606,8 @@ int drain_run(struct outbox *ob, const struct config *cfg, struct firestore *fs,
     margin = (deadline_ms - start) / 10 < 2000 ? (deadline_ms - start) / 10 : 2000;
     r.stop_at = deadline_ms - margin;
     owner_name(owner, sizeof(owner));
-    if ((rc = outbox_lease_take(ob, owner, deadline_ms + LEASE_MARGIN_MS, &taken, holder,
-                                sizeof(holder), err)) != 0)
+    if ((rc = outbox_lease_take(ob, owner, deadline_ms + LEASE_MARGIN_MS, holder_gone, &taken,
+                                holder, sizeof(holder), err)) != 0)
         return rc;
     if (!taken) {
         if (outbox_pending_count(ob, &stats->pending_left, NULL) != 0)

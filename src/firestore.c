@@ -34,15 +34,15 @@ int firestore_new(struct firestore **out, const struct config *cfg, struct http 
     size_t n;
 
     *out = NULL;
-    if (!project)
-        return d2f_errf(err, D2F_ECONFIG,
-                        "GOOGLE_CLOUD_PROJECT: not set, and no service-account key to take "
-                        "project_id from");
     if (!cfg->emulator && !auth)
         return d2f_errf(
             err, D2F_ECONFIG,
             "GOOGLE_APPLICATION_CREDENTIALS: not set; Firestore needs a service-account "
             "key (or FIRESTORE_EMULATOR_HOST for an emulator)");
+    if (!project)
+        return d2f_errf(err, D2F_ECONFIG,
+                        "GOOGLE_CLOUD_PROJECT: not set, and no service-account key to take "
+                        "project_id from");
     if (cfg->emulator)
         snprintf(base, sizeof(base), "http://%s", cfg->emulator);
     else

@@ -612,8 +612,9 @@ int outbox_meta_set(struct outbox *ob, const char *key, int64_t value, struct d2
     return rc == SQLITE_DONE ? 0 : db_err(ob, err, "write a setting");
 }
 
-int outbox_lease_take(struct outbox *ob, const char *owner, int64_t until_ms, int *taken,
-                      char *holder, size_t cap, struct d2f_err *err)
+int outbox_lease_take(struct outbox *ob, const char *owner, int64_t until_ms,
+                      int (*gone)(const char *holder), int *taken, char *holder, size_t cap,
+                      struct d2f_err *err)
 {
     sqlite3_stmt *st = NULL;
     int64_t now = outbox_now_ms();
@@ -629,7 +630,8 @@ int outbox_lease_take(struct outbox *ob, const char *owner, int64_t until_ms, in
         goto out;
     }
     if (sqlite3_step(st) == SQLITE_ROW && sqlite3_column_int64(st, 1) > now &&
-        strcmp((const char *)sqlite3_column_text(st, 0), owner) != 0) {
+        strcmp((const char *)sqlite3_column_text(st, 0), owner) != 0 &&
+        !(gone && gone((const char *)sqlite3_column_text(st, 0)))) {
         snprintf(holder, cap, "%s until %lld ms", (const char *)sqlite3_column_text(st, 0),
                  (long long)sqlite3_column_int64(st, 1));
         sqlite3_finalize(st);

@@ -142,10 +142,12 @@ int outbox_set_document(struct outbox *ob, int64_t id, const char *document,
 /* Pending rows in the outbox. */
 int outbox_pending_count(struct outbox *ob, int64_t *n, struct d2f_err *err) D2F_WUR;
 
-/* Takes the drain lease for owner until until_ms when it is free, expired or already owner's;
- * *taken says whether it was; when not, holder (cap bytes) names who has it. */
-int outbox_lease_take(struct outbox *ob, const char *owner, int64_t until_ms, int *taken,
-                      char *holder, size_t cap, struct d2f_err *err) D2F_WUR;
+/* Takes the drain lease for owner until until_ms when it is free, expired, already owner's,
+ * or held by an owner that gone(holder) says is gone (may be NULL); *taken says whether it
+ * was; when not, holder (cap bytes) names who has it. */
+int outbox_lease_take(struct outbox *ob, const char *owner, int64_t until_ms,
+                      int (*gone)(const char *holder), int *taken, char *holder, size_t cap,
+                      struct d2f_err *err) D2F_WUR;
 
 /* Gives the lease back if owner holds it. */
 int outbox_lease_release(struct outbox *ob, const char *owner, struct d2f_err *err) D2F_WUR;

@@ -224,7 +224,8 @@ class Handler(BaseHTTPRequestHandler):
                               "credentials. The access token has expired.")
             return
         if token.count(".") == 2:
-            self.verify_jwt(token, FIRESTORE_AUDIENCE, self_signed=True)
+            # the audience is the Firestore endpoint: Google's, or this server standing in
+            self.verify_jwt(token, (FIRESTORE_AUDIENCE, self.server.url + "/"), self_signed=True)
             return
         raise Refusal("UNAUTHENTICATED", "Request had invalid authentication credentials. "
                       "Expected OAuth 2 access token.")
@@ -262,8 +263,9 @@ class Handler(BaseHTTPRequestHandler):
                 exp <= t or exp - iat > 3600:
             raise Refusal(status, "Invalid JWT: Token must be a short-lived token (60 minutes) "
                           "and in a reasonable timeframe. Check your iat and exp values.")
-        if claims.get("aud") != audience:
-            raise Refusal(status, "Invalid JWT: aud must be %s." % audience)
+        audiences = audience if isinstance(audience, tuple) else (audience,)
+        if claims.get("aud") not in audiences:
+            raise Refusal(status, "Invalid JWT: aud must be %s." % " or ".join(audiences))
         if not self_signed:
             scopes = set(str(claims.get("scope", "")).split())
             if not scopes & SCOPES:
@@ -592,6 +594,11 @@ class Server(ThreadingHTTPServer):
     def __init__(self, port=0):
         super().__init__(("127.0.0.1", port), Handler)
         self.store = Store()
+
+    def handle_error(self, request, client_address):
+        """A client that hangs up (a drain killed or timed out) is not the server's problem."""
+        if not isinstance(sys.exc_info()[1], (ConnectionError, TimeoutError)):
+            super().handle_error(request, client_address)
 
     @property
     def url(self):
