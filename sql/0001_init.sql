@@ -1,5 +1,6 @@
 -- The ddb2fs outbox, schema version 1.
--- Every stream record is kept as received (raw) next to the columns the relay needs.
+-- Every stream record is kept as received (record_raw) next to the columns the relay needs
+-- (records): the raw JSON stays put while the small row's state changes.
 -- Times are Unix epoch milliseconds. Sequence numbers are kept as received (seq) and as
 -- 40-digit zero-padded text (seq_key), so that text order is numeric order.
 
@@ -19,8 +20,13 @@ CREATE TABLE records (
     state        TEXT NOT NULL CHECK (state IN ('pending', 'committed', 'dead')),
     attempts     INTEGER NOT NULL DEFAULT 0,
     last_error   TEXT,                  -- why the record is dead, or the last failed attempt
-    committed_at INTEGER,               -- when Firestore accepted it (or it was superseded)
-    raw          TEXT NOT NULL          -- the record's JSON exactly as received
+    committed_at INTEGER                -- when Firestore accepted it (or it was superseded)
+);
+
+-- The record's JSON exactly as received, one row per records row.
+CREATE TABLE record_raw (
+    id           INTEGER PRIMARY KEY REFERENCES records (id),
+    raw          TEXT NOT NULL
 );
 
 -- Dedupe: Lambda's retries and replays of a batch change nothing.
@@ -82,6 +88,11 @@ SELECT table_name, stream_arn,
 FROM records
 WHERE state = 'pending'
 GROUP BY table_name, stream_arn;
+
+-- Records with their JSON as received: WHERE seq = '111'.
+CREATE VIEW raw_records AS
+SELECT r.id, r.seq, r.table_name, r.document, r.event_name, r.state, x.raw
+FROM records r JOIN record_raw x USING (id);
 
 -- Every change of every document, in arrival order: WHERE document = 'Orders/42#2024'.
 CREATE VIEW doc_history AS

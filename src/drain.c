@@ -26,7 +26,8 @@
 struct item {
     int64_t *ids; /* the rows, in arrival order; the last one is written */
     size_t nids;
-    char *write; /* the Write's JSON */
+    const char *doc; /* its document; owned by the window's rows */
+    char *write;     /* the Write's JSON */
     size_t len;
 };
 
@@ -61,16 +62,22 @@ static void sleep_ms(int64_t ms)
 
 /* ---- one window: rows to items -------------------------------------------------------- */
 
-/* Parses a kept row back into a record. The caller releases it. */
-static int parse_row(const struct outbox_pending *row, struct event_record *rec)
+/* Reads a kept row back into a record (rec->json NULL when it is not JSON); *op and *raw
+ * belong to the caller, who releases rec first. */
+static int load_row(struct run *r, int64_t id, struct event_record *rec, char **op, char **raw,
+                    struct d2f_err *err)
 {
+    size_t len = 0;
+    int rc = outbox_record(r->ob, id, op, raw, &len, err);
+
     memset(rec, 0, sizeof(*rec));
-    rec->raw = row->raw;
-    rec->raw_len = row->raw_len;
-    rec->json = cJSON_ParseWithLength(row->raw, row->raw_len);
-    if (!rec->json)
-        return -1;
-    event_record_check(rec);
+    if (rc)
+        return rc;
+    rec->raw = *raw;
+    rec->raw_len = len;
+    rec->json = cJSON_ParseWithLength(*raw, len);
+    if (rec->json)
+        event_record_check(rec);
     return 0;
 }
 
@@ -81,12 +88,13 @@ static int resolve(struct run *r, struct outbox_pending *row, struct d2f_err *er
     struct event_record rec;
     struct record_plan plan;
     const char *pk, *sk;
-    int rc = 0;
+    char *op = NULL, *raw = NULL;
+    int rc;
 
-    if (parse_row(row, &rec) != 0)
-        return 0;
+    if ((rc = load_row(r, row->id, &rec, &op, &raw, err)) != 0)
+        return rc;
     record_plan_init(&plan);
-    if ((rc = ingest_keys(r->ob, r->cfg, &rec, &pk, &sk, err)) == 0 && pk &&
+    if (rec.json && (rc = ingest_keys(r->ob, r->cfg, &rec, &pk, &sk, err)) == 0 && pk &&
         (rc = record_plan(&rec, r->cfg, pk, sk, NULL, &plan)) == 0 && plan.document.len) {
         rc = outbox_set_document(r->ob, row->id, plan.document.data, err);
         if (!rc && !(row->document = strdup(plan.document.data)))
@@ -94,6 +102,8 @@ static int resolve(struct run *r, struct outbox_pending *row, struct d2f_err *er
     }
     record_plan_release(&plan);
     event_record_release(&rec);
+    free(op);
+    free(raw);
     return rc;
 }
 
@@ -150,24 +160,29 @@ static int bury(struct run *r, struct item *it, const char *why, struct d2f_err 
     return rc;
 }
 
-/* Builds the write of an item from its last row; a row that cannot be written is buried and
- * the item dropped (*keep 0). */
-static int build_item(struct run *r, struct item *it, const struct outbox_pending *row, int *keep,
-                      struct d2f_err *err)
+/* Builds the write of an item from its last row. A row that cannot be written is buried and
+ * *keep is 0. */
+static int build_item(struct run *r, struct item *it, int *keep, struct d2f_err *err)
 {
     struct event_record rec;
     struct d2f_err why = {0};
+    char *op = NULL, *raw = NULL;
     int rc;
 
     *keep = 0;
-    if (parse_row(row, &rec) != 0) {
-        d2f_errf(&why, D2F_EINPUT, "row %lld: the kept record is not JSON", (long long)row->id);
+    if ((rc = load_row(r, it->ids[it->nids - 1], &rec, &op, &raw, err)) != 0)
+        return rc;
+    if (!rec.json) {
+        d2f_errf(&why, D2F_EINPUT, "row %lld: the kept record is not JSON",
+                 (long long)it->ids[it->nids - 1]);
         rc = D2F_EINPUT;
     } else {
-        rc = record_write(&rec, r->cfg, firestore_docs_prefix(r->fs), row->document,
-                          row->op && strcmp(row->op, "delete") == 0, &it->write, &it->len, &why);
+        rc = record_write(&rec, r->cfg, firestore_docs_prefix(r->fs), it->doc,
+                          op && strcmp(op, "delete") == 0, &it->write, &it->len, &why);
     }
     event_record_release(&rec);
+    free(op);
+    free(raw);
     if (rc == D2F_ENOMEM)
         return d2f_errf(err, rc, "out of memory");
     if (rc)
@@ -176,9 +191,10 @@ static int build_item(struct run *r, struct item *it, const struct outbox_pendin
     return 0;
 }
 
-/* Collapses a window to one item per document, in arrival order of their last rows. */
+/* Collapses a window to one item per document (its rows, the last one to be written), in
+ * arrival order of their last rows. Rows whose key schema is still unknown are left out. */
 static int make_items(struct run *r, struct outbox_pending *rows, size_t n, struct item ***out,
-                      size_t *nout, size_t *stuck, struct d2f_err *err)
+                      size_t *nout, struct d2f_err *err)
 {
     size_t *order = calloc(n ? n : 1, sizeof(*order)), m = 0, nitems = 0;
     struct item **items = calloc(n ? n : 1, sizeof(*items));
@@ -195,17 +211,14 @@ static int make_items(struct run *r, struct outbox_pending *rows, size_t n, stru
             rc = resolve(r, &rows[i], err);
         if (!rc && rows[i].document)
             order[m++] = i;
-        else if (!rc)
-            ++*stuck;
     }
     if (rc)
         goto out;
     sort_rows = rows;
     qsort(order, m, sizeof(*order), by_document);
-    for (size_t i = 0; i < m && !rc;) {
+    for (size_t i = 0; i < m;) {
         size_t j = i;
         struct item *it;
-        int keep;
 
         while (j < m && strcmp(rows[order[j]].document, rows[order[i]].document) == 0)
             j++;
@@ -213,19 +226,14 @@ static int make_items(struct run *r, struct outbox_pending *rows, size_t n, stru
         if (!it || !(it->ids = calloc(j - i, sizeof(*it->ids)))) {
             free(it);
             rc = d2f_errf(err, D2F_ENOMEM, "out of memory");
-            break;
+            goto out;
         }
         for (size_t k = i; k < j; k++)
             it->ids[it->nids++] = rows[order[k]].id;
-        rc = build_item(r, it, &rows[order[j - 1]], &keep, err);
-        if (keep)
-            items[nitems++] = it;
-        else
-            free_item(it);
+        it->doc = rows[order[j - 1]].document;
+        items[nitems++] = it;
         i = j;
     }
-    if (rc)
-        goto out;
     qsort(items, nitems, sizeof(*items), by_last_id);
     *out = items;
     *nout = nitems;
@@ -279,6 +287,22 @@ static int64_t *batch_ids(const struct batch *b, size_t *n)
     }
     *n = total;
     return ids;
+}
+
+/* Appends n ids to a growing array. */
+static int append_ids(int64_t **list, size_t *n, size_t *cap, const int64_t *ids, size_t k)
+{
+    if (*n + k > *cap) {
+        size_t want = (*n + k) * 2;
+        int64_t *p = realloc(*list, want * sizeof(*p));
+        if (!p)
+            return D2F_ENOMEM;
+        *list = p;
+        *cap = want;
+    }
+    memcpy(*list + *n, ids, k * sizeof(*ids));
+    *n += k;
+    return 0;
 }
 
 static int body_of(const struct batch *b, struct buf *body)
@@ -349,6 +373,8 @@ static int send_all(struct run *r, struct batch **queue, size_t nqueue, struct d
     struct batch **wave = calloc(wave_cap, sizeof(*wave));
     struct batch **q = malloc(cap * sizeof(*q));
     char last_error[512] = "";
+    int64_t *landed = NULL;
+    size_t nlanded = 0, landed_cap = 0;
     int rc = 0, stop = 0;
 
     if (!commits || !pc || !wave || !q) {
@@ -419,14 +445,13 @@ static int send_all(struct run *r, struct batch **queue, size_t nqueue, struct d
             switch (rc ? AGAIN : judge(r, &commits[i], b)) {
             case LANDED:
                 ids = batch_ids(b, &nids);
-                rc = ids ? outbox_mark(r->ob, ids, nids, "committed", NULL, err)
-                         : d2f_errf(err, D2F_ENOMEM, "out of memory");
-                free(ids);
-                if (rc) {
+                if (!ids || append_ids(&landed, &nlanded, &landed_cap, ids, nids) != 0) {
+                    free(ids);
                     q[nqueue++] = b;
+                    rc = d2f_errf(err, D2F_ENOMEM, "out of memory");
                     break;
                 }
-                r->st->rows_committed += nids;
+                free(ids);
                 r->st->writes += b->n;
                 r->reauthed = 0;
                 free_batch(b);
@@ -478,6 +503,16 @@ static int send_all(struct run *r, struct batch **queue, size_t nqueue, struct d
                 break;
             }
         }
+        /* the wave's landed commits are marked together: one SQLite transaction, so that
+         * each commit's rows become committed at once */
+        if (nlanded) {
+            int mrc = outbox_mark(r->ob, landed, nlanded, "committed", NULL, err);
+            if (!mrc)
+                r->st->rows_committed += nlanded;
+            else if (!rc)
+                rc = mrc;
+            nlanded = 0;
+        }
     }
     if (!rc)
         rc = stop;
@@ -495,6 +530,7 @@ static int send_all(struct run *r, struct batch **queue, size_t nqueue, struct d
         }
     }
 out:
+    free(landed);
     for (size_t i = 0; q && i < nqueue; i++)
         free_batch(q[i]);
     for (size_t i = 0; commits && i < wave_cap; i++)
@@ -540,13 +576,15 @@ static int plan_batches(struct run *r, struct item **items, size_t n, struct bat
     return 0;
 }
 
-/* One window: read, collapse, send. *more is 0 when there was nothing left to read. */
-static int one_window(struct run *r, int64_t *after, int *more, size_t *stuck, struct d2f_err *err)
+/* One window: read, collapse, then build and send the writes a chunk at a time (the chunks
+ * touch disjoint documents). *more is 0 when there was nothing left to read. */
+static int one_window(struct run *r, int64_t *after, int *more, struct d2f_err *err)
 {
     struct outbox_pending *rows = NULL;
-    struct item **items = NULL;
+    struct item **items = NULL, **kept = NULL;
     struct batch **batches = NULL;
     size_t n = 0, nitems = 0, nbatches = 0;
+    size_t chunk = (size_t)(r->cfg->concurrency * r->cfg->commit_writes);
     int rc;
 
     *more = 0;
@@ -555,12 +593,35 @@ static int one_window(struct run *r, int64_t *after, int *more, size_t *stuck, s
     *more = 1;
     *after = rows[n - 1].id;
     r->st->windows++;
-    if ((rc = make_items(r, rows, n, &items, &nitems, stuck, err)) != 0 ||
-        (rc = plan_batches(r, items, nitems, &batches, &nbatches, err)) != 0)
+    if ((rc = make_items(r, rows, n, &items, &nitems, err)) != 0)
         goto out;
-    rc = send_all(r, batches, nbatches, err);
+    kept = calloc(nitems ? nitems : 1, sizeof(*kept));
+    if (!kept) {
+        rc = d2f_errf(err, D2F_ENOMEM, "out of memory");
+        goto out;
+    }
+    if (chunk < 1000)
+        chunk = 1000;
+    for (size_t from = 0; from < nitems && !rc; from += chunk) {
+        size_t to = from + chunk < nitems ? from + chunk : nitems, nkept = 0;
+
+        for (size_t i = from; i < to && !rc; i++) {
+            int keep;
+            rc = build_item(r, items[i], &keep, err);
+            if (keep)
+                kept[nkept++] = items[i];
+        }
+        if (!rc && (rc = plan_batches(r, kept, nkept, &batches, &nbatches, err)) == 0)
+            rc = send_all(r, batches, nbatches, err);
+        free(batches); /* send_all freed the batches themselves */
+        batches = NULL;
+        for (size_t i = from; i < to; i++) {
+            free(items[i]->write); /* a chunk's writes go once it is sent */
+            items[i]->write = NULL;
+        }
+    }
 out:
-    free(batches); /* send_all freed the batches themselves */
+    free(kept);
     free_items(items, nitems);
     outbox_pending_free(rows, n);
     return rc;
@@ -599,7 +660,6 @@ int drain_run(struct outbox *ob, const struct config *cfg, struct firestore *fs,
     struct run r = {.ob = ob, .cfg = cfg, .fs = fs, .st = stats, .deadline = deadline_ms};
     int64_t start = http_now_ms(), after = 0, margin;
     char owner[320], holder[400];
-    size_t stuck = 0;
     int taken, more = 1, rc, found;
 
     memset(stats, 0, sizeof(*stats));
@@ -624,7 +684,7 @@ int drain_run(struct outbox *ob, const struct config *cfg, struct firestore *fs,
         r.refilled = start;
     }
     while (!rc && more)
-        rc = one_window(&r, &after, &more, &stuck, err);
+        rc = one_window(&r, &after, &more, err);
     {
         struct d2f_err lease_err = {0};
         if (outbox_lease_release(ob, owner, &lease_err) != 0)
@@ -638,6 +698,5 @@ int drain_run(struct outbox *ob, const struct config *cfg, struct firestore *fs,
                       "%lld rows wait for their table's key schema: set DDB2FS_KEYS "
                       "(see 'ddb2fs status')",
                       (long long)stats->pending_left);
-    (void)stuck;
     return rc;
 }

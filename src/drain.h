@@ -38,8 +38,8 @@
 #include "firestore.h"
 #include "outbox.h"
 
-/* Pending rows read at a time. */
-#define DRAIN_WINDOW 10000
+/* Pending rows read (id and document only) and coalesced at a time. */
+#define DRAIN_WINDOW 250000
 /* Ramp-up: writes per second at first, and the growth every five minutes. */
 #define DRAIN_RAMP_START 500.0
 #define DRAIN_RAMP_STEP_MS (5 * 60 * 1000)

@@ -22,17 +22,20 @@ struct outbox {
     char *path;
     const char *journal;
     sqlite3_stmt *insert;
+    sqlite3_stmt *insert_raw;
     sqlite3_stmt *keys_get;
     sqlite3_stmt *keys_put;
+    sqlite3_stmt *record_get;
     struct keys_entry *keys;
     int in_tx;
 };
 
 static const char insert_sql[] =
     "INSERT INTO records (stream_arn, seq, seq_key, raw_sha256, event_id, event_name, "
-    "table_name, document, op, created_at, arrived_at, state, last_error, raw) "
-    "VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7, ?8, ?9, ?10, ?11, ?12, ?13, ?14) "
+    "table_name, document, op, created_at, arrived_at, state, last_error) "
+    "VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7, ?8, ?9, ?10, ?11, ?12, ?13) "
     "ON CONFLICT DO NOTHING";
+static const char insert_raw_sql[] = "INSERT INTO record_raw (id, raw) VALUES (?1, ?2)";
 static const char keys_get_sql[] =
     "SELECT partition_key, sort_key FROM key_schema WHERE table_name = ?1";
 static const char keys_put_sql[] =
@@ -200,14 +203,22 @@ int outbox_open(struct outbox **out, const char *path, enum config_journal journ
     sqlite3_busy_timeout(ob->db, OUTBOX_BUSY_TIMEOUT_MS);
     if ((rc = set_journal(ob, choose_journal(path, journal), err)) != 0 ||
         (rc = exec(ob, "PRAGMA synchronous = FULL", "set synchronous", err)) != 0 ||
+        (rc = exec(ob, "PRAGMA cache_size = -16384", "set the cache size", err)) != 0 ||
+        (rc = exec(ob, "PRAGMA wal_autocheckpoint = 16384", "set the checkpoint size", err)) != 0 ||
         (rc = migrate(ob, err)) != 0)
         goto fail;
     if (sqlite3_prepare_v3(ob->db, insert_sql, -1, SQLITE_PREPARE_PERSISTENT, &ob->insert, NULL) !=
             SQLITE_OK ||
+        sqlite3_prepare_v3(ob->db, insert_raw_sql, -1, SQLITE_PREPARE_PERSISTENT, &ob->insert_raw,
+                           NULL) != SQLITE_OK ||
         sqlite3_prepare_v3(ob->db, keys_get_sql, -1, SQLITE_PREPARE_PERSISTENT, &ob->keys_get,
                            NULL) != SQLITE_OK ||
         sqlite3_prepare_v3(ob->db, keys_put_sql, -1, SQLITE_PREPARE_PERSISTENT, &ob->keys_put,
-                           NULL) != SQLITE_OK) {
+                           NULL) != SQLITE_OK ||
+        sqlite3_prepare_v3(ob->db,
+                           "SELECT r.op, x.raw FROM records r JOIN record_raw x USING (id) "
+                           "WHERE id = ?1",
+                           -1, SQLITE_PREPARE_PERSISTENT, &ob->record_get, NULL) != SQLITE_OK) {
         rc = db_err(ob, err, "prepare statements");
         goto fail;
     }
@@ -225,8 +236,10 @@ void outbox_close(struct outbox *ob)
     if (ob->in_tx)
         outbox_rollback(ob);
     sqlite3_finalize(ob->insert);
+    sqlite3_finalize(ob->insert_raw);
     sqlite3_finalize(ob->keys_get);
     sqlite3_finalize(ob->keys_put);
+    sqlite3_finalize(ob->record_get);
     sqlite3_close(ob->db);
     forget_keys(ob);
     free(ob->path);
@@ -317,14 +330,21 @@ int outbox_insert(struct outbox *ob, const struct outbox_row *row, int *inserted
     sqlite3_bind_int64(st, 11, row->arrived_at);
     bind_text(st, 12, row->state);
     bind_text(st, 13, row->last_error);
-    sqlite3_bind_text64(st, 14, row->raw, row->raw_len, SQLITE_STATIC, SQLITE_UTF8);
     rc = sqlite3_step(st);
     sqlite3_reset(st);
     sqlite3_clear_bindings(st);
     if (rc != SQLITE_DONE)
         return db_err(ob, err, "insert a record");
     *inserted = sqlite3_changes(ob->db) == 1;
-    return 0;
+    if (!*inserted)
+        return 0;
+    st = ob->insert_raw;
+    sqlite3_bind_int64(st, 1, sqlite3_last_insert_rowid(ob->db));
+    sqlite3_bind_text64(st, 2, row->raw, row->raw_len, SQLITE_STATIC, SQLITE_UTF8);
+    rc = sqlite3_step(st);
+    sqlite3_reset(st);
+    sqlite3_clear_bindings(st);
+    return rc == SQLITE_DONE ? 0 : db_err(ob, err, "insert a record");
 }
 
 static char *dup_or_null(const unsigned char *s)
@@ -446,8 +466,6 @@ void outbox_pending_free(struct outbox_pending *rows, size_t n)
     for (size_t i = 0; i < n; i++) {
         free(rows[i].document);
         free(rows[i].table);
-        free(rows[i].op);
-        free(rows[i].raw);
     }
     free(rows);
 }
@@ -465,7 +483,7 @@ int outbox_pending_window(struct outbox *ob, int64_t after_id, size_t limit,
     if (!out)
         return d2f_errf(err, D2F_ENOMEM, "out of memory");
     if (sqlite3_prepare_v2(ob->db,
-                           "SELECT id, document, table_name, op, raw FROM records "
+                           "SELECT id, document, table_name FROM records "
                            "WHERE state = 'pending' AND id > ?1 ORDER BY id LIMIT ?2",
                            -1, &st, NULL) != SQLITE_OK) {
         free(out);
@@ -478,9 +496,8 @@ int outbox_pending_window(struct outbox *ob, int64_t after_id, size_t limit,
         r->id = sqlite3_column_int64(st, 0);
         r->document = column_dup(st, 1, NULL);
         r->table = column_dup(st, 2, NULL);
-        r->op = column_dup(st, 3, NULL);
-        r->raw = column_dup(st, 4, &r->raw_len);
-        if (!r->raw || (sqlite3_column_type(st, 1) != SQLITE_NULL && !r->document)) {
+        if ((sqlite3_column_type(st, 1) != SQLITE_NULL && !r->document) ||
+            (sqlite3_column_type(st, 2) != SQLITE_NULL && !r->table)) {
             rc = SQLITE_NOMEM;
             break;
         }
@@ -680,4 +697,32 @@ int outbox_lease_release(struct outbox *ob, const char *owner, struct d2f_err *e
     rc = sqlite3_step(st);
     sqlite3_finalize(st);
     return rc == SQLITE_DONE ? 0 : db_err(ob, err, "give back the drain lease");
+}
+
+int outbox_record(struct outbox *ob, int64_t id, char **op, char **raw, size_t *len,
+                  struct d2f_err *err)
+{
+    sqlite3_stmt *st = ob->record_get;
+    int rc;
+
+    *op = *raw = NULL;
+    sqlite3_bind_int64(st, 1, id);
+    rc = sqlite3_step(st);
+    if (rc == SQLITE_ROW) {
+        *op = column_dup(st, 0, NULL);
+        *raw = column_dup(st, 1, len);
+        if (!*raw || (sqlite3_column_type(st, 0) != SQLITE_NULL && !*op)) {
+            free(*op);
+            free(*raw);
+            *op = *raw = NULL;
+            sqlite3_reset(st);
+            return d2f_errf(err, D2F_ENOMEM, "out of memory");
+        }
+    }
+    sqlite3_reset(st);
+    if (rc != SQLITE_ROW)
+        return rc == SQLITE_DONE ? d2f_errf(err, D2F_EDB, "row %lld is not in outbox '%s'",
+                                            (long long)id, ob->path)
+                                 : db_err(ob, err, "read a record");
+    return 0;
 }

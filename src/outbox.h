@@ -108,20 +108,22 @@ int outbox_check_keys(struct outbox *ob, const struct config *cfg, struct d2f_er
 /* Milliseconds since the epoch. */
 int64_t outbox_now_ms(void);
 
-/* A pending row, for the drain. */
+/* A pending row, for the drain: enough to order and coalesce it. */
 struct outbox_pending {
     int64_t id;     /* arrival order */
     char *document; /* "collection/id", NULL while the key schema is unknown */
     char *table;    /* table name, NULL when unknown */
-    char *op;       /* "update" or "delete" */
-    char *raw;      /* the record's JSON */
-    size_t raw_len;
 };
 
 /* Reads up to limit pending rows with id > after_id, in arrival order, into *rows (free with
  * outbox_pending_free). */
 int outbox_pending_window(struct outbox *ob, int64_t after_id, size_t limit,
                           struct outbox_pending **rows, size_t *n, struct d2f_err *err) D2F_WUR;
+
+/* Reads one row's operation ("update", "delete" or NULL) and raw JSON (*raw, *len); the caller
+ * frees *op and *raw. */
+int outbox_record(struct outbox *ob, int64_t id, char **op, char **raw, size_t *len,
+                  struct d2f_err *err) D2F_WUR;
 
 /* Frees rows read by outbox_pending_window; accepts NULL. */
 void outbox_pending_free(struct outbox_pending *rows, size_t n);

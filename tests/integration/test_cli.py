@@ -74,7 +74,7 @@ class Ingest(Base):
         with open(EXAMPLE, encoding="utf-8") as f:
             text = f.read()
         self.assertEqual(self.ingest(path=EXAMPLE).returncode, 0)
-        raws = [r[0] for r in query(self.db, "SELECT raw FROM records ORDER BY id")]
+        raws = [r[0] for r in query(self.db, "SELECT raw FROM raw_records ORDER BY id")]
         for raw in raws:
             self.assertIn(raw, text)  # the exact bytes, whitespace included
         self.assertEqual([json.loads(r) for r in raws], json.loads(text)["Records"])

@@ -51,7 +51,8 @@ class Golden(unittest.TestCase):
                     lines = [json.loads(l) for l in f]
                 with open(path, encoding="utf-8") as f:
                     records = json.load(f)["Records"]
-                rows = query(db, "SELECT state, last_error, document, raw FROM records ORDER BY id")
+                rows = query(db, "SELECT r.state, r.last_error, r.document, x.raw FROM records r "
+                             "JOIN record_raw x USING (id) ORDER BY id")
                 self.assertEqual(len(rows), len(records))
                 for line, (state, error, document, raw), rec in zip(lines, rows, records):
                     self.assertEqual(json.loads(raw), rec)

@@ -161,7 +161,7 @@ static void test_dedupe_and_rollback(void **state)
     assert_int_equal(inserted, 0);
     assert_int_equal(outbox_commit(ob, &err), 0);
     assert_int_equal(count(ob, "SELECT count(*) FROM records"), 3);
-    assert_int_equal(count(ob, "SELECT count(*) FROM records WHERE raw = '{\"a\":1}'"), 1);
+    assert_int_equal(count(ob, "SELECT count(*) FROM record_raw WHERE raw = '{\"a\":1}'"), 1);
 
     assert_int_equal(outbox_begin(ob, &err), 0);
     r = row("4", "{\"a\":4}");

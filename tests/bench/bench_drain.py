@@ -1,0 +1,122 @@
+#!/usr/bin/env python3
+"""Benchmark: 'ddb2fs drain' of 100,000 records over 10,000 documents to the local Firestore
+server with 20 ms added latency per request, next to the floor measured in the same run: the
+time the same server needs to accept the same commits sent one after another by curl (one
+connection, kept alive). Prints one JSON object.
+
+usage: bench_drain.py --ddb2fs BIN [--records N] [--documents N] [--latency-ms N] [--smoke]
+
+Targets: at least 50,000 records/s, at most 1 CPU second per 100,000 records, and faster than
+the floor. The exit status is 0 whether or not they are met; "met" says.
+"""
+import argparse
+import json
+import os
+import shutil
+import subprocess
+import sys
+import tempfile
+import time
+
+HERE = os.path.dirname(os.path.abspath(__file__))
+EVENTS_DIR = os.path.join(HERE, "..", "integration")
+sys.path.insert(0, EVENTS_DIR)
+from fsserver import PROJECT, FirestoreServer  # noqa: E402
+
+KEYS_SETTING = "Orders=customer,order"  # the key schema of tests/integration/events.py
+MAKE_EVENTS = """
+import sys, events
+n, docs, out = int(sys.argv[1]), int(sys.argv[2]), sys.argv[3]
+per = 500
+for i in range((n + per - 1) // per):
+    ev = events.event(min(per, n - i * per), first=i * per, seed=1000 + i, customers=docs // 10)
+    open("%s/e%05d.json" % (out, i), "w").write(events.dumps(ev))
+"""
+
+
+def measure(argv, env):
+    """Wall seconds, CPU seconds and peak RSS (MiB) of one run; its stderr."""
+    start = time.perf_counter()
+    p = subprocess.Popen(argv, env=env, stdout=subprocess.DEVNULL, stderr=subprocess.PIPE)
+    _, status, usage = os.wait4(p.pid, 0)
+    wall = time.perf_counter() - start
+    err = p.stderr.read().decode()
+    p.stderr.close()
+    if os.waitstatus_to_exitcode(status) != 0:
+        raise SystemExit("%s failed: %s" % (argv[0], err))
+    return wall, usage.ru_utime + usage.ru_stime, usage.ru_maxrss / 1024.0, err
+
+
+def main():
+    ap = argparse.ArgumentParser()
+    ap.add_argument("--ddb2fs", required=True)
+    ap.add_argument("--records", type=int, default=100000)
+    ap.add_argument("--documents", type=int, default=10000)
+    ap.add_argument("--latency-ms", type=int, default=20)
+    ap.add_argument("--smoke", action="store_true", help="a short run, for CI")
+    args = ap.parse_args()
+    if args.smoke:
+        args.records, args.documents = 5000, 1000
+
+    work = tempfile.mkdtemp(prefix="d2f-bench-drain-", dir=os.environ.get("BENCH_DIR", "/var/tmp"))
+    db = os.path.join(work, "outbox.db")
+    env = {k: v for k, v in os.environ.items()
+           if not k.startswith(("DDB2FS_", "GOOGLE_", "FIRESTORE_"))}
+    env.update(DDB2FS_OUTBOX=db, DDB2FS_KEYS=KEYS_SETTING)
+    subprocess.run([sys.executable, "-c", MAKE_EVENTS, str(args.records), str(args.documents),
+                    work], check=True, cwd=EVENTS_DIR)
+    for name in sorted(os.listdir(work)):
+        if name.endswith(".json"):
+            with open(os.path.join(work, name), "rb") as f:
+                subprocess.run([args.ddb2fs, "ingest", "-"], stdin=f, env=env, check=True,
+                               capture_output=True)
+
+    server = FirestoreServer()
+    try:
+        server.faults(latency_ms=args.latency_ms, record_bodies=True)
+        env.update(server.env())  # the emulator: no tokens to fetch
+        wall, cpu, rss, err = measure([args.ddb2fs, "drain"], env)
+        summary = json.loads(err.strip().splitlines()[-1])
+        bodies = [r["body"] for r in server.requests() if r["path"].endswith(":commit")]
+        docs = len(server.documents())
+
+        # the floor: the same commits, one after another, over one kept-alive connection
+        server.control("reset")
+        server.faults(latency_ms=args.latency_ms, record_bodies=False)
+        url = server.url + "/v1/projects/%s/databases/(default)/documents:commit" % PROJECT
+        curl_args = ["curl", "-sS", "--fail", "-o", "/dev/null"]
+        for i, body in enumerate(bodies):
+            path = os.path.join(work, "commit-%d.json" % i)
+            with open(path, "w") as f:
+                f.write(body)
+            if i:
+                curl_args.append("--next")
+            curl_args += ["-o", "/dev/null", "-H", "Content-Type: application/json",
+                          "-H", "Authorization: Bearer owner", "--data-binary", "@" + path, url]
+        start = time.perf_counter()
+        subprocess.run(curl_args, check=True)
+        floor = time.perf_counter() - start
+        floor_docs = len(server.documents())
+    finally:
+        server.stop()
+        shutil.rmtree(work)
+
+    rate = args.records / wall
+    cpu_per_100k = cpu * 100000 / args.records
+    out = {"benchmark": "drain", "smoke": args.smoke, "records": args.records,
+           "documents": args.documents, "latency_ms": args.latency_ms, "ramp_up": "off",
+           "ddb2fs": {"seconds": round(wall, 3), "records_per_s": round(rate),
+                      "writes": summary["writes"], "commits": summary["commits"],
+                      "retries": summary["retries"], "cpu_seconds": round(cpu, 3),
+                      "cpu_seconds_per_100k_records": round(cpu_per_100k, 3),
+                      "peak_rss_mb": round(rss, 1), "documents_after": docs},
+           "floor_curl_sequential": {"seconds": round(floor, 3), "commits": len(bodies),
+                                     "documents_after": floor_docs},
+           "targets": {"records_per_s_min": 50000, "cpu_seconds_per_100k_max": 1.0,
+                       "faster_than_floor": True},
+           "met": rate >= 50000 and cpu_per_100k <= 1.0 and wall < floor}
+    print(json.dumps(out, indent=2))
+
+
+if __name__ == "__main__":
+    main()
