@@ -43,6 +43,36 @@ class Valgrind(unittest.TestCase):
                          .returncode, 2)
         tmp.cleanup()
 
+    def test_drain(self):
+        from fsserver import FirestoreServer, ServiceAccount
+        tmp = TempDir()
+        server = FirestoreServer()
+        try:
+            env = clean_env(DDB2FS_OUTBOX=tmp.file("o.db"), DDB2FS_KEYS=events.KEYS_SETTING,
+                            **server.env())
+            ev = events.event(600, seed=4)
+            self.assertEqual(self.grind(["ingest", "-"], env, events.dumps(ev)).returncode, 0)
+            server.faults(UNAVAILABLE=0.3, drop_after_apply=0.2, seed=5)
+            self.assertEqual(self.grind(["drain"], dict(env, DDB2FS_COMMIT_WRITES="40"))
+                             .returncode, 0)
+            # through a service-account key and the token endpoint, then a refusal
+            key = ServiceAccount(tmp.file("sa.json"), server.url + "/token")
+            server.register(key)
+            server.faults()
+            auth = clean_env(DDB2FS_OUTBOX=tmp.file("o.db"), DDB2FS_RAMP="off",
+                             DDB2FS_FIRESTORE_ENDPOINT=server.url,
+                             GOOGLE_APPLICATION_CREDENTIALS=key.path)
+            self.assertEqual(self.grind(["ingest", "-"], auth, events.dumps(
+                events.event(50, first=10000, seed=6))).returncode, 0)
+            self.assertEqual(self.grind(["drain"], auth).returncode, 0)
+            server.faults(forbid=True)
+            self.assertEqual(self.grind(["ingest", "-"], auth, events.dumps(
+                events.event(5, first=20000, seed=7))).returncode, 0)
+            self.assertEqual(self.grind(["drain"], auth).returncode, 1)
+        finally:
+            server.stop()
+            tmp.cleanup()
+
 
 if __name__ == "__main__":
     unittest.main()

@@ -1,0 +1,127 @@
+/* Unit tests for drain.c's pure parts: cutting writes into commits, the ramp-up, stale leases,
+ * and what each answer means. The drain as a whole runs against the local Firestore server
+ * (tests/integration/test_drain.py). */
+#include <setjmp.h>
+#include <stdarg.h>
+#include <stddef.h>
+#include <stdint.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+
+#include <cmocka.h>
+
+#include "../../src/drain.c"
+
+static struct item *item_of(size_t len)
+{
+    struct item *it = calloc(1, sizeof(*it));
+
+    it->len = len;
+    return it;
+}
+
+static void test_batches_bounded(void **state)
+{
+    struct config cfg = {.commit_writes = 3, .commit_bytes = 100};
+    struct run r = {.cfg = &cfg};
+    size_t lens[] = {10, 10, 10, 10, 60, 10, 90, 200, 5};
+    size_t n = sizeof(lens) / sizeof(lens[0]), nb = 0, seen = 0;
+    struct item *items[9];
+    struct batch **b = NULL;
+
+    (void)state;
+    for (size_t i = 0; i < n; i++)
+        items[i] = item_of(lens[i]);
+    assert_int_equal(plan_batches(&r, items, n, &b, &nb, NULL), 0);
+    for (size_t i = 0; i < nb; i++) {
+        size_t bytes = BODY_OVERHEAD;
+        assert_true(b[i]->n >= 1);
+        assert_true(b[i]->n <= 3);
+        for (size_t k = 0; k < b[i]->n; k++) {
+            assert_ptr_equal(b[i]->items[k], items[seen + k]); /* order kept */
+            bytes += b[i]->items[k]->len + 1;
+        }
+        /* over the byte bound only when a single write is bigger than it */
+        assert_true(bytes <= 100 || b[i]->n == 1);
+        seen += b[i]->n;
+        free_batch(b[i]);
+    }
+    assert_int_equal(seen, n);
+    assert_int_equal(nb, 5); /* [10 10 10] [10 60 10] (99 bytes) [90] [200] [5] */
+    free(b);
+    for (size_t i = 0; i < n; i++)
+        free_item(items[i]);
+}
+
+static void test_ramp(void **state)
+{
+    struct run r = {.ramp_from = 1000000};
+
+    (void)state;
+    assert_true(ramp_rate(&r, r.ramp_from) == 500.0);
+    assert_true(ramp_rate(&r, r.ramp_from + DRAIN_RAMP_STEP_MS - 1) == 500.0);
+    assert_true(ramp_rate(&r, r.ramp_from + DRAIN_RAMP_STEP_MS) == 750.0);
+    assert_true(ramp_rate(&r, r.ramp_from + 2 * DRAIN_RAMP_STEP_MS) == 1125.0);
+    /* a full bucket paces a commit: 500 writes wait for a second's allowance */
+    r.ramp_from = http_now_ms();
+    r.refilled = r.ramp_from;
+    r.allowance = 0;
+    r.stop_at = r.ramp_from + 200;
+    assert_int_equal(ramp_wait(&r, 500), 0); /* not within 200 ms */
+    r.stop_at = r.ramp_from + 5000;
+    assert_int_equal(ramp_wait(&r, 50), 1); /* 50 writes: ~100 ms */
+}
+
+static void test_stale_lease(void **state)
+{
+    char host[256] = "host", holder[400];
+
+    (void)state;
+    gethostname(host, sizeof(host) - 1);
+    snprintf(holder, sizeof(holder), "%s:%ld:abcd", host, (long)getpid());
+    assert_int_equal(holder_gone(holder), 1); /* this process: an earlier invocation */
+    snprintf(holder, sizeof(holder), "%s:1:abcd", host);
+    assert_int_equal(holder_gone(holder), 0); /* init runs */
+    snprintf(holder, sizeof(holder), "%s:99999999:abcd", host);
+    assert_int_equal(holder_gone(holder), 1); /* no such process */
+    assert_int_equal(holder_gone("another-host:99999999:abcd"), 0);
+    assert_int_equal(holder_gone("garbage"), 0);
+}
+
+static void test_verdicts(void **state)
+{
+    struct run r = {0};
+    struct firestore_commit c = {0};
+    struct batch one = {.n = 1}, many = {.n = 7};
+
+    (void)state;
+    c.status = RETRY_OK;
+    assert_int_equal(judge(&r, &c, &many), LANDED);
+    c.status = RETRY_UNAVAILABLE;
+    assert_int_equal(judge(&r, &c, &many), AGAIN);
+    c.status = RETRY_NETWORK;
+    assert_int_equal(judge(&r, &c, &one), AGAIN);
+    c.status = RETRY_INVALID_ARGUMENT;
+    assert_int_equal(judge(&r, &c, &many), SPLIT);
+    assert_int_equal(judge(&r, &c, &one), BURY);
+    c.status = RETRY_PERMISSION_DENIED;
+    assert_int_equal(judge(&r, &c, &many), STOP);
+    c.status = RETRY_ALREADY_EXISTS;
+    assert_int_equal(judge(&r, &c, &many), STOP);
+    c.status = RETRY_UNAUTHENTICATED;
+    assert_int_equal(judge(&r, &c, &many), AGAIN); /* renew the token once */
+    r.reauthed = 1;
+    assert_int_equal(judge(&r, &c, &many), STOP);
+}
+
+int main(void)
+{
+    const struct CMUnitTest tests[] = {
+        cmocka_unit_test(test_batches_bounded),
+        cmocka_unit_test(test_ramp),
+        cmocka_unit_test(test_stale_lease),
+        cmocka_unit_test(test_verdicts),
+    };
+    return cmocka_run_group_tests(tests, NULL, NULL);
+}
