@@ -363,228 +363,384 @@ static enum verdict judge(struct run *r, const struct firestore_commit *c, const
     return STOP;
 }
 
-/* Sends every batch of a window. Returns 0 when all landed (or were buried); otherwise the
- * reason the drain stops, with rows left pending. */
-static int send_all(struct run *r, struct batch **queue, size_t nqueue, struct d2f_err *err)
+/* The sending side of a window: batches being filled, waiting, and in flight. While a wave of
+ * commits is in flight the next writes are built and landed rows marked, so that the relay's
+ * own work overlaps Firestore's. */
+struct sender {
+    struct run *r;
+    struct batch **q; /* built batches waiting to go (retries among them) */
+    size_t nq, qcap;
+    struct batch *filling; /* the batch being filled */
+    size_t filling_bytes;
+    struct batch **wave; /* in flight */
+    size_t nwave, wave_cap;
+    struct firestore_commit *commits;
+    struct firestore_commit **pc;
+    int64_t *landed; /* rows of landed commits, not marked yet */
+    size_t nlanded, landed_cap;
+    char last_error[512];
+    int stop; /* why the drain stops, once it must */
+};
+
+static int sender_init(struct sender *s, struct run *r, struct d2f_err *err)
 {
-    size_t cap = nqueue * 2 + 8, wave_cap = (size_t)r->cfg->concurrency;
-    struct firestore_commit *commits = calloc(wave_cap, sizeof(*commits));
-    struct firestore_commit **pc = calloc(wave_cap, sizeof(*pc));
-    struct batch **wave = calloc(wave_cap, sizeof(*wave));
-    struct batch **q = malloc(cap * sizeof(*q));
-    char last_error[512] = "";
-    int64_t *landed = NULL;
-    size_t nlanded = 0, landed_cap = 0;
-    int rc = 0, stop = 0;
-
-    if (!commits || !pc || !wave || !q) {
-        rc = d2f_errf(err, D2F_ENOMEM, "out of memory");
-        goto out;
+    memset(s, 0, sizeof(*s));
+    s->r = r;
+    s->wave_cap = (size_t)r->cfg->concurrency;
+    s->qcap = 64;
+    s->q = malloc(s->qcap * sizeof(*s->q));
+    s->wave = calloc(s->wave_cap, sizeof(*s->wave));
+    s->commits = calloc(s->wave_cap, sizeof(*s->commits));
+    s->pc = calloc(s->wave_cap, sizeof(*s->pc));
+    if (!s->q || !s->wave || !s->commits || !s->pc)
+        return d2f_errf(err, D2F_ENOMEM, "out of memory");
+    for (size_t i = 0; i < s->wave_cap; i++) {
+        firestore_commit_init(&s->commits[i]);
+        s->pc[i] = &s->commits[i];
     }
-    memcpy(q, queue, nqueue * sizeof(*q));
-    for (size_t i = 0; i < wave_cap; i++) {
-        firestore_commit_init(&commits[i]);
-        pc[i] = &commits[i];
-    }
-    while (nqueue && !rc && !stop) {
-        int64_t now = http_now_ms(), soonest = INT64_MAX;
-        size_t n = 0, writes = 0;
+    return 0;
+}
 
-        if (now >= r->stop_at) {
-            stop =
-                d2f_errf(err, D2F_EIO, "the time budget ran out with %zu commits unsent", nqueue);
+static void sender_release(struct sender *s)
+{
+    for (size_t i = 0; s->q && i < s->nq; i++)
+        free_batch(s->q[i]);
+    for (size_t i = 0; s->wave && i < s->nwave; i++)
+        free_batch(s->wave[i]);
+    free_batch(s->filling);
+    for (size_t i = 0; s->commits && i < s->wave_cap; i++)
+        firestore_commit_release(&s->commits[i]);
+    free(s->q);
+    free(s->wave);
+    free(s->commits);
+    free(s->pc);
+    free(s->landed);
+}
+
+static int enqueue(struct sender *s, struct batch *b)
+{
+    if (s->nq == s->qcap) {
+        struct batch **q = realloc(s->q, s->qcap * 2 * sizeof(*q));
+        if (!q)
+            return D2F_ENOMEM;
+        s->q = q;
+        s->qcap *= 2;
+    }
+    s->q[s->nq++] = b;
+    return 0;
+}
+
+/* Queues the batch being filled, if any. */
+static int flush(struct sender *s, struct d2f_err *err)
+{
+    if (!s->filling)
+        return 0;
+    if (enqueue(s, s->filling) != 0)
+        return d2f_errf(err, D2F_ENOMEM, "out of memory");
+    s->filling = NULL;
+    return 0;
+}
+
+/* Adds a built write to the batch being filled; a full batch (write count or byte size) is
+ * queued first. */
+static int add_write(struct sender *s, struct item *it, struct d2f_err *err)
+{
+    const struct config *cfg = s->r->cfg;
+    int rc;
+
+    if (s->filling &&
+        ((long)s->filling->n >= cfg->commit_writes ||
+         (long)(s->filling_bytes + it->len + 1) > cfg->commit_bytes) &&
+        (rc = flush(s, err)) != 0)
+        return rc;
+    if (!s->filling) {
+        s->filling = calloc(1, sizeof(*s->filling));
+        if (!s->filling ||
+            !(s->filling->items = malloc((size_t)cfg->commit_writes * sizeof(struct item *)))) {
+            free(s->filling);
+            s->filling = NULL;
+            return d2f_errf(err, D2F_ENOMEM, "out of memory");
+        }
+        s->filling_bytes = BODY_OVERHEAD;
+    }
+    s->filling->items[s->filling->n++] = it;
+    s->filling_bytes += it->len + 1;
+    return 0;
+}
+
+/* Batches whose backoff is over, in the queue. */
+static size_t ready(const struct sender *s, int64_t now, int64_t *soonest)
+{
+    size_t n = 0;
+
+    *soonest = INT64_MAX;
+    for (size_t i = 0; i < s->nq; i++) {
+        if (s->q[i]->not_before <= now)
+            n++;
+        else if (s->q[i]->not_before < *soonest)
+            *soonest = s->q[i]->not_before;
+    }
+    return n;
+}
+
+/* Starts a wave with the ready batches, up to the concurrency. Returns 0 (a wave may or may
+ * not have started) or why the drain stops. */
+static int launch(struct sender *s, struct d2f_err *err)
+{
+    struct run *r = s->r;
+    int64_t now = http_now_ms();
+    size_t writes = 0;
+    int rc;
+
+    if (now >= r->stop_at) {
+        s->stop = d2f_errf(err, D2F_EIO, "the time budget ran out with %zu commits unsent", s->nq);
+        return s->stop;
+    }
+    for (size_t i = 0; i < s->nq && s->nwave < s->wave_cap;) {
+        if (s->q[i]->not_before <= now) {
+            writes += s->q[i]->n;
+            s->wave[s->nwave++] = s->q[i];
+            s->q[i] = s->q[--s->nq];
+        } else {
+            i++;
+        }
+    }
+    if (!s->nwave)
+        return 0;
+    if (r->ramp_from && !ramp_wait(r, writes)) {
+        s->stop = d2f_errf(err, D2F_EIO,
+                           "the time budget ran out (ramp-up pacing at %.0f "
+                           "writes/s)",
+                           ramp_rate(r, http_now_ms()));
+        return s->stop;
+    }
+    for (size_t i = 0; i < s->nwave; i++) {
+        buf_reset(&s->commits[i].body);
+        if (body_of(s->wave[i], &s->commits[i].body) != 0)
+            return d2f_errf(err, D2F_ENOMEM, "out of memory");
+    }
+    rc = firestore_commit_start(r->fs, s->pc, s->nwave, r->deadline, err);
+    if (rc)
+        return rc; /* no token: the wave's batches stay pending */
+    r->st->commits += s->nwave;
+    return 0;
+}
+
+/* Marks the rows of the landed commits not marked yet, in one transaction. */
+static int mark_landed(struct sender *s, struct d2f_err *err)
+{
+    int rc;
+
+    if (!s->nlanded)
+        return 0;
+    rc = outbox_mark(s->r->ob, s->landed, s->nlanded, "committed", NULL, err);
+    if (!rc)
+        s->r->st->rows_committed += s->nlanded;
+    s->nlanded = 0;
+    return rc;
+}
+
+/* Takes in the answers of the wave in flight: landed rows to mark, retries, halves, the dead;
+ * every answer is taken in, even after one says stop. */
+static int take_answers(struct sender *s, struct d2f_err *err)
+{
+    struct run *r = s->r;
+    int rc = 0;
+
+    firestore_commit_finish(r->fs, s->pc, s->nwave);
+    for (size_t i = 0; i < s->nwave; i++) {
+        struct batch *b = s->wave[i];
+        struct firestore_commit *c = &s->commits[i];
+        int64_t *ids;
+        size_t nids = 0;
+
+        switch (rc ? AGAIN : judge(r, c, b)) {
+        case LANDED:
+            ids = batch_ids(b, &nids);
+            if (!ids || append_ids(&s->landed, &s->nlanded, &s->landed_cap, ids, nids) != 0) {
+                free(ids);
+                rc = d2f_errf(err, D2F_ENOMEM, "out of memory");
+                break;
+            }
+            free(ids);
+            r->st->writes += b->n;
+            r->reauthed = 0;
+            for (size_t k = 0; k < b->n; k++) {
+                free(b->items[k]->write);
+                b->items[k]->write = NULL;
+            }
+            free_batch(b);
+            b = NULL;
+            break;
+        case AGAIN:
+            if (!rc && c->status == RETRY_UNAUTHENTICATED) {
+                firestore_reauthenticate(r->fs);
+                r->reauthed = 1;
+            } else if (!rc) {
+                b->attempts++;
+                b->not_before = http_now_ms() + retry_backoff_ms(b->attempts, randombytes_random());
+                r->st->retries++;
+                snprintf(s->last_error, sizeof(s->last_error), "%s", c->message);
+            }
+            break;
+        case SPLIT: {
+            size_t half = b->n / 2;
+            struct batch *left = new_batch(b->items, half);
+            struct batch *right = new_batch(b->items + half, b->n - half);
+            if (!left || !right || enqueue(s, left) != 0) {
+                free_batch(left);
+                free_batch(right);
+                rc = d2f_errf(err, D2F_ENOMEM, "out of memory");
+                break;
+            }
+            if (enqueue(s, right) != 0) {
+                free_batch(right);
+                rc = d2f_errf(err, D2F_ENOMEM, "out of memory");
+                break;
+            }
+            r->st->bisections++;
+            free_batch(b);
+            b = NULL;
             break;
         }
-        /* a wave: the batches whose backoff is over, up to the concurrency */
-        for (size_t i = 0; i < nqueue && n < wave_cap;) {
-            if (q[i]->not_before <= now) {
-                wave[n++] = q[i];
-                writes += q[i]->n;
-                q[i] = q[--nqueue];
-            } else {
-                soonest = q[i]->not_before < soonest ? q[i]->not_before : soonest;
-                i++;
+        case BURY:
+            rc = bury(r, b->items[0], c->message, err);
+            if (!rc) {
+                free_batch(b);
+                b = NULL;
             }
+            break;
+        case STOP:
+            b->attempts++;
+            snprintf(s->last_error, sizeof(s->last_error), "%s", c->message);
+            if (!s->stop)
+                s->stop = d2f_errf(err, D2F_EREMOTE, "Firestore refused a commit: %s", c->message);
+            break;
         }
-        if (n == 0) {
+        if (b && enqueue(s, b) != 0) {
+            free_batch(b);
+            rc = d2f_errf(err, D2F_ENOMEM, "out of memory");
+        }
+    }
+    s->nwave = 0;
+    return rc;
+}
+
+/* The rows of batches that were tried and did not land say why; they stay pending. */
+static void note_unsent(struct sender *s)
+{
+    for (size_t i = 0; i < s->nq; i++) {
+        struct d2f_err note_err = {0};
+        size_t nids = 0;
+        int64_t *ids;
+
+        if (!s->q[i]->attempts)
+            continue;
+        ids = batch_ids(s->q[i], &nids);
+        if (ids && outbox_note_failure(s->r->ob, ids, nids, s->last_error, &note_err) != 0)
+            log_write(LOG_WARN, note_err.msg, NULL);
+        free(ids);
+    }
+}
+
+/* Sends the items of a window: builds their writes as the sending goes, keeps a wave of
+ * commits in flight, and marks what landed. Returns 0 when every write landed or was buried;
+ * otherwise why the drain stops, with rows left pending. */
+static int send_items(struct run *r, struct item **items, size_t nitems, struct d2f_err *err)
+{
+    struct sender s;
+    size_t next = 0;
+    int rc = sender_init(&s, r, err);
+
+    while (!rc && !s.stop) {
+        int64_t now = http_now_ms(), soonest;
+        size_t nready = ready(&s, now, &soonest);
+
+        if (s.nwave) {
+            /* a wave is in flight: build ahead, or wait for it */
+            if (next < nitems && nready + (s.filling ? 1 : 0) < s.wave_cap) {
+                int keep;
+                rc = build_item(r, items[next], &keep, err);
+                if (!rc && keep)
+                    rc = add_write(&s, items[next], err);
+                next++;
+                if (!rc && next == nitems)
+                    rc = flush(&s, err);
+                if (!rc)
+                    firestore_commit_wait(r->fs, 0);
+                continue;
+            }
+            if (firestore_commit_wait(r->fs, 50) > 0)
+                continue;
+            rc = take_answers(&s, err);
+            /* the next wave goes out before the last one's rows are marked */
+            if (!rc && !s.stop && ready(&s, http_now_ms(), &soonest))
+                rc = launch(&s, err);
+            if (!rc)
+                rc = mark_landed(&s, err);
+            continue;
+        }
+        if (!nready) {
+            if (next < nitems) {
+                /* nothing to send yet: fill a batch */
+                while (!rc && next < nitems && !s.nq) {
+                    int keep;
+                    rc = build_item(r, items[next], &keep, err);
+                    if (!rc && keep)
+                        rc = add_write(&s, items[next], err);
+                    next++;
+                }
+                if (!rc && next == nitems)
+                    rc = flush(&s, err);
+                continue;
+            }
+            if (s.filling) {
+                rc = flush(&s, err);
+                continue;
+            }
+            if (!s.nq)
+                break; /* all sent */
             if (soonest > r->stop_at) {
-                stop = d2f_errf(err, D2F_EIO,
-                                "the time budget ran out while commits waited to be retried");
+                s.stop = d2f_errf(err, D2F_EIO,
+                                  "the time budget ran out while commits waited to be retried");
                 break;
             }
             sleep_ms(soonest - now);
             continue;
         }
-        if (r->ramp_from && !ramp_wait(r, writes)) {
-            for (size_t i = 0; i < n; i++)
-                q[nqueue++] = wave[i];
-            stop =
-                d2f_errf(err, D2F_EIO, "the time budget ran out (ramp-up pacing at %.0f writes/s)",
-                         ramp_rate(r, http_now_ms()));
-            break;
-        }
-        for (size_t i = 0; i < n && !rc; i++) {
-            buf_reset(&commits[i].body);
-            if (body_of(wave[i], &commits[i].body) != 0)
-                rc = d2f_errf(err, D2F_ENOMEM, "out of memory");
-        }
-        if (!rc)
-            rc = firestore_commit_all(r->fs, pc, n, r->deadline, err);
-        if (rc) {
-            for (size_t i = 0; i < n; i++)
-                q[nqueue++] = wave[i];
-            break;
-        }
-        r->st->commits += n;
-        /* every answer of the wave is taken in, even after one says stop */
-        for (size_t i = 0; i < n; i++) {
-            struct batch *b = wave[i];
-            int64_t *ids;
-            size_t nids = 0;
-
-            switch (rc ? AGAIN : judge(r, &commits[i], b)) {
-            case LANDED:
-                ids = batch_ids(b, &nids);
-                if (!ids || append_ids(&landed, &nlanded, &landed_cap, ids, nids) != 0) {
-                    free(ids);
-                    q[nqueue++] = b;
-                    rc = d2f_errf(err, D2F_ENOMEM, "out of memory");
-                    break;
-                }
-                free(ids);
-                r->st->writes += b->n;
-                r->reauthed = 0;
-                free_batch(b);
-                break;
-            case AGAIN:
-                if (!rc && commits[i].status == RETRY_UNAUTHENTICATED) {
-                    firestore_reauthenticate(r->fs);
-                    r->reauthed = 1;
-                } else if (!rc) {
-                    b->attempts++;
-                    b->not_before =
-                        http_now_ms() + retry_backoff_ms(b->attempts, randombytes_random());
-                    r->st->retries++;
-                    snprintf(last_error, sizeof(last_error), "%s", commits[i].message);
-                }
-                q[nqueue++] = b;
-                break;
-            case SPLIT: {
-                size_t half = b->n / 2;
-                struct batch *left = new_batch(b->items, half);
-                struct batch *right = new_batch(b->items + half, b->n - half);
-                if (!left || !right || nqueue + 2 > cap) {
-                    free_batch(left);
-                    free_batch(right);
-                    q[nqueue++] = b;
-                    rc = d2f_errf(err, D2F_ENOMEM, "out of memory");
-                    break;
-                }
-                q[nqueue++] = left;
-                q[nqueue++] = right;
-                r->st->bisections++;
-                free_batch(b);
-                break;
-            }
-            case BURY:
-                rc = bury(r, b->items[0], commits[i].message, err);
-                if (rc)
-                    q[nqueue++] = b;
-                else
-                    free_batch(b);
-                break;
-            case STOP:
-                q[nqueue++] = b;
-                b->attempts++;
-                snprintf(last_error, sizeof(last_error), "%s", commits[i].message);
-                if (!stop)
-                    stop = d2f_errf(err, D2F_EREMOTE, "Firestore refused a commit: %s",
-                                    commits[i].message);
-                break;
-            }
-        }
-        /* the wave's landed commits are marked together: one SQLite transaction, so that
-         * each commit's rows become committed at once */
-        if (nlanded) {
-            int mrc = outbox_mark(r->ob, landed, nlanded, "committed", NULL, err);
-            if (!mrc)
-                r->st->rows_committed += nlanded;
-            else if (!rc)
-                rc = mrc;
-            nlanded = 0;
+        rc = launch(&s, err);
+    }
+    if (s.nwave) {
+        /* stopping with a wave out: take its answers in, so that what landed is marked */
+        while (firestore_commit_wait(r->fs, 50) > 0)
+            ;
+        if (!rc) {
+            rc = take_answers(&s, err);
+        } else {
+            firestore_commit_finish(r->fs, s.pc, s.nwave);
+            for (size_t i = 0; i < s.nwave; i++)
+                if (enqueue(&s, s.wave[i]) != 0)
+                    free_batch(s.wave[i]);
+            s.nwave = 0;
         }
     }
     if (!rc)
-        rc = stop;
-    if (rc) {
-        /* what did not land stays pending; the rows that were tried say why */
-        for (size_t i = 0; i < nqueue; i++) {
-            if (q[i]->attempts) {
-                size_t nids = 0;
-                int64_t *ids = batch_ids(q[i], &nids);
-                struct d2f_err note_err = {0};
-                if (ids && outbox_note_failure(r->ob, ids, nids, last_error, &note_err) != 0)
-                    log_write(LOG_WARN, note_err.msg, NULL);
-                free(ids);
-            }
-        }
-    }
-out:
-    free(landed);
-    for (size_t i = 0; q && i < nqueue; i++)
-        free_batch(q[i]);
-    for (size_t i = 0; commits && i < wave_cap; i++)
-        firestore_commit_release(&commits[i]);
-    free(commits);
-    free(pc);
-    free(wave);
-    free(q);
+        rc = mark_landed(&s, err);
+    if (!rc)
+        rc = s.stop;
+    if (rc)
+        note_unsent(&s);
+    sender_release(&s);
     return rc;
 }
 
-/* Cuts items into commits bounded by the write count and the byte size. */
-static int plan_batches(struct run *r, struct item **items, size_t n, struct batch ***out,
-                        size_t *nout, struct d2f_err *err)
-{
-    struct batch **list = calloc(n ? n : 1, sizeof(*list));
-    size_t nb = 0, start = 0, bytes = BODY_OVERHEAD;
-
-    *out = NULL;
-    *nout = 0;
-    if (!list)
-        return d2f_errf(err, D2F_ENOMEM, "out of memory");
-    for (size_t i = 0; i <= n; i++) {
-        int full =
-            i == n || (i > start && ((long)(i - start) >= r->cfg->commit_writes ||
-                                     (long)(bytes + items[i]->len + 1) > r->cfg->commit_bytes));
-        if (full && i > start) {
-            if (!(list[nb] = new_batch(items + start, i - start))) {
-                for (size_t k = 0; k < nb; k++)
-                    free_batch(list[k]);
-                free(list);
-                return d2f_errf(err, D2F_ENOMEM, "out of memory");
-            }
-            nb++;
-            start = i;
-            bytes = BODY_OVERHEAD;
-        }
-        if (i < n)
-            bytes += items[i]->len + 1;
-    }
-    *out = list;
-    *nout = nb;
-    return 0;
-}
-
-/* One window: read, collapse, then build and send the writes a chunk at a time (the chunks
- * touch disjoint documents). *more is 0 when there was nothing left to read. */
+/* One window: read, collapse to one write per document, send. *more is 0 when there was
+ * nothing left to read. */
 static int one_window(struct run *r, int64_t *after, int *more, struct d2f_err *err)
 {
     struct outbox_pending *rows = NULL;
-    struct item **items = NULL, **kept = NULL;
-    struct batch **batches = NULL;
-    size_t n = 0, nitems = 0, nbatches = 0;
-    size_t chunk = (size_t)(r->cfg->concurrency * r->cfg->commit_writes);
+    struct item **items = NULL;
+    size_t n = 0, nitems = 0;
     int rc;
 
     *more = 0;
@@ -593,35 +749,9 @@ static int one_window(struct run *r, int64_t *after, int *more, struct d2f_err *
     *more = 1;
     *after = rows[n - 1].id;
     r->st->windows++;
-    if ((rc = make_items(r, rows, n, &items, &nitems, err)) != 0)
-        goto out;
-    kept = calloc(nitems ? nitems : 1, sizeof(*kept));
-    if (!kept) {
-        rc = d2f_errf(err, D2F_ENOMEM, "out of memory");
-        goto out;
-    }
-    if (chunk < 1000)
-        chunk = 1000;
-    for (size_t from = 0; from < nitems && !rc; from += chunk) {
-        size_t to = from + chunk < nitems ? from + chunk : nitems, nkept = 0;
-
-        for (size_t i = from; i < to && !rc; i++) {
-            int keep;
-            rc = build_item(r, items[i], &keep, err);
-            if (keep)
-                kept[nkept++] = items[i];
-        }
-        if (!rc && (rc = plan_batches(r, kept, nkept, &batches, &nbatches, err)) == 0)
-            rc = send_all(r, batches, nbatches, err);
-        free(batches); /* send_all freed the batches themselves */
-        batches = NULL;
-        for (size_t i = from; i < to; i++) {
-            free(items[i]->write); /* a chunk's writes go once it is sent */
-            items[i]->write = NULL;
-        }
-    }
+    if ((rc = make_items(r, rows, n, &items, &nitems, err)) == 0)
+        rc = send_items(r, items, nitems, err);
 out:
-    free(kept);
     free_items(items, nitems);
     outbox_pending_free(rows, n);
     return rc;

@@ -7,8 +7,10 @@
  * only the last row of each document matters (every write is a whole image), so the window
  * collapses to one write per document, and the rows it supersedes are marked with it. The
  * writes go out in commits bounded by a write count and a byte size; a window's commits touch
- * disjoint documents, so several are in flight at once. A commit's success marks its rows
- * committed in one SQLite transaction.
+ * disjoint documents, so several are in flight at once, while the next writes are built.
+ * The rows of a wave's landed commits are marked committed in one SQLite transaction, while
+ * the next wave is in flight: a commit's rows are never marked apart, and a crash before the
+ * mark only sends the same images again.
  *
  * Errors are told apart by the google.rpc.Status in the answer, not the HTTP code alone:
  * RESOURCE_EXHAUSTED, UNAVAILABLE, ABORTED, DEADLINE_EXCEEDED, INTERNAL and no answer at all

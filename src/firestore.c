@@ -135,8 +135,8 @@ static void read_status(const struct http_call *call, enum retry_status *status,
     cJSON_Delete(body);
 }
 
-int firestore_commit_all(struct firestore *fs, struct firestore_commit **c, size_t n,
-                         int64_t deadline_ms, struct d2f_err *err)
+int firestore_commit_start(struct firestore *fs, struct firestore_commit **c, size_t n,
+                           int64_t deadline_ms, struct d2f_err *err)
 {
     struct http_call **calls = calloc(n ? n : 1, sizeof(*calls));
     const char *auth = NULL;
@@ -156,10 +156,25 @@ int firestore_commit_all(struct firestore *fs, struct firestore_commit **c, size
         call->body_len = c[i]->body.len;
         calls[i] = call;
     }
-    if ((rc = http_perform(fs->http, calls, n, deadline_ms, err)) != 0)
-        goto out;
+    rc = http_start(fs->http, calls, n, deadline_ms, err);
+    for (size_t i = 0; i < n; i++)
+        c[i]->call.authorization = NULL; /* curl has its copy */
+out:
+    free(calls);
+    return rc;
+}
+
+int firestore_commit_wait(struct firestore *fs, int timeout_ms)
+{
+    return http_wait(fs->http, timeout_ms);
+}
+
+void firestore_commit_finish(struct firestore *fs, struct firestore_commit **c, size_t n)
+{
     for (size_t i = 0; i < n; i++) {
-        struct http_call *call = &c[i]->call;
+        struct http_call *call = &c[i]->call, *one[1] = {call};
+
+        http_collect(fs->http, one, 1);
         if (call->failed) {
             c[i]->status = RETRY_NETWORK;
             snprintf(c[i]->message, sizeof(c[i]->message), "no answer: %s", call->error);
@@ -169,11 +184,20 @@ int firestore_commit_all(struct firestore *fs, struct firestore_commit **c, size
         } else {
             read_status(call, &c[i]->status, c[i]->message, sizeof(c[i]->message));
         }
-        call->authorization = NULL;
     }
-out:
-    free(calls);
-    return rc;
+}
+
+int firestore_commit_all(struct firestore *fs, struct firestore_commit **c, size_t n,
+                         int64_t deadline_ms, struct d2f_err *err)
+{
+    int rc = firestore_commit_start(fs, c, n, deadline_ms, err);
+
+    if (rc)
+        return rc;
+    while (firestore_commit_wait(fs, 100) > 0)
+        ;
+    firestore_commit_finish(fs, c, n);
+    return 0;
 }
 
 int firestore_batch_get(struct firestore *fs, const char *const *names, size_t n,

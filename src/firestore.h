@@ -58,6 +58,13 @@ void firestore_commit_release(struct firestore_commit *c);
 int firestore_commit_all(struct firestore *fs, struct firestore_commit **c, size_t n,
                          int64_t deadline_ms, struct d2f_err *err) D2F_WUR;
 
+/* The same in steps: start n commits, drive them (returns how many still run), finish them
+ * (fills each one's status and message). Only one set of commits may be started at a time. */
+int firestore_commit_start(struct firestore *fs, struct firestore_commit **c, size_t n,
+                           int64_t deadline_ms, struct d2f_err *err) D2F_WUR;
+int firestore_commit_wait(struct firestore *fs, int timeout_ms);
+void firestore_commit_finish(struct firestore *fs, struct firestore_commit **c, size_t n);
+
 /* Drops the cached token, after an UNAUTHENTICATED answer. */
 void firestore_reauthenticate(struct firestore *fs);
 

@@ -132,47 +132,78 @@ static int start(struct http *h, struct http_call *c, int64_t deadline_ms)
     return 0;
 }
 
-int http_perform(struct http *h, struct http_call **calls, size_t n, int64_t deadline_ms,
-                 struct d2f_err *err)
+int http_start(struct http *h, struct http_call **calls, size_t n, int64_t deadline_ms,
+               struct d2f_err *err)
 {
-    int running = 0, rc = 0;
-    size_t started = 0;
-
-    for (; started < n; started++) {
-        if (start(h, calls[started], deadline_ms) != 0) {
-            rc = d2f_errf(err, D2F_ENOMEM, "cannot start an HTTP request: out of memory");
-            break;
+    for (size_t i = 0; i < n; i++) {
+        if (start(h, calls[i], deadline_ms) != 0) {
+            http_collect(h, calls, i + 1);
+            return d2f_errf(err, D2F_ENOMEM, "cannot start an HTTP request: out of memory");
         }
     }
-    do {
-        CURLMsg *msg;
-        int left;
+    return 0;
+}
 
-        if (curl_multi_perform(h->multi, &running) != CURLM_OK)
-            break;
-        while ((msg = curl_multi_info_read(h->multi, &left)) != NULL) {
-            struct http_call *c = NULL;
-            if (msg->msg != CURLMSG_DONE)
-                continue;
-            curl_easy_getinfo(msg->easy_handle, CURLINFO_PRIVATE, (char **)&c);
-            if (msg->data.result == CURLE_OK) {
-                curl_easy_getinfo(msg->easy_handle, CURLINFO_RESPONSE_CODE, &c->status);
-            } else {
-                c->failed = 1;
-                c->status = 0;
-                snprintf(c->error, sizeof(c->error), "%s", curl_easy_strerror(msg->data.result));
-            }
+/* Takes in the answers of the transfers that are done. */
+static void harvest(struct http *h)
+{
+    CURLMsg *msg;
+    int left;
+
+    while ((msg = curl_multi_info_read(h->multi, &left)) != NULL) {
+        struct http_call *c = NULL;
+        if (msg->msg != CURLMSG_DONE)
+            continue;
+        curl_easy_getinfo(msg->easy_handle, CURLINFO_PRIVATE, (char **)&c);
+        if (msg->data.result == CURLE_OK) {
+            curl_easy_getinfo(msg->easy_handle, CURLINFO_RESPONSE_CODE, &c->status);
+        } else {
+            c->failed = 1;
+            c->status = 0;
+            snprintf(c->error, sizeof(c->error), "%s", curl_easy_strerror(msg->data.result));
         }
-        if (running && curl_multi_poll(h->multi, NULL, 0, 100, NULL) != CURLM_OK)
-            break;
-    } while (running);
-    for (size_t i = 0; i < started; i++) {
+    }
+}
+
+int http_wait(struct http *h, int timeout_ms)
+{
+    int running = 0;
+
+    if (curl_multi_perform(h->multi, &running) != CURLM_OK)
+        return 0;
+    harvest(h);
+    if (running && timeout_ms > 0) {
+        if (curl_multi_poll(h->multi, NULL, 0, timeout_ms, NULL) != CURLM_OK ||
+            curl_multi_perform(h->multi, &running) != CURLM_OK)
+            return 0;
+        harvest(h);
+    }
+    return running;
+}
+
+void http_collect(struct http *h, struct http_call **calls, size_t n)
+{
+    for (size_t i = 0; i < n; i++) {
         struct http_call *c = calls[i];
+        if (!c->easy)
+            continue;
         if (!c->failed && c->status == 0) {
             c->failed = 1;
             snprintf(c->error, sizeof(c->error), "no answer by the deadline");
         }
         finish_easy(h, c);
     }
-    return rc;
+}
+
+int http_perform(struct http *h, struct http_call **calls, size_t n, int64_t deadline_ms,
+                 struct d2f_err *err)
+{
+    int rc = http_start(h, calls, n, deadline_ms, err);
+
+    if (rc)
+        return rc;
+    while (http_wait(h, 100) > 0)
+        ;
+    http_collect(h, calls, n);
+    return 0;
 }

@@ -55,6 +55,14 @@ void http_call_release(struct http_call *c);
 int http_perform(struct http *h, struct http_call **calls, size_t n, int64_t deadline_ms,
                  struct d2f_err *err) D2F_WUR;
 
+/* The same in steps, so that the caller can work while calls are in flight: http_start adds
+ * the calls, http_wait drives them for up to timeout_ms and returns how many still run, and
+ * http_collect ends them (a call not finished by then has failed set). */
+int http_start(struct http *h, struct http_call **calls, size_t n, int64_t deadline_ms,
+               struct d2f_err *err) D2F_WUR;
+int http_wait(struct http *h, int timeout_ms);
+void http_collect(struct http *h, struct http_call **calls, size_t n);
+
 /* Milliseconds since the epoch. */
 int64_t http_now_ms(void);
 

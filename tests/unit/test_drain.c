@@ -23,33 +23,36 @@ static struct item *item_of(size_t len)
 
 static void test_batches_bounded(void **state)
 {
-    struct config cfg = {.commit_writes = 3, .commit_bytes = 100};
+    struct config cfg = {.commit_writes = 3, .commit_bytes = 100, .concurrency = 2};
     struct run r = {.cfg = &cfg};
+    struct sender s;
     size_t lens[] = {10, 10, 10, 10, 60, 10, 90, 200, 5};
-    size_t n = sizeof(lens) / sizeof(lens[0]), nb = 0, seen = 0;
+    size_t n = sizeof(lens) / sizeof(lens[0]), seen = 0;
     struct item *items[9];
-    struct batch **b = NULL;
 
     (void)state;
-    for (size_t i = 0; i < n; i++)
+    assert_int_equal(sender_init(&s, &r, NULL), 0);
+    for (size_t i = 0; i < n; i++) {
         items[i] = item_of(lens[i]);
-    assert_int_equal(plan_batches(&r, items, n, &b, &nb, NULL), 0);
-    for (size_t i = 0; i < nb; i++) {
+        assert_int_equal(add_write(&s, items[i], NULL), 0);
+    }
+    assert_int_equal(flush(&s, NULL), 0);
+    for (size_t i = 0; i < s.nq; i++) {
+        struct batch *b = s.q[i];
         size_t bytes = BODY_OVERHEAD;
-        assert_true(b[i]->n >= 1);
-        assert_true(b[i]->n <= 3);
-        for (size_t k = 0; k < b[i]->n; k++) {
-            assert_ptr_equal(b[i]->items[k], items[seen + k]); /* order kept */
-            bytes += b[i]->items[k]->len + 1;
+        assert_true(b->n >= 1);
+        assert_true(b->n <= 3);
+        for (size_t k = 0; k < b->n; k++) {
+            assert_ptr_equal(b->items[k], items[seen + k]); /* order kept */
+            bytes += b->items[k]->len + 1;
         }
         /* over the byte bound only when a single write is bigger than it */
-        assert_true(bytes <= 100 || b[i]->n == 1);
-        seen += b[i]->n;
-        free_batch(b[i]);
+        assert_true(bytes <= 100 || b->n == 1);
+        seen += b->n;
     }
     assert_int_equal(seen, n);
-    assert_int_equal(nb, 5); /* [10 10 10] [10 60 10] (99 bytes) [90] [200] [5] */
-    free(b);
+    assert_int_equal(s.nq, 5); /* [10 10 10] [10 60 10] (99 bytes) [90] [200] [5] */
+    sender_release(&s);
     for (size_t i = 0; i < n; i++)
         free_item(items[i]);
 }
