@@ -1,10 +1,11 @@
 -- The ddb2fs outbox, schema version 1.
--- Every stream record is kept as received (record_raw) next to the columns the relay needs
--- (records): the raw JSON stays put while the small row's state changes.
+-- A stream record is kept in three tables that share its id (its arrival order): what it is
+-- (record_info, written once), where it stands (record_state, small rows that change as it
+-- is sent) and its JSON exactly as received (record_raw). The view records joins them.
 -- Times are Unix epoch milliseconds. Sequence numbers are kept as received (seq) and as
 -- 40-digit zero-padded text (seq_key), so that text order is numeric order.
 
-CREATE TABLE records (
+CREATE TABLE record_info (
     id           INTEGER PRIMARY KEY,   -- arrival order
     stream_arn   TEXT,                  -- eventSourceARN
     seq          TEXT,                  -- dynamodb.SequenceNumber as received
@@ -16,26 +17,37 @@ CREATE TABLE records (
     document     TEXT,                  -- "collection/id"; NULL until the key schema is known
     op           TEXT CHECK (op IN ('update', 'delete', 'skip')),
     created_at   INTEGER,               -- dynamodb.ApproximateCreationDateTime
-    arrived_at   INTEGER NOT NULL,      -- when the record was made durable here
+    arrived_at   INTEGER NOT NULL       -- when the record was made durable here
+);
+
+CREATE TABLE record_state (
+    id           INTEGER PRIMARY KEY REFERENCES record_info (id),
     state        TEXT NOT NULL CHECK (state IN ('pending', 'committed', 'dead')),
     attempts     INTEGER NOT NULL DEFAULT 0,
     last_error   TEXT,                  -- why the record is dead, or the last failed attempt
     committed_at INTEGER                -- when Firestore accepted it (or it was superseded)
 );
 
--- The record's JSON exactly as received, one row per records row.
 CREATE TABLE record_raw (
-    id           INTEGER PRIMARY KEY REFERENCES records (id),
-    raw          TEXT NOT NULL
+    id           INTEGER PRIMARY KEY REFERENCES record_info (id),
+    raw          TEXT NOT NULL          -- the record's JSON exactly as received
 );
 
 -- Dedupe: Lambda's retries and replays of a batch change nothing.
-CREATE UNIQUE INDEX records_dedupe ON records (stream_arn, seq_key) WHERE seq_key IS NOT NULL;
-CREATE UNIQUE INDEX records_dedupe_raw ON records (raw_sha256) WHERE raw_sha256 IS NOT NULL;
+CREATE UNIQUE INDEX records_dedupe ON record_info (stream_arn, seq_key)
+    WHERE seq_key IS NOT NULL;
+CREATE UNIQUE INDEX records_dedupe_raw ON record_info (raw_sha256) WHERE raw_sha256 IS NOT NULL;
 -- The drain's window: pending rows in arrival order.
-CREATE INDEX records_pending ON records (id) WHERE state = 'pending';
+CREATE INDEX records_pending ON record_state (id) WHERE state = 'pending';
 -- A document's history.
-CREATE INDEX records_document ON records (document, id);
+CREATE INDEX records_document ON record_info (document, id);
+
+-- Every record, with where it stands (its JSON is in raw_records).
+CREATE VIEW records AS
+SELECT i.id, i.stream_arn, i.seq, i.seq_key, i.raw_sha256, i.event_id, i.event_name,
+       i.table_name, i.document, i.op, i.created_at, i.arrived_at,
+       s.state, s.attempts, s.last_error, s.committed_at
+FROM record_info i JOIN record_state s USING (id);
 
 -- Key schema per table, recorded at first use; a later contradicting setting is refused.
 CREATE TABLE key_schema (
@@ -91,7 +103,7 @@ GROUP BY table_name, stream_arn;
 
 -- Records with their JSON as received: WHERE seq = '111'.
 CREATE VIEW raw_records AS
-SELECT r.id, r.seq, r.table_name, r.document, r.event_name, r.state, x.raw
+SELECT r.id, r.seq, r.table_name, r.document, r.event_name, r.state, r.last_error, x.raw
 FROM records r JOIN record_raw x USING (id);
 
 -- Every change of every document, in arrival order: WHERE document = 'Orders/42#2024'.

@@ -23,6 +23,7 @@ struct outbox {
     const char *journal;
     sqlite3_stmt *insert;
     sqlite3_stmt *insert_raw;
+    sqlite3_stmt *insert_state;
     sqlite3_stmt *keys_get;
     sqlite3_stmt *keys_put;
     sqlite3_stmt *record_get;
@@ -31,10 +32,11 @@ struct outbox {
 };
 
 static const char insert_sql[] =
-    "INSERT INTO records (stream_arn, seq, seq_key, raw_sha256, event_id, event_name, "
-    "table_name, document, op, created_at, arrived_at, state, last_error) "
-    "VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7, ?8, ?9, ?10, ?11, ?12, ?13) "
-    "ON CONFLICT DO NOTHING";
+    "INSERT INTO record_info (stream_arn, seq, seq_key, raw_sha256, event_id, event_name, "
+    "table_name, document, op, created_at, arrived_at) "
+    "VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7, ?8, ?9, ?10, ?11) ON CONFLICT DO NOTHING";
+static const char insert_state_sql[] =
+    "INSERT INTO record_state (id, state, last_error, committed_at) VALUES (?1, ?2, ?3, ?4)";
 static const char insert_raw_sql[] = "INSERT INTO record_raw (id, raw) VALUES (?1, ?2)";
 static const char keys_get_sql[] =
     "SELECT partition_key, sort_key FROM key_schema WHERE table_name = ?1";
@@ -211,12 +213,14 @@ int outbox_open(struct outbox **out, const char *path, enum config_journal journ
             SQLITE_OK ||
         sqlite3_prepare_v3(ob->db, insert_raw_sql, -1, SQLITE_PREPARE_PERSISTENT, &ob->insert_raw,
                            NULL) != SQLITE_OK ||
+        sqlite3_prepare_v3(ob->db, insert_state_sql, -1, SQLITE_PREPARE_PERSISTENT,
+                           &ob->insert_state, NULL) != SQLITE_OK ||
         sqlite3_prepare_v3(ob->db, keys_get_sql, -1, SQLITE_PREPARE_PERSISTENT, &ob->keys_get,
                            NULL) != SQLITE_OK ||
         sqlite3_prepare_v3(ob->db, keys_put_sql, -1, SQLITE_PREPARE_PERSISTENT, &ob->keys_put,
                            NULL) != SQLITE_OK ||
         sqlite3_prepare_v3(ob->db,
-                           "SELECT r.op, x.raw FROM records r JOIN record_raw x USING (id) "
+                           "SELECT i.op, x.raw FROM record_info i JOIN record_raw x USING (id) "
                            "WHERE id = ?1",
                            -1, SQLITE_PREPARE_PERSISTENT, &ob->record_get, NULL) != SQLITE_OK) {
         rc = db_err(ob, err, "prepare statements");
@@ -237,6 +241,7 @@ void outbox_close(struct outbox *ob)
         outbox_rollback(ob);
     sqlite3_finalize(ob->insert);
     sqlite3_finalize(ob->insert_raw);
+    sqlite3_finalize(ob->insert_state);
     sqlite3_finalize(ob->keys_get);
     sqlite3_finalize(ob->keys_put);
     sqlite3_finalize(ob->record_get);
@@ -308,10 +313,21 @@ static void bind_text(sqlite3_stmt *st, int i, const char *s)
         sqlite3_bind_null(st, i);
 }
 
+/* Steps a prepared insert and resets it; 0 or the outbox error. */
+static int step_insert(struct outbox *ob, sqlite3_stmt *st, struct d2f_err *err)
+{
+    int rc = sqlite3_step(st);
+
+    sqlite3_reset(st);
+    sqlite3_clear_bindings(st);
+    return rc == SQLITE_DONE ? 0 : db_err(ob, err, "insert a record");
+}
+
 int outbox_insert(struct outbox *ob, const struct outbox_row *row, int *inserted,
                   struct d2f_err *err)
 {
     sqlite3_stmt *st = ob->insert;
+    sqlite3_int64 id;
     int rc;
 
     bind_text(st, 1, row->stream_arn);
@@ -328,23 +344,24 @@ int outbox_insert(struct outbox *ob, const struct outbox_row *row, int *inserted
     else
         sqlite3_bind_null(st, 10);
     sqlite3_bind_int64(st, 11, row->arrived_at);
-    bind_text(st, 12, row->state);
-    bind_text(st, 13, row->last_error);
-    rc = sqlite3_step(st);
-    sqlite3_reset(st);
-    sqlite3_clear_bindings(st);
-    if (rc != SQLITE_DONE)
-        return db_err(ob, err, "insert a record");
+    if ((rc = step_insert(ob, st, err)) != 0)
+        return rc;
     *inserted = sqlite3_changes(ob->db) == 1;
     if (!*inserted)
         return 0;
+    id = sqlite3_last_insert_rowid(ob->db);
+    st = ob->insert_state;
+    sqlite3_bind_int64(st, 1, id);
+    bind_text(st, 2, row->state);
+    bind_text(st, 3, row->last_error);
+    if (strcmp(row->state, "committed") == 0)
+        sqlite3_bind_int64(st, 4, row->arrived_at);
+    if ((rc = step_insert(ob, st, err)) != 0)
+        return rc;
     st = ob->insert_raw;
-    sqlite3_bind_int64(st, 1, sqlite3_last_insert_rowid(ob->db));
+    sqlite3_bind_int64(st, 1, id);
     sqlite3_bind_text64(st, 2, row->raw, row->raw_len, SQLITE_STATIC, SQLITE_UTF8);
-    rc = sqlite3_step(st);
-    sqlite3_reset(st);
-    sqlite3_clear_bindings(st);
-    return rc == SQLITE_DONE ? 0 : db_err(ob, err, "insert a record");
+    return step_insert(ob, st, err);
 }
 
 static char *dup_or_null(const unsigned char *s)
@@ -483,8 +500,9 @@ int outbox_pending_window(struct outbox *ob, int64_t after_id, size_t limit,
     if (!out)
         return d2f_errf(err, D2F_ENOMEM, "out of memory");
     if (sqlite3_prepare_v2(ob->db,
-                           "SELECT id, document, table_name FROM records "
-                           "WHERE state = 'pending' AND id > ?1 ORDER BY id LIMIT ?2",
+                           "SELECT s.id, i.document, i.table_name FROM record_state s "
+                           "JOIN record_info i USING (id) "
+                           "WHERE s.state = 'pending' AND s.id > ?1 ORDER BY s.id LIMIT ?2",
                            -1, &st, NULL) != SQLITE_OK) {
         free(out);
         return db_err(ob, err, "read pending records");
@@ -552,11 +570,11 @@ int outbox_mark(struct outbox *ob, const int64_t *ids, size_t n, const char *sta
 {
     if (strcmp(state, "committed") == 0)
         return update_rows(ob,
-                           "UPDATE records SET state = 'committed', committed_at = ?3, "
+                           "UPDATE record_state SET state = 'committed', committed_at = ?3, "
                            "attempts = attempts + 1, last_error = ?2 WHERE id = ?1",
                            ids, n, error, "mark records committed", err);
     return update_rows(ob,
-                       "UPDATE records SET state = 'dead', attempts = attempts + 1, "
+                       "UPDATE record_state SET state = 'dead', attempts = attempts + 1, "
                        "last_error = ?2 WHERE id = ?1",
                        ids, n, error, "mark records dead", err);
 }
@@ -565,17 +583,19 @@ int outbox_note_failure(struct outbox *ob, const int64_t *ids, size_t n, const c
                         struct d2f_err *err)
 {
     return update_rows(ob,
-                       "UPDATE records SET attempts = attempts + 1, last_error = ?2 "
+                       "UPDATE record_state SET attempts = attempts + 1, last_error = ?2 "
                        "WHERE id = ?1 AND state = 'pending'",
                        ids, n, error, "note a failed attempt", err);
 }
 
 int outbox_set_document(struct outbox *ob, int64_t id, const char *document, struct d2f_err *err)
 {
-    return update_rows(ob,
-                       "UPDATE records SET document = ?2, last_error = NULL "
-                       "WHERE id = ?1",
-                       &id, 1, document, "set a record's document", err);
+    int rc = update_rows(ob, "UPDATE record_info SET document = ?2 WHERE id = ?1", &id, 1, document,
+                         "set a record's document", err);
+
+    return rc ? rc
+              : update_rows(ob, "UPDATE record_state SET last_error = ?2 WHERE id = ?1", &id, 1,
+                            NULL, "set a record's document", err);
 }
 
 /* The first column of the first row of sql (with ?1 bound to text when not NULL). */
@@ -602,7 +622,8 @@ int outbox_pending_count(struct outbox *ob, int64_t *n, struct d2f_err *err)
     int found;
 
     *n = 0;
-    return scalar(ob, "SELECT count(*) FROM records WHERE state = 'pending'", NULL, n, &found, err);
+    return scalar(ob, "SELECT count(*) FROM record_state WHERE state = 'pending'", NULL, n, &found,
+                  err);
 }
 
 int outbox_meta_get(struct outbox *ob, const char *key, int64_t *value, int *found,

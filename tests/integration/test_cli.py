@@ -40,7 +40,9 @@ class Ingest(Base):
         self.assertEqual(second.returncode, 0, second.stderr)
         self.assertEqual(json.loads(second.stdout), {"batchItemFailures": []})
         self.assertEqual(dump(self.db), after_once)
-        self.assertEqual(len(after_once["records"]), 300)
+        self.assertEqual(len(after_once["record_info"]), 300)
+        self.assertEqual(len(after_once["record_state"]), 300)
+        self.assertEqual(len(after_once["record_raw"]), 300)
         self.assertIn('"duplicates":300', second.stderr)
 
     def test_overlapping_batch_adds_only_the_new(self):
@@ -150,7 +152,7 @@ class Ingest(Base):
         ev = events.event(5, seed=6)
         self.assertEqual(self.ingest({"Records": []}).returncode, 0)  # creates the outbox
         con = sqlite3.connect(self.db)
-        con.execute("CREATE TRIGGER disk_trouble BEFORE INSERT ON records "
+        con.execute("CREATE TRIGGER disk_trouble BEFORE INSERT ON record_info "
                     "WHEN NEW.seq = '%s' BEGIN SELECT RAISE(ABORT, 'disk trouble'); END"
                     % ev["Records"][3]["dynamodb"]["SequenceNumber"])
         con.commit()

@@ -211,7 +211,7 @@ class Crashes(DrainBase):
         for i in range(kills):
             # make everything pending again, then kill a drain at a random moment
             self.server.control("wipe")
-            con_sql = "UPDATE records SET state = 'pending', committed_at = NULL"
+            con_sql = "UPDATE record_state SET state = 'pending', committed_at = NULL"
             subprocess.run(["sqlite3", self.db, con_sql], check=True)
             proc = subprocess.Popen([BIN, "drain"], env=env, stdout=subprocess.DEVNULL,
                                     stderr=subprocess.DEVNULL)
