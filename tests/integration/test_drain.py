@@ -281,6 +281,23 @@ class Auth(DrainBase):
         token_calls = [r for r in self.server.requests() if r["path"] == "/token"]
         self.assertGreaterEqual(len(token_calls), 2)
 
+    def test_unauthenticated_renews_the_token_once(self):
+        lines = self.ingest_events([events.event(300, seed=19)])
+        self.server.faults(unauthenticated=1)
+        p = self.drain()
+        self.assertEqual(p.returncode, 0, p.stderr)
+        self.assert_exact(lines)
+        self.assertEqual(len([r for r in self.server.requests() if r["path"] == "/token"]), 2)
+        # refused again after the renewal: a clear error, rows pending
+        self.ingest_events([events.event(10, first=5000, seed=20)])
+        self.server.faults(unauthenticated=100)
+        p = self.drain()
+        self.assertEqual(p.returncode, 1)
+        self.assertIn("UNAUTHENTICATED", p.stderr)
+        self.assertEqual(query(self.db, "SELECT count(*) FROM records WHERE state = 'pending'")
+                         [0][0], 10)
+        self.no_secrets_in(p.stdout, p.stderr)
+
     def test_self_signed_jwt(self):
         lines = self.ingest_events([events.event(100, seed=15)])
         p = self.drain(dict(self.env, DDB2FS_TOKEN="self-signed"))

@@ -16,8 +16,8 @@ directly in an array, nesting deeper than 20, bad field names and document ids, 
 "status"}}). Authentication: with accounts registered, a request needs a bearer token this
 server issued and that has not expired, or a self-signed JWT (Google's AIP-4111) signed by a
 registered key with aud https://firestore.googleapis.com/; with none registered (emulator mode)
-anything goes. Faults are injected on commits: error rates per status, latency, hangs, and
-"apply the commit, then drop the connection".
+anything goes. Faults are injected on commits: error rates per status, latency, hangs,
+"apply the commit, then drop the connection", and tokens refused as revoked.
 
 Run alone: firestore_server.py [--port N]; it prints "port N" and serves until killed.
 """
@@ -445,6 +445,9 @@ class Handler(BaseHTTPRequestHandler):
         with st.lock:
             f = dict(st.faults)
             roll = st.rng.random()
+            revoked = f.get("unauthenticated", 0) > 0
+            if revoked:
+                st.faults["unauthenticated"] -= 1
             hang = st.rng.random() < f.get("hang_rate", 0)
             lat = f.get("latency_ms")
             delay = (st.rng.uniform(*lat) if isinstance(lat, list) else (lat or 0)) / 1000.0
@@ -454,6 +457,9 @@ class Handler(BaseHTTPRequestHandler):
             time.sleep(f.get("hang_seconds", 30))
             self.drop()
             return True
+        if revoked:
+            raise Refusal("UNAUTHENTICATED", "Request had invalid authentication credentials. "
+                          "The access token has been revoked.")
         if f.get("forbid"):
             raise Refusal("PERMISSION_DENIED", "Missing or insufficient permissions.")
         edge = 0.0
