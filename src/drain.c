@@ -643,6 +643,21 @@ static void note_unsent(struct sender *s)
     }
 }
 
+/* Builds the write of items[*next] into the batch being filled, and moves on; after the last
+ * item the batch is queued. */
+static int build_next(struct sender *s, struct item **items, size_t nitems, size_t *next,
+                      struct d2f_err *err)
+{
+    int keep, rc = build_item(s->r, items[*next], &keep, err);
+
+    if (!rc && keep)
+        rc = add_write(s, items[*next], err);
+    ++*next;
+    if (!rc && *next == nitems)
+        rc = flush(s, err);
+    return rc;
+}
+
 /* Sends the items of a window: builds their writes as the sending goes, keeps a wave of
  * commits in flight, and marks what landed. Returns 0 when every write landed or was buried;
  * otherwise why the drain stops, with rows left pending. */
@@ -659,13 +674,7 @@ static int send_items(struct run *r, struct item **items, size_t nitems, struct 
         if (s.nwave) {
             /* a wave is in flight: build ahead, or wait for it */
             if (next < nitems && nready + (s.filling ? 1 : 0) < s.wave_cap) {
-                int keep;
-                rc = build_item(r, items[next], &keep, err);
-                if (!rc && keep)
-                    rc = add_write(&s, items[next], err);
-                next++;
-                if (!rc && next == nitems)
-                    rc = flush(&s, err);
+                rc = build_next(&s, items, nitems, &next, err);
                 if (!rc)
                     firestore_commit_wait(r->fs, 0);
                 continue;
@@ -683,15 +692,8 @@ static int send_items(struct run *r, struct item **items, size_t nitems, struct 
         if (!nready) {
             if (next < nitems) {
                 /* nothing to send yet: fill a batch */
-                while (!rc && next < nitems && !s.nq) {
-                    int keep;
-                    rc = build_item(r, items[next], &keep, err);
-                    if (!rc && keep)
-                        rc = add_write(&s, items[next], err);
-                    next++;
-                }
-                if (!rc && next == nitems)
-                    rc = flush(&s, err);
+                while (!rc && next < nitems && !s.nq)
+                    rc = build_next(&s, items, nitems, &next, err);
                 continue;
             }
             if (s.filling) {
