@@ -217,21 +217,6 @@ out:
     return status;
 }
 
-/* The key schema convert uses: DDB2FS_KEYS, or a one-attribute Keys map. */
-static void convert_keys(const struct config *cfg, const struct event_record *rec, const char **pk,
-                         const char **sk)
-{
-    const struct config_keys *k = config_keys_for(cfg, rec->table);
-
-    *pk = *sk = NULL;
-    if (k) {
-        *pk = k->partition;
-        *sk = k->sort;
-    } else if (rec->keys && rec->keys->child && !rec->keys->child->next) {
-        *pk = rec->keys->child->string;
-    }
-}
-
 static int print_plan(const struct record_plan *plan)
 {
     cJSON *line = NULL;
@@ -283,8 +268,9 @@ static int cmd_convert(int argc, char **argv)
         const char *pk, *sk;
 
         record_plan_init(&plan);
-        convert_keys(&cfg, &rec, &pk, &sk);
-        rc = record_plan(&rec, &cfg, pk, sk, prefix.data, &plan);
+        rc = ingest_keys(NULL, &cfg, &rec, &pk, &sk, NULL); /* convert reads no outbox */
+        if (!rc)
+            rc = record_plan(&rec, &cfg, pk, sk, prefix.data, &plan);
         if (!rc)
             rc = print_plan(&plan);
         record_plan_release(&plan);

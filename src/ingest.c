@@ -84,14 +84,22 @@ int ingest_keys(struct outbox *ob, const struct config *cfg, const struct event_
                 const char **pk, const char **sk, struct d2f_err *err)
 {
     const struct config_keys *k;
+    const char *single;
     int found, rc;
 
     *pk = *sk = NULL;
     if (rec->error || !rec->table[0])
         return 0;
-    if ((rc = outbox_keys_get(ob, rec->table, pk, sk, &found, err)) != 0 || found)
+    if (ob && ((rc = outbox_keys_get(ob, rec->table, pk, sk, &found, err)) != 0 || found))
         return rc;
     k = config_keys_for(cfg, rec->table);
+    single =
+        rec->keys && rec->keys->child && !rec->keys->child->next ? rec->keys->child->string : NULL;
+    if (!ob) {
+        *pk = k ? k->partition : single;
+        *sk = k ? k->sort : NULL;
+        return 0;
+    }
     if (k) {
         rc = outbox_keys_put(ob, rec->table, k->partition, k->sort, "DDB2FS_KEYS", pk, sk, err);
         if (!rc && (strcmp(*pk, k->partition) != 0 || (*sk == NULL) != (k->sort == NULL) ||
@@ -102,8 +110,8 @@ int ingest_keys(struct outbox *ob, const struct config *cfg, const struct event_
                           rec->table);
         return rc;
     }
-    if (rec->keys && rec->keys->child && !rec->keys->child->next)
-        return outbox_keys_put(ob, rec->table, rec->keys->child->string, NULL,
+    if (single)
+        return outbox_keys_put(ob, rec->table, single, NULL,
                                "a stream record's Keys (one attribute)", pk, sk, err);
     return 0;
 }

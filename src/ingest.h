@@ -52,8 +52,8 @@ int ingest_answer(const char *text, size_t len, int failed, struct buf *out) D2F
 
 /* The key schema of rec's table: recorded in ob, or set in DDB2FS_KEYS (then recorded), or
  * inferred from a one-attribute Keys map (then recorded). *pk stays NULL when it cannot be
- * known yet; *pk / *sk stay valid while ob is open. Call in a transaction when recording
- * must go with the rows. */
+ * known yet; *pk / *sk stay valid while ob, cfg and rec are. With ob NULL nothing is read or
+ * recorded (convert). Call in a transaction when recording must go with the rows. */
 struct event_record;
 int ingest_keys(struct outbox *ob, const struct config *cfg, const struct event_record *rec,
                 const char **pk, const char **sk, struct d2f_err *err) D2F_WUR;

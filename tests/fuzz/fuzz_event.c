@@ -31,12 +31,11 @@ static void plan_all(const uint8_t *data, size_t size, struct config *cfg)
     if (event_reader_init(&r, (const char *)data, size, NULL) != 0)
         return;
     while (event_reader_next(&r, &rec, NULL) == 1) {
-        const struct config_keys *k = config_keys_for(cfg, rec.table);
-        const char *pk = k ? k->partition : NULL, *sk = k ? k->sort : NULL;
+        const char *pk, *sk;
         struct record_plan plan;
 
-        if (!k && rec.keys && rec.keys->child && !rec.keys->child->next)
-            pk = rec.keys->child->string;
+        if (ingest_keys(NULL, cfg, &rec, &pk, &sk, NULL) != 0)
+            abort(); /* without an outbox nothing can fail */
         record_plan_init(&plan);
         if (record_plan(&rec, cfg, pk, sk, "projects/p/databases/(default)/documents", &plan) ==
                 0 &&
