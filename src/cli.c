@@ -11,11 +11,13 @@
 #include "event.h"
 #include "firestore.h"
 #include "gauth.h"
+#include "handler.h"
 #include "http.h"
 #include "ingest.h"
 #include "log.h"
 #include "outbox.h"
 #include "record.h"
+#include "runtime.h"
 #include "status.h"
 
 #define EXIT_FAILED 1
@@ -32,6 +34,7 @@ static const char usage_text[] =
     "  convert [FILE|-]   print the Firestore write each record becomes, one JSON line each;\n"
     "                     touches nothing\n"
     "  drain              send the pending records to Firestore, in order, in commits\n"
+    "  lambda             the AWS Lambda custom runtime (the container's entry point)\n"
     "  status [--json]    pending, dead and committed records, lag, lease holder, tables\n"
     "\n"
     "Run 'ddb2fs <command> --help' for a command's details. Settings come from the\n"
@@ -390,6 +393,76 @@ out:
     return status;
 }
 
+static const char lambda_help[] =
+    "usage: ddb2fs lambda\n"
+    "\n"
+    "The AWS Lambda custom runtime: speaks the Runtime API at AWS_LAMBDA_RUNTIME_API. A\n"
+    "DynamoDB stream batch is made durable in the outbox in one transaction, drained while\n"
+    "time remains, and answered with {\"batchItemFailures\":[...]}; a scheduled event\n"
+    "(EventBridge) drains only. Logs are JSON lines on stdout. A bad configuration is\n"
+    "reported to init/error with an errorType naming what failed.\n";
+
+static int cmd_lambda(int argc, char **argv)
+{
+    struct d2f_err err = {0};
+    struct http *http = NULL;
+    struct runtime *rt = NULL;
+    struct handler *h = NULL;
+    struct runtime_invocation inv;
+    struct buf answer;
+    int rc;
+
+    if (wants_help(argc, argv)) {
+        fputs(lambda_help, stdout);
+        return 0;
+    }
+    log_setup(stdout, LOG_INFO);
+    runtime_invocation_init(&inv);
+    buf_init(&answer, RUNTIME_MAX_PAYLOAD);
+    if ((rc = http_new(&http, &err)) != 0 ||
+        (rc = runtime_open(&rt, getenv("AWS_LAMBDA_RUNTIME_API"), http, &err)) != 0) {
+        log_write(LOG_ERROR, err.msg, NULL);
+        goto out;
+    }
+    if ((rc = handler_new(&h, env, http, &err)) != 0) {
+        struct d2f_err post_err = {0};
+        log_write(LOG_ERROR, err.msg, NULL);
+        if (runtime_init_error(rt, handler_error_type(rc), err.msg, &post_err) != 0)
+            log_write(LOG_ERROR, post_err.msg, NULL);
+        goto out;
+    }
+    for (;;) {
+        const char *type = NULL;
+
+        if ((rc = runtime_next(rt, &inv, &err)) != 0) {
+            log_write(LOG_ERROR, err.msg, NULL);
+            break;
+        }
+        log_set_request(inv.request_id);
+        buf_reset(&answer);
+        rc = handler_invoke(h, inv.event.data ? inv.event.data : "", inv.event.len, inv.deadline_ms,
+                            &answer, &type, &err);
+        if (rc) {
+            log_write(LOG_ERROR, err.msg, NULL);
+            rc = runtime_fail(rt, &inv, type ? type : handler_error_type(rc), err.msg, &err);
+        } else {
+            rc = runtime_respond(rt, &inv, answer.data, answer.len, &err);
+        }
+        if (rc) {
+            log_write(LOG_ERROR, err.msg, NULL);
+            break;
+        }
+        log_set_request(NULL);
+    }
+out:
+    handler_free(h);
+    runtime_close(rt);
+    http_free(http);
+    runtime_invocation_release(&inv);
+    buf_release(&answer);
+    return rc ? EXIT_FAILED : 0;
+}
+
 int cli_main(int argc, char **argv)
 {
     const char *cmd = argc > 1 ? argv[1] : NULL;
@@ -414,6 +487,8 @@ int cli_main(int argc, char **argv)
         return cmd_status(argc, argv);
     if (strcmp(cmd, "drain") == 0)
         return cmd_drain(argc, argv);
+    if (strcmp(cmd, "lambda") == 0)
+        return cmd_lambda(argc, argv);
     fprintf(stderr, "ddb2fs: '%s' is not a command\n\n%s", cmd, usage_text);
     return EXIT_USAGE;
 }

@@ -4,6 +4,7 @@
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
+#include <strings.h>
 #include <time.h>
 
 #include <curl/curl.h>
@@ -46,6 +47,7 @@ void http_call_init(struct http_call *c, size_t max_response)
 {
     memset(c, 0, sizeof(*c));
     buf_init(&c->response, max_response);
+    buf_init(&c->headers, 64 * 1024);
 }
 
 static void finish_easy(struct http *h, struct http_call *c)
@@ -56,8 +58,8 @@ static void finish_easy(struct http *h, struct http_call *c)
         curl_easy_cleanup(c->easy);
         c->easy = NULL;
     }
-    curl_slist_free_all(c->headers);
-    c->headers = NULL;
+    curl_slist_free_all(c->request_headers);
+    c->request_headers = NULL;
 }
 
 void http_call_release(struct http_call *c)
@@ -66,6 +68,7 @@ void http_call_release(struct http_call *c)
         return;
     finish_easy(NULL, c);
     buf_release(&c->response);
+    buf_release(&c->headers);
 }
 
 static size_t on_data(char *p, size_t size, size_t n, void *arg)
@@ -77,10 +80,50 @@ static size_t on_data(char *p, size_t size, size_t n, void *arg)
     return size * n;
 }
 
+static size_t on_header(char *p, size_t size, size_t n, void *arg)
+{
+    struct http_call *c = arg;
+
+    /* a new response (after a redirect or 100) starts the headers over */
+    if (size * n > 5 && memcmp(p, "HTTP/", 5) == 0)
+        buf_reset(&c->headers);
+    if (buf_add(&c->headers, p, size * n) != 0)
+        return 0;
+    return size * n;
+}
+
+int http_header(const struct http_call *c, const char *name, char *out, size_t cap)
+{
+    const char *p = buf_str(&c->headers);
+    size_t n = strlen(name);
+
+    while (*p) {
+        const char *end = strstr(p, "\r\n");
+        size_t len = end ? (size_t)(end - p) : strlen(p);
+        if (len > n && p[n] == ':' && strncasecmp(p, name, n) == 0) {
+            const char *v = p + n + 1;
+            size_t vlen = len - n - 1;
+            while (vlen && (*v == ' ' || *v == '\t'))
+                v++, vlen--;
+            while (vlen && (v[vlen - 1] == ' ' || v[vlen - 1] == '\t'))
+                vlen--;
+            if (vlen >= cap)
+                vlen = cap - 1;
+            memcpy(out, v, vlen);
+            out[vlen] = '\0';
+            return 0;
+        }
+        if (!end)
+            break;
+        p = end + 2;
+    }
+    return -1;
+}
+
 static int start(struct http *h, struct http_call *c, int64_t deadline_ms)
 {
     char header[8192];
-    int64_t left = deadline_ms - http_now_ms();
+    int64_t left = deadline_ms ? deadline_ms - http_now_ms() : 0;
     CURL *e = curl_easy_init();
 
     if (!e)
@@ -90,14 +133,23 @@ static int start(struct http *h, struct http_call *c, int64_t deadline_ms)
     c->failed = 0;
     c->error[0] = '\0';
     buf_reset(&c->response);
-    if (left < 1)
+    buf_reset(&c->headers);
+    if (deadline_ms && left < 1)
         left = 1;
     curl_easy_setopt(e, CURLOPT_URL, c->url);
     curl_easy_setopt(e, CURLOPT_PRIVATE, c);
     curl_easy_setopt(e, CURLOPT_WRITEFUNCTION, on_data);
     curl_easy_setopt(e, CURLOPT_WRITEDATA, c);
-    curl_easy_setopt(e, CURLOPT_TIMEOUT_MS, (long)left);
-    curl_easy_setopt(e, CURLOPT_CONNECTTIMEOUT_MS, (long)(left < 10000 ? left : 10000));
+    if (deadline_ms) {
+        curl_easy_setopt(e, CURLOPT_TIMEOUT_MS, (long)left);
+        curl_easy_setopt(e, CURLOPT_CONNECTTIMEOUT_MS, (long)(left < 10000 ? left : 10000));
+    } else {
+        curl_easy_setopt(e, CURLOPT_CONNECTTIMEOUT_MS, 10000L);
+    }
+    if (c->keep_headers) {
+        curl_easy_setopt(e, CURLOPT_HEADERFUNCTION, on_header);
+        curl_easy_setopt(e, CURLOPT_HEADERDATA, c);
+    }
     curl_easy_setopt(e, CURLOPT_NOSIGNAL, 1L);
     curl_easy_setopt(e, CURLOPT_HTTP_VERSION, (long)CURL_HTTP_VERSION_2TLS);
     curl_easy_setopt(e, CURLOPT_ACCEPT_ENCODING, "");
@@ -112,21 +164,26 @@ static int start(struct http *h, struct http_call *c, int64_t deadline_ms)
         curl_easy_setopt(e, CURLOPT_CUSTOMREQUEST, c->method);
     if (c->content_type) {
         snprintf(header, sizeof(header), "Content-Type: %s", c->content_type);
-        c->headers = curl_slist_append(c->headers, header);
+        c->request_headers = curl_slist_append(c->request_headers, header);
     }
     if (c->authorization) {
         int n = snprintf(header, sizeof(header), "Authorization: %s", c->authorization);
-        struct curl_slist *l =
-            n > 0 && (size_t)n < sizeof(header) ? curl_slist_append(c->headers, header) : NULL;
+        struct curl_slist *l = n > 0 && (size_t)n < sizeof(header)
+                                   ? curl_slist_append(c->request_headers, header)
+                                   : NULL;
         memset(header, 0, sizeof(header)); /* the token does not linger on the stack */
         if (!l)
             return D2F_ENOMEM;
-        c->headers = l;
+        c->request_headers = l;
     }
-    c->headers = curl_slist_append(c->headers, "Expect:"); /* no 100-continue round trip */
-    if (!c->headers)
+    if (c->extra_header &&
+        !(c->request_headers = curl_slist_append(c->request_headers, c->extra_header)))
         return D2F_ENOMEM;
-    curl_easy_setopt(e, CURLOPT_HTTPHEADER, c->headers);
+    c->request_headers =
+        curl_slist_append(c->request_headers, "Expect:"); /* no 100-continue round trip */
+    if (!c->request_headers)
+        return D2F_ENOMEM;
+    curl_easy_setopt(e, CURLOPT_HTTPHEADER, c->request_headers);
     if (curl_multi_add_handle(h->multi, e) != CURLM_OK)
         return D2F_ENOMEM;
     return 0;

@@ -28,14 +28,17 @@ struct http_call {
     const char *authorization; /* the Authorization header's value, or NULL; never logged */
     const char *body;          /* request body, or NULL */
     size_t body_len;           /* bytes at body */
+    const char *extra_header;  /* one more request header, "Name: value", or NULL */
+    int keep_headers;          /* 1: keep the response's header lines in headers */
     /* the answer, filled by http_perform */
     long status;         /* HTTP status; 0 when no answer came */
+    struct buf headers;  /* the response's header lines, when keep_headers */
     struct buf response; /* response body, up to the cap given at init */
     int failed;          /* 1 when no complete answer came (network, timeout, cap) */
     char error[256];     /* why, when failed */
     /* private */
     void *easy;
-    void *headers;
+    void *request_headers;
 };
 
 /* A client; one per process. */
@@ -50,8 +53,9 @@ void http_call_init(struct http_call *c, size_t max_response);
 /* Frees what a call holds; it may be set up again with http_call_init. */
 void http_call_release(struct http_call *c);
 
-/* Runs n calls at once until all are answered or deadline_ms (epoch ms) passes; a call that
- * did not finish has failed set. Returns 0, or D2F_ENOMEM when a call could not start. */
+/* Runs n calls at once until all are answered or deadline_ms (epoch ms) passes (0: no total
+ * timeout, as the Runtime API's invocation/next wants); a call that did not finish has failed
+ * set. Returns 0, or D2F_ENOMEM when a call could not start. */
 int http_perform(struct http *h, struct http_call **calls, size_t n, int64_t deadline_ms,
                  struct d2f_err *err) D2F_WUR;
 
@@ -62,6 +66,10 @@ int http_start(struct http *h, struct http_call **calls, size_t n, int64_t deadl
                struct d2f_err *err) D2F_WUR;
 int http_wait(struct http *h, int timeout_ms);
 void http_collect(struct http *h, struct http_call **calls, size_t n);
+
+/* The value of response header name (case-insensitive) into out (cap bytes, trimmed);
+ * 0 when found, -1 when not. */
+int http_header(const struct http_call *c, const char *name, char *out, size_t cap);
 
 /* Milliseconds since the epoch. */
 int64_t http_now_ms(void);

@@ -6,6 +6,12 @@
 
 static FILE *log_out;
 static enum log_level log_min = LOG_INFO;
+static char log_request[128];
+
+void log_set_request(const char *request_id)
+{
+    snprintf(log_request, sizeof(log_request), "%s", request_id ? request_id : "");
+}
 
 static const char *const level_names[] = {"debug", "info", "warn", "error"};
 
@@ -25,7 +31,8 @@ void log_write(enum log_level level, const char *msg, cJSON *fields)
         goto out;
     line = cJSON_CreateObject();
     if (!line || !cJSON_AddStringToObject(line, "level", level_names[level]) ||
-        !cJSON_AddStringToObject(line, "msg", msg))
+        !cJSON_AddStringToObject(line, "msg", msg) ||
+        (log_request[0] && !cJSON_AddStringToObject(line, "request_id", log_request)))
         goto out;
     if (fields) {
         cJSON *f;

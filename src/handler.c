@@ -1,0 +1,186 @@
+/* handler.c: one Lambda invocation. */
+#include "handler.h"
+
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+
+#include <cjson/cJSON.h>
+
+#include "config.h"
+#include "drain.h"
+#include "firestore.h"
+#include "gauth.h"
+#include "ingest.h"
+#include "log.h"
+#include "outbox.h"
+
+struct handler {
+    struct config cfg;
+    struct outbox *ob;
+    struct ingest *ing;
+    struct gauth *auth;
+    struct firestore *fs;
+};
+
+const char *handler_error_type(int code)
+{
+    switch (code) {
+    case D2F_ECONFIG:
+        return "ddb2fs.ConfigError";
+    case D2F_EINPUT:
+    case D2F_ELIMIT:
+        return "ddb2fs.MalformedEvent";
+    case D2F_EDB:
+    case D2F_EIO:
+        return "ddb2fs.OutboxError";
+    case D2F_EAUTH:
+        return "ddb2fs.AuthError";
+    case D2F_ESCHEMA:
+        return "ddb2fs.SchemaError";
+    case D2F_ENOMEM:
+        return "ddb2fs.OutOfMemory";
+    }
+    return "ddb2fs.Error";
+}
+
+int handler_new(struct handler **out, const char *(*get)(const char *), struct http *http,
+                struct d2f_err *err)
+{
+    struct handler *h = calloc(1, sizeof(*h));
+    char audience[2100];
+    int rc;
+
+    *out = NULL;
+    if (!h)
+        return d2f_errf(err, D2F_ENOMEM, "out of memory");
+    if ((rc = config_load(&h->cfg, get, err)) != 0)
+        goto fail;
+    snprintf(audience, sizeof(audience), "%s/", h->cfg.endpoint);
+    if (!h->cfg.emulator && h->cfg.credentials &&
+        (rc = gauth_from_file(&h->auth, h->cfg.credentials,
+                              h->cfg.token == CONFIG_TOKEN_SELF_SIGNED ? GAUTH_SELF_SIGNED
+                                                                       : GAUTH_OAUTH,
+                              audience, http, err)) != 0)
+        goto fail;
+    if ((rc = firestore_new(&h->fs, &h->cfg, http, h->auth, err)) != 0 ||
+        (rc = outbox_open(&h->ob, h->cfg.outbox, h->cfg.journal, OUTBOX_CREATE, err)) != 0 ||
+        (rc = outbox_check_keys(h->ob, &h->cfg, err)) != 0)
+        goto fail;
+    if (!(h->ing = ingest_new(h->ob, &h->cfg))) {
+        rc = d2f_errf(err, D2F_ENOMEM, "out of memory");
+        goto fail;
+    }
+    *out = h;
+    return 0;
+fail:
+    handler_free(h);
+    return rc;
+}
+
+void handler_free(struct handler *h)
+{
+    if (!h)
+        return;
+    ingest_free(h->ing);
+    outbox_close(h->ob);
+    firestore_free(h->fs);
+    gauth_free(h->auth);
+    config_release(&h->cfg);
+    free(h);
+}
+
+enum kind { STREAM, SCHEDULED, UNKNOWN };
+
+/* What an event is: a stream batch has Records; a scheduled event comes from aws.events. */
+static enum kind kind_of(const char *event, size_t len)
+{
+    cJSON *e;
+    const cJSON *source;
+    enum kind k = STREAM;
+
+    if (len >= HANDLER_SNIFF_MAX)
+        return STREAM;
+    e = cJSON_ParseWithLength(event, len);
+    if (!cJSON_IsObject(e)) {
+        cJSON_Delete(e);
+        return STREAM; /* ingest says what is wrong with it */
+    }
+    source = cJSON_GetObjectItemCaseSensitive(e, "source");
+    if (!cJSON_GetObjectItemCaseSensitive(e, "Records"))
+        k = cJSON_IsString(source) && strcmp(source->valuestring, "aws.events") == 0 ? SCHEDULED
+                                                                                     : UNKNOWN;
+    cJSON_Delete(e);
+    return k;
+}
+
+/* Drains until the deadline's margin; a drain that stops is logged, not an error: the
+ * records are durable and the next invocation goes on. */
+static void drain_some(struct handler *h, int64_t deadline_ms, struct drain_stats *st)
+{
+    struct d2f_err err = {0};
+    cJSON *f;
+    int rc;
+
+    memset(st, 0, sizeof(*st));
+    if (deadline_ms - HANDLER_MARGIN_MS <= http_now_ms() + 100)
+        return;
+    rc = drain_run(h->ob, &h->cfg, h->fs, deadline_ms - HANDLER_MARGIN_MS, st, &err);
+    f = cJSON_CreateObject();
+    cJSON_AddNumberToObject(f, "committed", (double)st->rows_committed);
+    cJSON_AddNumberToObject(f, "dead", (double)st->rows_dead);
+    cJSON_AddNumberToObject(f, "pending", (double)st->pending_left);
+    cJSON_AddNumberToObject(f, "writes", (double)st->writes);
+    cJSON_AddNumberToObject(f, "commits", (double)st->commits);
+    cJSON_AddNumberToObject(f, "retries", (double)st->retries);
+    cJSON_AddNumberToObject(f, "drain_ms", (double)st->elapsed_ms);
+    if (rc)
+        cJSON_AddStringToObject(f, "stopped", err.msg);
+    log_write(rc ? LOG_WARN : LOG_INFO, rc ? "drain stopped with records pending" : "drained", f);
+}
+
+int handler_invoke(struct handler *h, const char *event, size_t len, int64_t deadline_ms,
+                   struct buf *answer, const char **error_type, struct d2f_err *err)
+{
+    struct ingest_result res;
+    struct drain_stats st;
+    int rc;
+
+    *error_type = NULL;
+    switch (kind_of(event, len)) {
+    case UNKNOWN:
+        *error_type = "ddb2fs.UnknownEvent";
+        return d2f_errf(err, D2F_EINPUT,
+                        "the event is neither a DynamoDB stream batch ('Records') nor a "
+                        "scheduled event (source aws.events)");
+    case SCHEDULED:
+        drain_some(h, deadline_ms, &st);
+        rc = buf_addf(answer, "{\"drained\":%zu,\"pending\":%lld}", st.rows_committed,
+                      (long long)st.pending_left);
+        return rc ? d2f_errf(err, rc, "out of memory") : 0;
+    case STREAM:
+        break;
+    }
+    rc = ingest_event(h->ing, event, len, &res, err);
+    if (rc == D2F_EINPUT || rc == D2F_ELIMIT) {
+        *error_type = handler_error_type(rc);
+        return rc;
+    }
+    if (rc) {
+        /* nothing was kept: every record is a failure, and Lambda retries them */
+        log_write(LOG_ERROR, err->msg, NULL);
+    } else {
+        cJSON *f = cJSON_CreateObject();
+        cJSON_AddNumberToObject(f, "records", (double)res.records);
+        cJSON_AddNumberToObject(f, "inserted", (double)res.inserted);
+        cJSON_AddNumberToObject(f, "duplicates", (double)res.duplicates);
+        cJSON_AddNumberToObject(f, "dead", (double)res.dead);
+        log_write(LOG_INFO, "batch durable", f);
+        drain_some(h, deadline_ms, &st);
+    }
+    if (ingest_answer(event, len, rc != 0, answer) != 0) {
+        *error_type = "ddb2fs.OutOfMemory";
+        return d2f_errf(err, D2F_ENOMEM, "cannot build the answer");
+    }
+    return 0;
+}

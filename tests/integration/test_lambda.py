@@ -1,0 +1,176 @@
+"""'ddb2fs lambda' against the local Runtime API and Firestore servers: batches answered in
+the ReportBatchItemFailures format, errors with a clear errorType, a Firestore that hangs,
+scheduled drains, init errors, and an outbox that cannot be written."""
+import json
+import os
+import resource
+import signal
+import subprocess
+import sys
+import time
+import unittest
+import urllib.request
+
+import events
+from common import BIN, TempDir, clean_env, query
+from fsserver import PROJECT, FirestoreServer, final_states
+
+SERVERS = os.path.join(os.path.dirname(os.path.abspath(__file__)), "..", "servers")
+
+
+class RuntimeServer:
+    def __init__(self):
+        self.proc = subprocess.Popen([sys.executable, os.path.join(SERVERS, "runtime_server.py")],
+                                     stdout=subprocess.PIPE, text=True)
+        self.port = int(self.proc.stdout.readline().split()[1])
+        self.api = "127.0.0.1:%d" % self.port
+
+    def stop(self):
+        self.proc.kill()
+        self.proc.wait()
+        self.proc.stdout.close()
+
+    def invoke(self, event, timeout_ms=30000):
+        body = json.dumps({"event": event, "timeout_ms": timeout_ms}).encode()
+        req = urllib.request.Request("http://%s/_test/invoke" % self.api, data=body)
+        with urllib.request.urlopen(req, timeout=10) as r:
+            return json.loads(r.read())["id"]
+
+    def results(self):
+        with urllib.request.urlopen("http://%s/_test/results" % self.api, timeout=10) as r:
+            return json.loads(r.read())
+
+    def wait(self, rid, timeout=60):
+        end = time.time() + timeout
+        while time.time() < end:
+            got = self.results()["results"].get(rid)
+            if got:
+                return got
+            time.sleep(0.05)
+        raise AssertionError("no answer to %s" % rid)
+
+
+class Lambda(unittest.TestCase):
+    def setUp(self):
+        self.tmp = TempDir()
+        self.fs = FirestoreServer()
+        self.rt = RuntimeServer()
+        self.db = self.tmp.file("outbox.db")
+        self.env = clean_env(AWS_LAMBDA_RUNTIME_API=self.rt.api, DDB2FS_OUTBOX=self.db,
+                             DDB2FS_KEYS=events.KEYS_SETTING, **self.fs.env())
+        self.proc = None
+        self.log = None
+
+    def tearDown(self):
+        if self.proc:
+            self.proc.kill()
+            self.proc.wait()
+        if self.log:
+            self.log.close()
+        self.rt.stop()
+        self.fs.stop()
+        self.tmp.cleanup()
+
+    def start(self, env=None, preexec_fn=None):
+        self.log = open(self.tmp.file("stdout.log"), "w+")
+        self.proc = subprocess.Popen([BIN, "lambda"], env=env or self.env, stdout=self.log,
+                                     stderr=subprocess.STDOUT, preexec_fn=preexec_fn)
+
+    def lines(self):
+        self.log.flush()
+        with open(self.tmp.file("stdout.log")) as f:
+            return [json.loads(l) for l in f if l.strip()]
+
+    def convert(self, ev):
+        p = subprocess.run([BIN, "convert", "-"], input=events.dumps(ev), capture_output=True,
+                           text=True, env=dict(self.env, GOOGLE_CLOUD_PROJECT=PROJECT))
+        return p.stdout.splitlines()
+
+    def test_batches_durable_drained_and_answered(self):
+        self.start()
+        evs = [events.event(300, first=i * 300, seed=30 + i) for i in range(3)]
+        lines = []
+        for ev in evs:
+            rid = self.rt.invoke(ev)
+            got = self.rt.wait(rid)
+            self.assertEqual((got["kind"], got["body"]), ("response", {"batchItemFailures": []}))
+            lines += self.convert(ev)
+        self.assertEqual(self.fs.documents(), final_states(lines, self.fs.prefix()))
+        self.assertEqual(query(self.db, "SELECT state, count(*) FROM records GROUP BY state"),
+                         [("committed", 900)])
+        logged = self.lines()
+        self.assertTrue(all("level" in l and "msg" in l for l in logged))
+        self.assertEqual(len({l["request_id"] for l in logged if "request_id" in l}), 3)
+        # a retried batch changes nothing and is answered the same
+        rid = self.rt.invoke(evs[0])
+        self.assertEqual(self.rt.wait(rid)["body"], {"batchItemFailures": []})
+        self.assertEqual(query(self.db, "SELECT count(*) FROM records")[0][0], 900)
+
+    def test_bad_events_have_clear_error_types(self):
+        self.start()
+        rid = self.rt.invoke("not json at all")
+        got = self.rt.wait(rid)
+        self.assertEqual((got["kind"], got["error_type"]), ("error", "ddb2fs.MalformedEvent"))
+        self.assertEqual(got["body"]["errorType"], "ddb2fs.MalformedEvent")
+        self.assertIn("not a JSON object", got["body"]["errorMessage"])
+        rid = self.rt.invoke({"hello": "world"})
+        got = self.rt.wait(rid)
+        self.assertEqual(got["error_type"], "ddb2fs.UnknownEvent")
+        # malformed records are kept as dead and acknowledged
+        ev = events.event(5, seed=40)
+        ev["Records"][2]["eventName"] = "BOGUS"
+        rid = self.rt.invoke(ev)
+        self.assertEqual(self.rt.wait(rid)["body"], {"batchItemFailures": []})
+        self.assertEqual(query(self.db, "SELECT count(*) FROM records WHERE state = 'dead'")[0][0],
+                         1)
+
+    def test_hanging_firestore_then_scheduled_drain(self):
+        self.start()
+        self.fs.faults(hang_rate=1.0, hang_seconds=20)
+        ev = events.event(200, seed=41)
+        start = time.time()
+        rid = self.rt.invoke(ev, timeout_ms=5000)
+        got = self.rt.wait(rid)
+        self.assertLess(time.time() - start, 5.0)  # answered before the deadline
+        self.assertEqual(got["body"], {"batchItemFailures": []})
+        self.assertEqual(query(self.db, "SELECT count(*) FROM records WHERE state = 'pending'")
+                         [0][0], 200)
+        self.fs.faults()
+        rid = self.rt.invoke({"version": "0", "source": "aws.events",
+                              "detail-type": "Scheduled Event", "detail": {}})
+        got = self.rt.wait(rid)
+        self.assertEqual(got["body"], {"drained": 200, "pending": 0})
+        self.assertEqual(self.fs.documents(), final_states(self.convert(ev), self.fs.prefix()))
+
+    def test_bad_configuration_is_an_init_error(self):
+        self.start(dict(self.env, DDB2FS_NUMBERS="decimal"))
+        self.assertEqual(self.proc.wait(timeout=30), 1)
+        errors = self.rt.results()["init_errors"]
+        self.assertEqual(len(errors), 1)
+        self.assertEqual(errors[0]["error_type"], "ddb2fs.ConfigError")
+        self.assertIn("DDB2FS_NUMBERS", errors[0]["body"]["errorMessage"])
+
+    def test_outbox_that_cannot_be_opened(self):
+        self.start(dict(self.env, DDB2FS_OUTBOX="/proc/ddb2fs/outbox.db"))
+        self.assertEqual(self.proc.wait(timeout=30), 1)
+        errors = self.rt.results()["init_errors"]
+        self.assertEqual(errors[0]["error_type"], "ddb2fs.OutboxError")
+
+    def test_full_disk_reports_every_record(self):
+        def small_files():
+            resource.setrlimit(resource.RLIMIT_FSIZE, (400 * 1024, 400 * 1024))
+            signal.signal(signal.SIGXFSZ, signal.SIG_IGN)
+        self.start(preexec_fn=small_files)
+        ev = events.event(2000, seed=42)
+        rid = self.rt.invoke(ev)
+        got = self.rt.wait(rid)
+        self.assertEqual(got["kind"], "response")
+        self.assertEqual(got["body"]["batchItemFailures"],
+                         [{"itemIdentifier": r["dynamodb"]["SequenceNumber"]}
+                          for r in ev["Records"]])
+        self.assertEqual(query(self.db, "SELECT count(*) FROM records")[0][0], 0)
+        self.assertEqual(self.fs.documents(), {})
+
+
+if __name__ == "__main__":
+    unittest.main()

@@ -1,0 +1,146 @@
+#!/usr/bin/env python3
+"""A local AWS Lambda Runtime API (2018-06-01) server for tests, recording every answer.
+
+  GET  /2018-06-01/runtime/invocation/next             blocks until an event is queued; headers
+                                                       Lambda-Runtime-Aws-Request-Id, -Deadline-Ms,
+                                                       -Invoked-Function-Arn, -Trace-Id
+  POST /2018-06-01/runtime/invocation/ID/response      202; 413 over 6 MB; 400 for an id that
+                                                       is not the invocation in progress
+  POST /2018-06-01/runtime/invocation/ID/error         202 (Lambda-Runtime-Function-Error-Type)
+  POST /2018-06-01/runtime/init/error                  202
+  POST /_test/invoke {"event": …, "timeout_ms": N}     queues an invocation, returns its id
+  GET  /_test/results                                  what came back, by request id
+
+Run alone: runtime_server.py [--port N]; it prints "port N".
+"""
+import argparse
+import json
+import queue
+import sys
+import threading
+import time
+import uuid
+from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
+
+MAX_PAYLOAD = 6 * 1024 * 1024
+PREFIX = "/2018-06-01/runtime"
+
+
+class State:
+    def __init__(self):
+        self.lock = threading.Lock()
+        self.queue = queue.Queue()
+        self.current = None   # the request id handed out and not answered yet
+        self.results = {}     # request id -> {"kind", "body", "error_type", "at"}
+        self.init_errors = []
+        self.nexts = 0
+
+
+class Handler(BaseHTTPRequestHandler):
+    protocol_version = "HTTP/1.1"
+
+    def log_message(self, fmt, *args):
+        pass
+
+    def reply(self, code, obj=None, headers=None):
+        body = json.dumps(obj if obj is not None else {}).encode()
+        self.send_response(code)
+        for k, v in (headers or {}).items():
+            self.send_header(k, v)
+        self.send_header("Content-Type", "application/json")
+        self.send_header("Content-Length", str(len(body)))
+        self.end_headers()
+        self.wfile.write(body)
+
+    def do_GET(self):
+        st = self.server.state
+        if self.path == PREFIX + "/invocation/next":
+            with st.lock:
+                st.nexts += 1
+            rid, event, deadline = st.queue.get()
+            with st.lock:
+                st.current = rid
+            body = event.encode() if isinstance(event, str) else json.dumps(event).encode()
+            self.send_response(200)
+            self.send_header("Lambda-Runtime-Aws-Request-Id", rid)
+            self.send_header("Lambda-Runtime-Deadline-Ms", str(deadline))
+            self.send_header("Lambda-Runtime-Invoked-Function-Arn",
+                             "arn:aws:lambda:us-east-1:123456789012:function:ddb2fs")
+            self.send_header("Lambda-Runtime-Trace-Id", "Root=1-5bef4de7-ad49b0e87f6ef6c87fc2e700")
+            self.send_header("Content-Type", "application/json")
+            self.send_header("Content-Length", str(len(body)))
+            self.end_headers()
+            self.wfile.write(body)
+        elif self.path == "/_test/results":
+            with st.lock:
+                self.reply(200, {"results": st.results, "init_errors": st.init_errors,
+                                 "nexts": st.nexts})
+        else:
+            self.reply(404, {"errorMessage": "not found", "errorType": "NotFound"})
+
+    def do_POST(self):
+        st = self.server.state
+        n = int(self.headers.get("Content-Length") or 0)
+        body = self.rfile.read(n)
+        parts = self.path[len(PREFIX):].split("/") if self.path.startswith(PREFIX) else []
+        if self.path == "/_test/invoke":
+            req = json.loads(body)
+            rid = req.get("id") or str(uuid.uuid4())
+            deadline = int(time.time() * 1000) + req.get("timeout_ms", 30000)
+            st.queue.put((rid, req["event"], deadline))
+            self.reply(200, {"id": rid})
+            return
+        if parts[:2] == ["", "init"] and parts[2:] == ["error"]:
+            with st.lock:
+                st.init_errors.append({"error_type": self.headers.get(
+                    "Lambda-Runtime-Function-Error-Type"), "body": json.loads(body or b"{}")})
+            self.reply(202, {"status": "OK"})
+            return
+        if len(parts) == 4 and parts[1] == "invocation" and parts[3] in ("response", "error"):
+            rid = parts[2]
+            with st.lock:
+                if rid != st.current:
+                    self.reply(400, {"errorMessage": "Invalid request ID",
+                                     "errorType": "InvalidRequestID"})
+                    return
+                if parts[3] == "response" and len(body) > MAX_PAYLOAD:
+                    self.reply(413, {"errorMessage": "Exceeded maximum allowed payload size",
+                                     "errorType": "RequestEntityTooLarge"})
+                    return
+                st.current = None
+                st.results[rid] = {"kind": parts[3], "body": json.loads(body or b"null"),
+                                   "error_type": self.headers.get(
+                                       "Lambda-Runtime-Function-Error-Type"),
+                                   "at": int(time.time() * 1000)}
+            self.reply(202, {"status": "OK"})
+            return
+        self.reply(404, {"errorMessage": "not found", "errorType": "NotFound"})
+
+
+class Server(ThreadingHTTPServer):
+    daemon_threads = True
+
+    def __init__(self, port=0):
+        super().__init__(("127.0.0.1", port), Handler)
+        self.state = State()
+
+    def handle_error(self, request, client_address):
+        """A runtime killed while it waits for an invocation is not the server's problem."""
+        if not isinstance(sys.exc_info()[1], (ConnectionError, TimeoutError)):
+            super().handle_error(request, client_address)
+
+
+def main():
+    ap = argparse.ArgumentParser()
+    ap.add_argument("--port", type=int, default=0)
+    args = ap.parse_args()
+    srv = Server(args.port)
+    print("port %d" % srv.server_address[1], flush=True)
+    try:
+        srv.serve_forever()
+    except KeyboardInterrupt:
+        pass
+
+
+if __name__ == "__main__":
+    sys.exit(main())
