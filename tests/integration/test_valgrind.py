@@ -43,6 +43,27 @@ class Valgrind(unittest.TestCase):
                          .returncode, 2)
         tmp.cleanup()
 
+    def test_lambda(self):
+        from fsserver import FirestoreServer
+        from test_lambda import RuntimeServer
+        tmp = TempDir()
+        server, runtime = FirestoreServer(), RuntimeServer()
+        try:
+            env = clean_env(DDB2FS_OUTBOX=tmp.file("o.db"), DDB2FS_KEYS=events.KEYS_SETTING,
+                            AWS_LAMBDA_RUNTIME_API=runtime.api, **server.env())
+            proc = subprocess.Popen(VALGRIND + [BIN, "lambda"], env=env, text=True,
+                                    stdout=subprocess.DEVNULL, stderr=subprocess.PIPE)
+            for event in (events.event(300, seed=8), "not json", {"source": "aws.events"}):
+                runtime.wait(runtime.invoke(event, timeout_ms=60000), timeout=120)
+            runtime.stop()  # the Runtime API goes away: the runtime ends, and valgrind reports
+            _, err = proc.communicate(timeout=120)
+            self.assertEqual(proc.returncode, 1, err)
+            self.assertNotIn("==", err)
+        finally:
+            runtime.proc.poll() is None and runtime.stop()
+            server.stop()
+            tmp.cleanup()
+
     def test_drain(self):
         from fsserver import FirestoreServer, ServiceAccount
         tmp = TempDir()
