@@ -194,13 +194,7 @@ static int cmd_ingest(int argc, char **argv)
         /* nothing was kept: every record is a failure, Lambda retries them */
         fprintf(stderr, "ddb2fs ingest: %s\n", err.msg);
     } else {
-        cJSON *f = cJSON_CreateObject();
-        cJSON_AddNumberToObject(f, "records", (double)res.records);
-        cJSON_AddNumberToObject(f, "inserted", (double)res.inserted);
-        cJSON_AddNumberToObject(f, "duplicates", (double)res.duplicates);
-        cJSON_AddNumberToObject(f, "dead", (double)res.dead);
-        cJSON_AddNumberToObject(f, "unresolved", (double)res.unresolved);
-        log_write(LOG_INFO, "event ingested", f);
+        ingest_log(&res, "event ingested");
     }
     if (ingest_answer(input.data ? input.data : "", input.len, rc != 0, &answer) != 0) {
         rc = d2f_errf(&err, D2F_ENOMEM, "cannot build the answer");
@@ -343,9 +337,7 @@ static int cmd_drain(int argc, char **argv)
     struct gauth *auth = NULL;
     struct firestore *fs = NULL;
     struct drain_stats st = {0};
-    char audience[2100];
     int rc, status = EXIT_USAGE;
-    cJSON *f;
 
     if (wants_help(argc, argv)) {
         fputs(drain_help, stdout);
@@ -357,30 +349,15 @@ static int cmd_drain(int argc, char **argv)
     }
     if (load_config(&cfg))
         return EXIT_USAGE;
-    snprintf(audience, sizeof(audience), "%s/", cfg.endpoint);
     if ((rc = http_new(&http, &err)) != 0 ||
-        (!cfg.emulator && cfg.credentials &&
-         (rc = gauth_from_file(&auth, cfg.credentials,
-                               cfg.token == CONFIG_TOKEN_SELF_SIGNED ? GAUTH_SELF_SIGNED
-                                                                     : GAUTH_OAUTH,
-                               audience, http, &err)) != 0) ||
-        (rc = firestore_new(&fs, &cfg, http, auth, &err)) != 0)
+        (rc = firestore_connect(&cfg, http, &auth, &fs, &err)) != 0)
         goto out;
     status = EXIT_FAILED;
     if ((rc = outbox_open(&ob, cfg.outbox, cfg.journal, OUTBOX_EXISTING, &err)) != 0 ||
         (rc = outbox_check_keys(ob, &cfg, &err)) != 0)
         goto out;
     rc = drain_run(ob, &cfg, fs, http_now_ms() + cfg.drain_seconds * 1000, &st, &err);
-    f = cJSON_CreateObject();
-    cJSON_AddNumberToObject(f, "committed", (double)st.rows_committed);
-    cJSON_AddNumberToObject(f, "dead", (double)st.rows_dead);
-    cJSON_AddNumberToObject(f, "pending", (double)st.pending_left);
-    cJSON_AddNumberToObject(f, "writes", (double)st.writes);
-    cJSON_AddNumberToObject(f, "commits", (double)st.commits);
-    cJSON_AddNumberToObject(f, "retries", (double)st.retries);
-    cJSON_AddNumberToObject(f, "bisections", (double)st.bisections);
-    cJSON_AddNumberToObject(f, "seconds", (double)st.elapsed_ms / 1000.0);
-    log_write(rc ? LOG_ERROR : LOG_INFO, rc ? "drain stopped with records pending" : "drained", f);
+    drain_log(&st, rc ? err.msg : NULL);
     status = rc ? EXIT_FAILED : 0;
 out:
     if (rc)

@@ -832,3 +832,21 @@ int drain_run(struct outbox *ob, const struct config *cfg, struct firestore *fs,
                       (long long)stats->pending_left);
     return rc;
 }
+
+void drain_log(const struct drain_stats *st, const char *stopped)
+{
+    cJSON *f = cJSON_CreateObject();
+
+    cJSON_AddNumberToObject(f, "committed", (double)st->rows_committed);
+    cJSON_AddNumberToObject(f, "dead", (double)st->rows_dead);
+    cJSON_AddNumberToObject(f, "pending", (double)st->pending_left);
+    cJSON_AddNumberToObject(f, "writes", (double)st->writes);
+    cJSON_AddNumberToObject(f, "commits", (double)st->commits);
+    cJSON_AddNumberToObject(f, "retries", (double)st->retries);
+    cJSON_AddNumberToObject(f, "bisections", (double)st->bisections);
+    cJSON_AddNumberToObject(f, "seconds", (double)st->elapsed_ms / 1000.0);
+    if (stopped)
+        cJSON_AddStringToObject(f, "stopped", stopped);
+    log_write(stopped ? LOG_ERROR : LOG_INFO,
+              stopped ? "drain stopped with records pending" : "drained", f);
+}

@@ -67,4 +67,8 @@ struct drain_stats {
 int drain_run(struct outbox *ob, const struct config *cfg, struct firestore *fs,
               int64_t deadline_ms, struct drain_stats *stats, struct d2f_err *err) D2F_WUR;
 
+/* Logs a run's figures as one line: "drained", or "drain stopped with records pending" and
+ * why (stopped, when not NULL). */
+void drain_log(const struct drain_stats *stats, const char *stopped);
+
 #endif

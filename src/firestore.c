@@ -68,6 +68,23 @@ int firestore_new(struct firestore **out, const struct config *cfg, struct http 
     return 0;
 }
 
+int firestore_connect(const struct config *cfg, struct http *http, struct gauth **auth,
+                      struct firestore **out, struct d2f_err *err)
+{
+    char audience[2100];
+    int rc;
+
+    *auth = NULL;
+    snprintf(audience, sizeof(audience), "%s/", cfg->endpoint);
+    if (!cfg->emulator && cfg->credentials &&
+        (rc = gauth_from_file(auth, cfg->credentials,
+                              cfg->token == CONFIG_TOKEN_SELF_SIGNED ? GAUTH_SELF_SIGNED
+                                                                     : GAUTH_OAUTH,
+                              audience, http, err)) != 0)
+        return rc;
+    return firestore_new(out, cfg, http, *auth, err);
+}
+
 void firestore_free(struct firestore *fs)
 {
     if (!fs)

@@ -48,22 +48,13 @@ int handler_new(struct handler **out, const char *(*get)(const char *), struct h
                 struct d2f_err *err)
 {
     struct handler *h = calloc(1, sizeof(*h));
-    char audience[2100];
     int rc;
 
     *out = NULL;
     if (!h)
         return d2f_errf(err, D2F_ENOMEM, "out of memory");
-    if ((rc = config_load(&h->cfg, get, err)) != 0)
-        goto fail;
-    snprintf(audience, sizeof(audience), "%s/", h->cfg.endpoint);
-    if (!h->cfg.emulator && h->cfg.credentials &&
-        (rc = gauth_from_file(&h->auth, h->cfg.credentials,
-                              h->cfg.token == CONFIG_TOKEN_SELF_SIGNED ? GAUTH_SELF_SIGNED
-                                                                       : GAUTH_OAUTH,
-                              audience, http, err)) != 0)
-        goto fail;
-    if ((rc = firestore_new(&h->fs, &h->cfg, http, h->auth, err)) != 0 ||
+    if ((rc = config_load(&h->cfg, get, err)) != 0 ||
+        (rc = firestore_connect(&h->cfg, http, &h->auth, &h->fs, err)) != 0 ||
         (rc = outbox_open(&h->ob, h->cfg.outbox, h->cfg.journal, OUTBOX_CREATE, err)) != 0 ||
         (rc = outbox_check_keys(h->ob, &h->cfg, err)) != 0)
         goto fail;
@@ -119,24 +110,13 @@ static enum kind kind_of(const char *event, size_t len)
 static void drain_some(struct handler *h, int64_t deadline_ms, struct drain_stats *st)
 {
     struct d2f_err err = {0};
-    cJSON *f;
     int rc;
 
     memset(st, 0, sizeof(*st));
     if (deadline_ms - HANDLER_MARGIN_MS <= http_now_ms() + 100)
         return;
     rc = drain_run(h->ob, &h->cfg, h->fs, deadline_ms - HANDLER_MARGIN_MS, st, &err);
-    f = cJSON_CreateObject();
-    cJSON_AddNumberToObject(f, "committed", (double)st->rows_committed);
-    cJSON_AddNumberToObject(f, "dead", (double)st->rows_dead);
-    cJSON_AddNumberToObject(f, "pending", (double)st->pending_left);
-    cJSON_AddNumberToObject(f, "writes", (double)st->writes);
-    cJSON_AddNumberToObject(f, "commits", (double)st->commits);
-    cJSON_AddNumberToObject(f, "retries", (double)st->retries);
-    cJSON_AddNumberToObject(f, "drain_ms", (double)st->elapsed_ms);
-    if (rc)
-        cJSON_AddStringToObject(f, "stopped", err.msg);
-    log_write(rc ? LOG_WARN : LOG_INFO, rc ? "drain stopped with records pending" : "drained", f);
+    drain_log(st, rc ? err.msg : NULL);
 }
 
 int handler_invoke(struct handler *h, const char *event, size_t len, int64_t deadline_ms,
@@ -170,12 +150,7 @@ int handler_invoke(struct handler *h, const char *event, size_t len, int64_t dea
         /* nothing was kept: every record is a failure, and Lambda retries them */
         log_write(LOG_ERROR, err->msg, NULL);
     } else {
-        cJSON *f = cJSON_CreateObject();
-        cJSON_AddNumberToObject(f, "records", (double)res.records);
-        cJSON_AddNumberToObject(f, "inserted", (double)res.inserted);
-        cJSON_AddNumberToObject(f, "duplicates", (double)res.duplicates);
-        cJSON_AddNumberToObject(f, "dead", (double)res.dead);
-        log_write(LOG_INFO, "batch durable", f);
+        ingest_log(&res, "batch durable");
         drain_some(h, deadline_ms, &st);
     }
     if (ingest_answer(event, len, rc != 0, answer) != 0) {

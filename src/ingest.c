@@ -223,6 +223,19 @@ int ingest_event(struct ingest *ing, const char *text, size_t len, struct ingest
     return rc;
 }
 
+void ingest_log(const struct ingest_result *res, const char *msg)
+{
+    cJSON *f = cJSON_CreateObject();
+
+    cJSON_AddNumberToObject(f, "records", (double)res->records);
+    cJSON_AddNumberToObject(f, "inserted", (double)res->inserted);
+    cJSON_AddNumberToObject(f, "duplicates", (double)res->duplicates);
+    cJSON_AddNumberToObject(f, "dead", (double)res->dead);
+    cJSON_AddNumberToObject(f, "unresolved", (double)res->unresolved);
+    cJSON_AddNumberToObject(f, "rounded", (double)res->rounded);
+    log_write(LOG_INFO, msg, f);
+}
+
 int ingest_answer(const char *text, size_t len, int failed, struct buf *out)
 {
     struct event_reader r;

@@ -45,6 +45,9 @@ void ingest_free(struct ingest *ing);
 int ingest_event(struct ingest *ing, const char *text, size_t len, struct ingest_result *res,
                  struct d2f_err *err) D2F_WUR;
 
+/* Logs what an ingest did, as one line with msg. */
+void ingest_log(const struct ingest_result *res, const char *msg);
+
 /* Appends the ReportBatchItemFailures answer: empty when the event is durable (failed 0),
  * else every record's SequenceNumber. Returns 0, D2F_EINPUT when failed and the event cannot
  * be read (then the whole invocation must fail), or D2F_ENOMEM. */
