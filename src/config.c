@@ -257,6 +257,26 @@ static int url_ok(const char *u)
     return (strncmp(u, "https://", 8) == 0 && u[8]) || (strncmp(u, "http://", 7) == 0 && u[7]);
 }
 
+enum var {
+    V_OUTBOX,
+    V_PROJECT,
+    V_DATABASE,
+    V_KEYS,
+    V_COLLECTIONS,
+    V_SEPARATOR,
+    V_RUNTIME_API,
+    V_EMULATOR,
+    V_ENDPOINT,
+    V_CREDENTIALS,
+    V_REGION,
+    V_KEY_ID,
+    V_SECRET,
+    V_TOKEN,
+    V_DDB_ENDPOINT,
+    V_AWS_ENDPOINT,
+    V_COUNT
+};
+
 static int load(struct config *cfg, const char *(*get)(const char *), struct d2f_err *err)
 {
     static const char *const numbers[] = {"auto", "string", NULL};
@@ -264,6 +284,7 @@ static int load(struct config *cfg, const char *(*get)(const char *), struct d2f
     static const char *const journal[] = {"auto", "wal", "delete", NULL};
     static const char *const tokens[] = {"oauth", "self-signed", NULL};
     static const char *const onoff[] = {"off", "on", NULL};
+    /* the variables read as plain strings, in the order of enum var */
     const char *names[] = {"DDB2FS_OUTBOX",
                            "GOOGLE_CLOUD_PROJECT",
                            "DDB2FS_DATABASE",
@@ -273,12 +294,19 @@ static int load(struct config *cfg, const char *(*get)(const char *), struct d2f
                            "AWS_LAMBDA_RUNTIME_API",
                            "FIRESTORE_EMULATOR_HOST",
                            "DDB2FS_FIRESTORE_ENDPOINT",
-                           "GOOGLE_APPLICATION_CREDENTIALS"};
-    const char *v[sizeof(names) / sizeof(names[0])];
+                           "GOOGLE_APPLICATION_CREDENTIALS",
+                           "AWS_REGION",
+                           "AWS_ACCESS_KEY_ID",
+                           "AWS_SECRET_ACCESS_KEY",
+                           "AWS_SESSION_TOKEN",
+                           "AWS_ENDPOINT_URL_DYNAMODB",
+                           "AWS_ENDPOINT_URL"};
+    const char *v[V_COUNT];
     struct arena a = {0};
     int choice, rc;
 
-    for (size_t i = 0; i < sizeof(names) / sizeof(names[0]); i++) {
+    _Static_assert(sizeof(names) / sizeof(names[0]) == V_COUNT, "names follow enum var");
+    for (size_t i = 0; i < V_COUNT; i++) {
         v[i] = get(names[i]);
         if (v[i] && !*v[i])
             v[i] = NULL;
@@ -290,13 +318,28 @@ static int load(struct config *cfg, const char *(*get)(const char *), struct d2f
     if (!a.data)
         return d2f_errf(err, D2F_ENOMEM, "out of memory");
 
-    cfg->outbox = keep(&a, v[0] ? v[0] : v[6] ? DEFAULT_OUTBOX_LAMBDA : DEFAULT_OUTBOX_LOCAL);
-    cfg->project = v[1] ? keep(&a, v[1]) : NULL;
-    cfg->database = keep(&a, v[2] ? v[2] : "(default)");
-    cfg->separator = keep(&a, v[5] ? v[5] : "#");
-    cfg->emulator = v[7] ? keep(&a, v[7]) : NULL;
-    cfg->endpoint = keep(&a, v[8] ? v[8] : DEFAULT_ENDPOINT);
-    cfg->credentials = v[9] ? keep(&a, v[9]) : NULL;
+    cfg->outbox = keep(&a, v[V_OUTBOX]        ? v[V_OUTBOX]
+                           : v[V_RUNTIME_API] ? DEFAULT_OUTBOX_LAMBDA
+                                              : DEFAULT_OUTBOX_LOCAL);
+    cfg->project = v[V_PROJECT] ? keep(&a, v[V_PROJECT]) : NULL;
+    cfg->database = keep(&a, v[V_DATABASE] ? v[V_DATABASE] : "(default)");
+    cfg->separator = keep(&a, v[V_SEPARATOR] ? v[V_SEPARATOR] : "#");
+    cfg->emulator = v[V_EMULATOR] ? keep(&a, v[V_EMULATOR]) : NULL;
+    cfg->endpoint = keep(&a, v[V_ENDPOINT] ? v[V_ENDPOINT] : DEFAULT_ENDPOINT);
+    cfg->credentials = v[V_CREDENTIALS] ? keep(&a, v[V_CREDENTIALS]) : NULL;
+    cfg->aws_region = v[V_REGION] ? keep(&a, v[V_REGION]) : NULL;
+    cfg->aws_key_id = v[V_KEY_ID] ? keep(&a, v[V_KEY_ID]) : NULL;
+    cfg->aws_secret = v[V_SECRET] ? keep(&a, v[V_SECRET]) : NULL;
+    cfg->aws_token = v[V_TOKEN] ? keep(&a, v[V_TOKEN]) : NULL;
+    cfg->dynamodb_endpoint = v[V_DDB_ENDPOINT]   ? keep(&a, v[V_DDB_ENDPOINT])
+                             : v[V_AWS_ENDPOINT] ? keep(&a, v[V_AWS_ENDPOINT])
+                                                 : NULL;
+    if (cfg->aws_region && (strpbrk(cfg->aws_region, "/: ") || strlen(cfg->aws_region) > 32))
+        return d2f_errf(err, D2F_ECONFIG, "AWS_REGION: '%.32s' is not a region", cfg->aws_region);
+    if (cfg->dynamodb_endpoint && !url_ok(cfg->dynamodb_endpoint))
+        return d2f_errf(err, D2F_ECONFIG,
+                        "AWS_ENDPOINT_URL_DYNAMODB: '%.64s' is not an http:// or https:// URL",
+                        cfg->dynamodb_endpoint);
     if (cfg->emulator && (!strchr(cfg->emulator, ':') || strpbrk(cfg->emulator, "/ ")))
         return d2f_errf(err, D2F_ECONFIG, "FIRESTORE_EMULATOR_HOST: '%.64s' is not host:port",
                         cfg->emulator);
@@ -320,9 +363,9 @@ static int load(struct config *cfg, const char *(*get)(const char *), struct d2f
                             "UTF-8 without '/' or '%%'",
                             cfg->separator);
     }
-    if (v[3] && (rc = parse_keys(cfg, keep(&a, v[3]), err)) != 0)
+    if (v[V_KEYS] && (rc = parse_keys(cfg, keep(&a, v[V_KEYS]), err)) != 0)
         return rc;
-    if (v[4] && (rc = parse_collections(cfg, keep(&a, v[4]), err)) != 0)
+    if (v[V_COLLECTIONS] && (rc = parse_collections(cfg, keep(&a, v[V_COLLECTIONS]), err)) != 0)
         return rc;
 
     choice = CONFIG_NUMBERS_AUTO;

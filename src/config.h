@@ -49,7 +49,12 @@ struct config {
     long concurrency;        /* DDB2FS_CONCURRENCY: commits in flight at once, default 8 */
     int ramp;                /* DDB2FS_RAMP: 1 to follow Firestore's 500/50/5 rule (default) */
     long drain_seconds;      /* DDB2FS_DRAIN_SECONDS: time budget of 'ddb2fs drain', default 300 */
-    char *storage;           /* owns the strings above */
+    const char *aws_region;  /* AWS_REGION */
+    const char *aws_key_id;  /* AWS_ACCESS_KEY_ID */
+    const char *aws_secret;  /* AWS_SECRET_ACCESS_KEY; never logged */
+    const char *aws_token;   /* AWS_SESSION_TOKEN; never logged */
+    const char *dynamodb_endpoint; /* AWS_ENDPOINT_URL_DYNAMODB, else AWS_ENDPOINT_URL */
+    char *storage;                 /* owns the strings above */
 };
 
 /* Reads every setting through get (getenv, or a table in tests) into cfg. On error cfg is

@@ -146,6 +146,10 @@ static int start(struct http *h, struct http_call *c, int64_t deadline_ms)
     } else {
         curl_easy_setopt(e, CURLOPT_CONNECTTIMEOUT_MS, 10000L);
     }
+    if (c->aws_sigv4) {
+        curl_easy_setopt(e, CURLOPT_AWS_SIGV4, c->aws_sigv4);
+        curl_easy_setopt(e, CURLOPT_USERPWD, c->userpwd);
+    }
     if (c->keep_headers) {
         curl_easy_setopt(e, CURLOPT_HEADERFUNCTION, on_header);
         curl_easy_setopt(e, CURLOPT_HEADERDATA, c);
@@ -176,9 +180,12 @@ static int start(struct http *h, struct http_call *c, int64_t deadline_ms)
             return D2F_ENOMEM;
         c->request_headers = l;
     }
-    if (c->extra_header &&
-        !(c->request_headers = curl_slist_append(c->request_headers, c->extra_header)))
-        return D2F_ENOMEM;
+    for (size_t i = 0; i < 4 && c->extra_headers[i]; i++) {
+        struct curl_slist *l = curl_slist_append(c->request_headers, c->extra_headers[i]);
+        if (!l)
+            return D2F_ENOMEM;
+        c->request_headers = l;
+    }
     c->request_headers =
         curl_slist_append(c->request_headers, "Expect:"); /* no 100-continue round trip */
     if (!c->request_headers)

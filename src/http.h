@@ -22,14 +22,16 @@ struct http;
 
 struct http_call {
     /* the request, set by the caller; the strings must live until http_perform returns */
-    const char *method;        /* "GET" or "POST" */
-    const char *url;           /* absolute URL */
-    const char *content_type;  /* Content-Type of body, or NULL */
-    const char *authorization; /* the Authorization header's value, or NULL; never logged */
-    const char *body;          /* request body, or NULL */
-    size_t body_len;           /* bytes at body */
-    const char *extra_header;  /* one more request header, "Name: value", or NULL */
-    int keep_headers;          /* 1: keep the response's header lines in headers */
+    const char *method;           /* "GET" or "POST" */
+    const char *url;              /* absolute URL */
+    const char *content_type;     /* Content-Type of body, or NULL */
+    const char *authorization;    /* the Authorization header's value, or NULL; never logged */
+    const char *body;             /* request body, or NULL */
+    size_t body_len;              /* bytes at body */
+    const char *extra_headers[4]; /* more request headers, "Name: value", NULL after the last */
+    const char *aws_sigv4;        /* sign with AWS SigV4 ("aws:amz:REGION:SERVICE"), or NULL */
+    const char *userpwd;          /* "access key:secret key" for aws_sigv4; never logged */
+    int keep_headers;             /* 1: keep the response's header lines in headers */
     /* the answer, filled by http_perform */
     long status;         /* HTTP status; 0 when no answer came */
     struct buf headers;  /* the response's header lines, when keep_headers */

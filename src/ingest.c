@@ -7,6 +7,7 @@
 
 #include <sodium.h>
 
+#include "ddb.h"
 #include "event.h"
 #include "log.h"
 #include "record.h"
@@ -80,6 +81,31 @@ out:
     buf_release(&key);
 }
 
+/* Asks DynamoDB for a table's key schema and records it; a failure is logged and leaves the
+ * schema unknown (the records wait, pending), and is not asked again for a minute. */
+static int describe(struct outbox *ob, const struct config *cfg, const char *table, const char **pk,
+                    const char **sk, struct d2f_err *err)
+{
+    struct buf p, s;
+    struct d2f_err why = {0};
+    int rc = 0;
+
+    if (!cfg->aws_region || !cfg->aws_key_id || !outbox_keys_may_ask(ob, table))
+        return 0;
+    buf_init(&p, 1024);
+    buf_init(&s, 1024);
+    if (ddb_key_schema(cfg, table, &p, &s, &why) == 0) {
+        rc =
+            outbox_keys_put(ob, table, p.data, s.len ? s.data : NULL, "DescribeTable", pk, sk, err);
+    } else {
+        log_write(LOG_WARN, why.msg, NULL);
+        outbox_keys_asked(ob, table);
+    }
+    buf_release(&p);
+    buf_release(&s);
+    return rc;
+}
+
 int ingest_keys(struct outbox *ob, const struct config *cfg, const struct event_record *rec,
                 const char **pk, const char **sk, struct d2f_err *err)
 {
@@ -113,7 +139,7 @@ int ingest_keys(struct outbox *ob, const struct config *cfg, const struct event_
     if (single)
         return outbox_keys_put(ob, rec->table, single, NULL,
                                "a stream record's Keys (one attribute)", pk, sk, err);
-    return 0;
+    return describe(ob, cfg, rec->table, pk, sk, err);
 }
 
 static const char *op_text(enum record_op op)

@@ -28,6 +28,7 @@ struct outbox {
     sqlite3_stmt *keys_put;
     sqlite3_stmt *record_get;
     struct keys_entry *keys;
+    struct keys_entry *asked; /* tables whose schema could not be had; pk holds the time */
     int in_tx;
 };
 
@@ -247,6 +248,13 @@ void outbox_close(struct outbox *ob)
     sqlite3_finalize(ob->record_get);
     sqlite3_close(ob->db);
     forget_keys(ob);
+    while (ob->asked) {
+        struct keys_entry *k = ob->asked;
+        ob->asked = k->next;
+        free(k->table);
+        free(k->pk);
+        free(k);
+    }
     free(ob->path);
     free(ob);
 }
@@ -437,6 +445,44 @@ int outbox_keys_put(struct outbox *ob, const char *table, const char *pk, const 
 static int same(const char *a, const char *b)
 {
     return (!a && !b) || (a && b && strcmp(a, b) == 0);
+}
+
+/* A failed DescribeTable is not asked again before this. */
+#define ASK_AGAIN_MS 60000
+
+int outbox_keys_may_ask(struct outbox *ob, const char *table)
+{
+    for (struct keys_entry *k = ob->asked; k; k = k->next)
+        if (strcmp(k->table, table) == 0)
+            return outbox_now_ms() - strtoll(k->pk, NULL, 10) > ASK_AGAIN_MS;
+    return 1;
+}
+
+void outbox_keys_asked(struct outbox *ob, const char *table)
+{
+    char now[32];
+    struct keys_entry *k;
+
+    snprintf(now, sizeof(now), "%lld", (long long)outbox_now_ms());
+    for (k = ob->asked; k; k = k->next) {
+        if (strcmp(k->table, table) == 0) {
+            char *p = strdup(now);
+            if (p) {
+                free(k->pk);
+                k->pk = p;
+            }
+            return;
+        }
+    }
+    k = calloc(1, sizeof(*k));
+    if (!k || !(k->table = strdup(table)) || !(k->pk = strdup(now))) {
+        if (k)
+            free(k->table);
+        free(k);
+        return;
+    }
+    k->next = ob->asked;
+    ob->asked = k;
 }
 
 int outbox_check_keys(struct outbox *ob, const struct config *cfg, struct d2f_err *err)

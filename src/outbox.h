@@ -102,6 +102,13 @@ int outbox_keys_put(struct outbox *ob, const char *table, const char *pk, const 
                     const char *source, const char **rpk, const char **rsk,
                     struct d2f_err *err) D2F_WUR;
 
+/* Whether the key schema of table may be asked of DynamoDB now: not when an answer failed
+ * within the last minute (outbox_keys_asked). */
+int outbox_keys_may_ask(struct outbox *ob, const char *table);
+
+/* Notes that asking for table's key schema failed now. */
+void outbox_keys_asked(struct outbox *ob, const char *table);
+
 /* Refuses a DDB2FS_KEYS entry that contradicts the key schema recorded for its table. */
 int outbox_check_keys(struct outbox *ob, const struct config *cfg, struct d2f_err *err) D2F_WUR;
 

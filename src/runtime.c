@@ -117,7 +117,7 @@ static int post(struct runtime *rt, const char *url, const char *error_type, con
         call.content_type = "application/json";
         call.body = body;
         call.body_len = len;
-        call.extra_header = error_type ? header : NULL;
+        call.extra_headers[0] = error_type ? header : NULL;
         rc = http_perform(rt->http, calls, 1, http_now_ms() + POST_TIMEOUT_MS, err);
         *status = call.failed ? 0 : call.status;
         http_call_release(&call);

@@ -1,0 +1,20 @@
+/*
+ * ddb.h: what the relay asks DynamoDB: a table's key schema (DescribeTable), signed with
+ * libcurl's SigV4, credentials and region from the standard AWS variables.
+ */
+#ifndef DDB_H
+#define DDB_H
+
+#include "buf.h"
+#include "config.h"
+#include "d2f.h"
+
+/*
+ * The partition and sort key attribute names of table (*sk empty when it has none) into pk and
+ * sk. Returns 0; D2F_ECONFIG when no AWS credentials or region are set; D2F_EREMOTE with
+ * DynamoDB's error (__type and message) when it refuses; D2F_EIO when it does not answer.
+ */
+int ddb_key_schema(const struct config *cfg, const char *table, struct buf *pk, struct buf *sk,
+                   struct d2f_err *err) D2F_WUR;
+
+#endif
