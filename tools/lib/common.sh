@@ -44,3 +44,32 @@ build() {
     rm -f "$log"
     return 1
 }
+
+# ensure_command COMMAND PACKAGE: installs the Debian package when the command is missing.
+ensure_command() {
+    command -v "$1" >/dev/null 2>&1 || ensure_packages "$2"
+}
+
+# AWS's DynamoDB Local ships inside this npm package; the end-to-end test runs it.
+DYNAMODB_LOCAL_PACKAGE=amplify-dynamodb-simulator@2.9.30
+
+# fetch_dynamodb_local DIR: DynamoDBLocal.jar and its libraries into DIR, once.
+fetch_dynamodb_local() {
+    local dir=$1 tmp
+    ensure_command java default-jre-headless || return 1
+    [ -f "$dir/DynamoDBLocal.jar" ] && return 0
+    ensure_command npm npm || return 1
+    say "fetching DynamoDB Local ($DYNAMODB_LOCAL_PACKAGE, npm)"
+    tmp=$(mktemp -d)
+    if (cd "$tmp" && npm pack --silent "$DYNAMODB_LOCAL_PACKAGE" >/dev/null 2>&1) &&
+        tar xzf "$tmp"/amplify-dynamodb-simulator-*.tgz -C "$tmp" &&
+        [ -f "$tmp/package/emulator/DynamoDBLocal.jar" ]; then
+        mkdir -p "$dir"
+        cp -r "$tmp/package/emulator/." "$dir/"
+        rm -rf "$tmp"
+        return 0
+    fi
+    rm -rf "$tmp"
+    echo "cannot fetch DynamoDB Local from the npm registry" >&2
+    return 1
+}
