@@ -16,6 +16,7 @@
 #include "outbox.h"
 
 struct handler {
+    char function[256]; /* AWS_LAMBDA_FUNCTION_NAME, the metrics' dimension */
     struct config cfg;
     struct outbox *ob;
     struct ingest *ing;
@@ -53,6 +54,8 @@ int handler_new(struct handler **out, const char *(*get)(const char *), struct h
     *out = NULL;
     if (!h)
         return d2f_errf(err, D2F_ENOMEM, "out of memory");
+    snprintf(h->function, sizeof(h->function), "%s",
+             get("AWS_LAMBDA_FUNCTION_NAME") ? get("AWS_LAMBDA_FUNCTION_NAME") : "ddb2fs");
     if ((rc = config_load(&h->cfg, get, err)) != 0 ||
         (rc = firestore_connect(&h->cfg, http, &h->auth, &h->fs, err)) != 0 ||
         (rc = outbox_open(&h->ob, h->cfg.outbox, h->cfg.journal, OUTBOX_CREATE, err)) != 0 ||
@@ -79,6 +82,62 @@ void handler_free(struct handler *h)
     gauth_free(h->auth);
     config_release(&h->cfg);
     free(h);
+}
+
+/* One CloudWatch Embedded Metric Format line for the invocation, on the log's stream. */
+static void metrics(struct handler *h, const struct ingest_result *res,
+                    const struct drain_stats *st)
+{
+    static const struct {
+        const char *name, *unit;
+    } names[] = {{"RecordsIngested", "Count"},  {"Duplicates", "Count"},
+                 {"Committed", "Count"},        {"Dead", "Count"},
+                 {"Pending", "Count"},          {"OldestPendingAge", "Seconds"},
+                 {"DrainTime", "Milliseconds"}, {"Commits", "Count"},
+                 {"Retries", "Count"}};
+    double values[9];
+    int64_t age = 0;
+    cJSON *line = cJSON_CreateObject(), *aws, *cwm, *m, *dims, *list;
+    char *text;
+
+    if (outbox_oldest_pending_age(h->ob, &age, NULL) != 0)
+        age = 0;
+    values[0] = (double)res->inserted;
+    values[1] = (double)res->duplicates;
+    values[2] = (double)st->rows_committed;
+    values[3] = (double)(res->dead + st->rows_dead);
+    values[4] = (double)st->pending_left;
+    values[5] = (double)age / 1000.0;
+    values[6] = (double)st->elapsed_ms;
+    values[7] = (double)st->commits;
+    values[8] = (double)st->retries;
+    aws = cJSON_AddObjectToObject(line, "_aws");
+    cJSON_AddNumberToObject(aws, "Timestamp", (double)http_now_ms());
+    cwm = cJSON_AddArrayToObject(aws, "CloudWatchMetrics");
+    m = cJSON_CreateObject();
+    cJSON_AddItemToArray(cwm, m);
+    cJSON_AddStringToObject(m, "Namespace", "ddb2fs");
+    dims = cJSON_AddArrayToObject(m, "Dimensions");
+    list = cJSON_CreateArray();
+    cJSON_AddItemToArray(list, cJSON_CreateString("FunctionName"));
+    cJSON_AddItemToArray(dims, list);
+    list = cJSON_AddArrayToObject(m, "Metrics");
+    cJSON_AddStringToObject(line, "FunctionName", h->function);
+    for (size_t i = 0; i < sizeof(names) / sizeof(names[0]); i++) {
+        cJSON *d = cJSON_CreateObject();
+        cJSON_AddStringToObject(d, "Name", names[i].name);
+        cJSON_AddStringToObject(d, "Unit", names[i].unit);
+        cJSON_AddItemToArray(list, d);
+        cJSON_AddNumberToObject(line, names[i].name, values[i]);
+    }
+    text = cJSON_PrintUnformatted(line);
+    if (text) {
+        fputs(text, stdout);
+        fputc('\n', stdout);
+        fflush(stdout);
+    }
+    free(text);
+    cJSON_Delete(line);
 }
 
 enum kind { STREAM, SCHEDULED, UNKNOWN };
@@ -122,8 +181,8 @@ static void drain_some(struct handler *h, int64_t deadline_ms, struct drain_stat
 int handler_invoke(struct handler *h, const char *event, size_t len, int64_t deadline_ms,
                    struct buf *answer, const char **error_type, struct d2f_err *err)
 {
-    struct ingest_result res;
-    struct drain_stats st;
+    struct ingest_result res = {0};
+    struct drain_stats st = {0};
     int rc;
 
     *error_type = NULL;
@@ -135,6 +194,7 @@ int handler_invoke(struct handler *h, const char *event, size_t len, int64_t dea
                         "scheduled event (source aws.events)");
     case SCHEDULED:
         drain_some(h, deadline_ms, &st);
+        metrics(h, &res, &st);
         rc = buf_addf(answer, "{\"drained\":%zu,\"pending\":%lld}", st.rows_committed,
                       (long long)st.pending_left);
         return rc ? d2f_errf(err, rc, "out of memory") : 0;
@@ -152,6 +212,7 @@ int handler_invoke(struct handler *h, const char *event, size_t len, int64_t dea
     } else {
         ingest_log(&res, "batch durable");
         drain_some(h, deadline_ms, &st);
+        metrics(h, &res, &st);
     }
     if (ingest_answer(event, len, rc != 0, answer) != 0) {
         *error_type = "ddb2fs.OutOfMemory";

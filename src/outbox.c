@@ -672,6 +672,21 @@ int outbox_pending_count(struct outbox *ob, int64_t *n, struct d2f_err *err)
                   err);
 }
 
+int outbox_oldest_pending_age(struct outbox *ob, int64_t *age_ms, struct d2f_err *err)
+{
+    int64_t arrived = 0;
+    int found, rc;
+
+    *age_ms = 0;
+    rc = scalar(ob,
+                "SELECT arrived_at FROM record_info WHERE id = "
+                "(SELECT min(id) FROM record_state WHERE state = 'pending')",
+                NULL, &arrived, &found, err);
+    if (!rc && found)
+        *age_ms = outbox_now_ms() - arrived;
+    return rc;
+}
+
 int outbox_meta_get(struct outbox *ob, const char *key, int64_t *value, int *found,
                     struct d2f_err *err)
 {

@@ -148,6 +148,9 @@ int outbox_note_failure(struct outbox *ob, const int64_t *ids, size_t n, const c
 int outbox_set_document(struct outbox *ob, int64_t id, const char *document,
                         struct d2f_err *err) D2F_WUR;
 
+/* How long ago (ms) the oldest pending row arrived; 0 when nothing is pending. */
+int outbox_oldest_pending_age(struct outbox *ob, int64_t *age_ms, struct d2f_err *err) D2F_WUR;
+
 /* Pending rows in the outbox. */
 int outbox_pending_count(struct outbox *ob, int64_t *n, struct d2f_err *err) D2F_WUR;
 

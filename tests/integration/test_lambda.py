@@ -99,8 +99,19 @@ class Lambda(unittest.TestCase):
         self.assertEqual(query(self.db, "SELECT state, count(*) FROM records GROUP BY state"),
                          [("committed", 900)])
         logged = self.lines()
-        self.assertTrue(all("level" in l and "msg" in l for l in logged))
-        self.assertEqual(len({l["request_id"] for l in logged if "request_id" in l}), 3)
+        emf = [l for l in logged if "_aws" in l]
+        logs = [l for l in logged if "_aws" not in l]
+        self.assertTrue(all("level" in l and "msg" in l for l in logs))
+        self.assertEqual(len({l["request_id"] for l in logs if "request_id" in l}), 3)
+        # one Embedded Metric Format line per invocation
+        self.assertEqual(len(emf), 3)
+        names = [m["Name"] for m in emf[0]["_aws"]["CloudWatchMetrics"][0]["Metrics"]]
+        self.assertEqual(names, ["RecordsIngested", "Duplicates", "Committed", "Dead", "Pending",
+                                 "OldestPendingAge", "DrainTime", "Commits", "Retries"])
+        self.assertEqual(emf[0]["_aws"]["CloudWatchMetrics"][0]["Namespace"], "ddb2fs")
+        self.assertEqual([e["RecordsIngested"] for e in emf], [300, 300, 300])
+        self.assertEqual([e["Committed"] for e in emf], [300, 300, 300])
+        self.assertEqual([e["Pending"] for e in emf], [0, 0, 0])
         # a retried batch changes nothing and is answered the same
         rid = self.rt.invoke(evs[0])
         self.assertEqual(self.rt.wait(rid)["body"], {"batchItemFailures": []})
@@ -141,6 +152,26 @@ class Lambda(unittest.TestCase):
         got = self.rt.wait(rid)
         self.assertEqual(got["body"], {"drained": 200, "pending": 0})
         self.assertEqual(self.fs.documents(), final_states(self.convert(ev), self.fs.prefix()))
+
+    def test_firestore_down_for_several_invocations(self):
+        self.start()
+        self.fs.faults(UNAVAILABLE=1.0)
+        evs = [events.event(100, first=i * 100, seed=50 + i) for i in range(3)]
+        lines = []
+        for ev in evs:
+            rid = self.rt.invoke(ev, timeout_ms=4000)
+            self.assertEqual(self.rt.wait(rid)["body"], {"batchItemFailures": []})
+            lines += self.convert(ev)
+        self.assertEqual(self.fs.documents(), {})
+        self.assertEqual(query(self.db, "SELECT count(*) FROM records WHERE state = 'pending'")
+                         [0][0], 300)
+        emf = [l for l in self.lines() if "_aws" in l]
+        self.assertEqual(emf[-1]["Pending"], 300)
+        self.assertGreater(emf[-1]["Retries"], 0)
+        self.fs.faults()
+        rid = self.rt.invoke({"source": "aws.events", "detail-type": "Scheduled Event"})
+        self.assertEqual(self.rt.wait(rid)["body"], {"drained": 300, "pending": 0})
+        self.assertEqual(self.fs.documents(), final_states(lines, self.fs.prefix()))
 
     def test_bad_configuration_is_an_init_error(self):
         self.start(dict(self.env, DDB2FS_NUMBERS="decimal"))
