@@ -34,6 +34,7 @@ class State:
         self.results = {}     # request id -> {"kind", "body", "error_type", "at"}
         self.init_errors = []
         self.nexts = 0
+        self.first_next_at = None  # epoch seconds of the first invocation/next
 
 
 class Handler(BaseHTTPRequestHandler):
@@ -57,10 +58,13 @@ class Handler(BaseHTTPRequestHandler):
         if self.path == PREFIX + "/invocation/next":
             with st.lock:
                 st.nexts += 1
+                if st.first_next_at is None:
+                    st.first_next_at = time.time()
             rid, event, deadline = st.queue.get()
             with st.lock:
                 st.current = rid
-            body = event.encode() if isinstance(event, str) else json.dumps(event).encode()
+            body = (event if isinstance(event, str)
+                    else json.dumps(event, separators=(",", ":"))).encode()  # as Lambda sends it
             self.send_response(200)
             self.send_header("Lambda-Runtime-Aws-Request-Id", rid)
             self.send_header("Lambda-Runtime-Deadline-Ms", str(deadline))
@@ -74,7 +78,7 @@ class Handler(BaseHTTPRequestHandler):
         elif self.path == "/_test/results":
             with st.lock:
                 self.reply(200, {"results": st.results, "init_errors": st.init_errors,
-                                 "nexts": st.nexts})
+                                 "nexts": st.nexts, "first_next_at": st.first_next_at})
         else:
             self.reply(404, {"errorMessage": "not found", "errorType": "NotFound"})
 

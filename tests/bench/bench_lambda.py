@@ -1,0 +1,109 @@
+#!/usr/bin/env python3
+"""Benchmark: 'ddb2fs lambda' against the local Runtime API and Firestore servers.
+
+  cold start   from spawning the process to its connecting for the first invocation/next,
+               configuration and outbox open included (an outbox that exists, as on EFS after the first run, and a new
+               one); target under 10 ms
+  invocations  one batch of 500 and one of 10,000 records (~6 MB), ingested and drained to
+               the local server: time to the answer, and the process's peak RSS; target: 128 MB
+               of Lambda memory is enough for a 6 MB event
+
+usage: bench_lambda.py --ddb2fs BIN [--runs N] [--smoke]      prints one JSON object
+"""
+import argparse
+import json
+import os
+import socket
+import statistics
+import subprocess
+import sys
+import tempfile
+import time
+
+HERE = os.path.dirname(os.path.abspath(__file__))
+sys.path.insert(0, os.path.join(HERE, "..", "integration"))
+import events  # noqa: E402
+from fsserver import FirestoreServer  # noqa: E402
+from test_lambda import RuntimeServer  # noqa: E402
+
+
+def cold_start(binary, env):
+    """Milliseconds from spawning the process to its connecting for invocation/next, as seen by
+    a bare socket (no HTTP server in the way)."""
+    with socket.socket() as listener:
+        listener.bind(("127.0.0.1", 0))
+        listener.listen(1)
+        env = dict(env, AWS_LAMBDA_RUNTIME_API="127.0.0.1:%d" % listener.getsockname()[1])
+        start = time.perf_counter()
+        proc = subprocess.Popen([binary, "lambda"], env=env, stdout=subprocess.DEVNULL,
+                                stderr=subprocess.DEVNULL)
+        conn, _ = listener.accept()
+        took = time.perf_counter() - start
+        conn.close()
+        proc.kill()
+        proc.wait()
+        return took * 1000
+
+
+def invocation(binary, env, records):
+    rt = RuntimeServer()
+    try:
+        env = dict(env, AWS_LAMBDA_RUNTIME_API=rt.api)
+        log = open(os.path.join(os.path.dirname(env["DDB2FS_OUTBOX"]), "lambda.log"), "w")
+        proc = subprocess.Popen([binary, "lambda"], env=env, stdout=log, stderr=log)
+        ev = events.event(records, first=int(time.time() * 1000) * 100000, seed=records)
+        start = time.time()
+        rid = rt.invoke(ev, timeout_ms=60000)
+        answer = rt.wait(rid, timeout=120)
+        took = time.time() - start
+        assert answer["body"] == {"batchItemFailures": []}, answer
+        rt.stop()  # the Runtime API goes away: the runtime ends
+        _, _, usage = os.wait4(proc.pid, 0)
+        return took * 1000, usage.ru_maxrss / 1024.0, len(events.dumps(ev))
+    finally:
+        if rt.proc.poll() is None:
+            rt.stop()
+
+
+def main():
+    ap = argparse.ArgumentParser()
+    ap.add_argument("--ddb2fs", required=True)
+    ap.add_argument("--runs", type=int, default=11)
+    ap.add_argument("--smoke", action="store_true")
+    args = ap.parse_args()
+    if args.smoke:
+        args.runs = 2
+    work = tempfile.mkdtemp(prefix="d2f-bench-lambda-", dir=os.environ.get("BENCH_DIR",
+                                                                            "/var/tmp"))
+    fs = FirestoreServer()
+    try:
+        env = {k: v for k, v in os.environ.items()
+               if not k.startswith(("DDB2FS_", "GOOGLE_", "FIRESTORE_", "AWS_"))}
+        env.update(fs.env(), DDB2FS_KEYS=events.KEYS_SETTING,
+                   DDB2FS_OUTBOX=os.path.join(work, "outbox.db"))
+        existing = [cold_start(args.ddb2fs, env) for _ in range(args.runs)]
+        fresh = []
+        for i in range(args.runs):
+            fresh.append(cold_start(args.ddb2fs, dict(
+                env, DDB2FS_OUTBOX=os.path.join(work, "fresh-%d.db" % i))))
+        inv = {}
+        for n in ([500, 2000] if args.smoke else [500, 10000]):
+            ms, rss, size = invocation(args.ddb2fs, env, n)
+            inv[str(n)] = {"ms": round(ms, 1), "peak_rss_mb": round(rss, 1),
+                           "event_bytes": size}
+    finally:
+        fs.stop()
+    cold = statistics.median(existing)
+    big = inv.get("10000", {})
+    out = {"benchmark": "lambda", "smoke": args.smoke, "runs": args.runs,
+           "cold_start_ms": {"existing_outbox": round(cold, 2),
+                             "new_outbox": round(statistics.median(fresh), 2),
+                             "all_existing": [round(x, 2) for x in sorted(existing)]},
+           "invocations": inv,
+           "targets": {"cold_start_ms_max": 10, "peak_rss_mb_max_for_6mb_event": 128},
+           "met": cold < 10 and (not big or big["peak_rss_mb"] < 128)}
+    print(json.dumps(out, indent=2))
+
+
+if __name__ == "__main__":
+    main()
