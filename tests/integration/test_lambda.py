@@ -173,6 +173,16 @@ class Lambda(unittest.TestCase):
         self.assertEqual(self.rt.wait(rid)["body"], {"drained": 300, "pending": 0})
         self.assertEqual(self.fs.documents(), final_states(lines, self.fs.prefix()))
 
+    def test_answer_post_retried_after_a_transient_failure(self):
+        self.start()
+        req = urllib.request.Request("http://%s/_test/fail_posts" % self.rt.api,
+                                     data=json.dumps({"count": 2}).encode())
+        urllib.request.urlopen(req, timeout=10).read()
+        rid = self.rt.invoke(events.event(10, seed=60))
+        self.assertEqual(self.rt.wait(rid)["body"], {"batchItemFailures": []})
+        posts = [p for p in self.rt.results()["posts"] if p[0] == rid]
+        self.assertEqual([p[2] for p in posts], [503, 503, 202])
+
     def test_bad_configuration_is_an_init_error(self):
         self.start(dict(self.env, DDB2FS_NUMBERS="decimal"))
         self.assertEqual(self.proc.wait(timeout=30), 1)

@@ -9,6 +9,7 @@
   POST /2018-06-01/runtime/invocation/ID/error         202 (Lambda-Runtime-Function-Error-Type)
   POST /2018-06-01/runtime/init/error                  202
   POST /_test/invoke {"event": …, "timeout_ms": N}     queues an invocation, returns its id
+  POST /_test/fail_posts {"count": N}                  the next N answers get 503
   GET  /_test/results                                  what came back, by request id
 
 Run alone: runtime_server.py [--port N]; it prints "port N".
@@ -35,6 +36,8 @@ class State:
         self.init_errors = []
         self.nexts = 0
         self.first_next_at = None  # epoch seconds of the first invocation/next
+        self.fail_posts = 0        # answers to refuse with 503 before accepting one
+        self.posts = []            # every answer or error posted: (request id, kind, status)
 
 
 class Handler(BaseHTTPRequestHandler):
@@ -78,7 +81,8 @@ class Handler(BaseHTTPRequestHandler):
         elif self.path == "/_test/results":
             with st.lock:
                 self.reply(200, {"results": st.results, "init_errors": st.init_errors,
-                                 "nexts": st.nexts, "first_next_at": st.first_next_at})
+                                 "nexts": st.nexts, "first_next_at": st.first_next_at,
+                                 "posts": st.posts})
         else:
             self.reply(404, {"errorMessage": "not found", "errorType": "NotFound"})
 
@@ -87,6 +91,11 @@ class Handler(BaseHTTPRequestHandler):
         n = int(self.headers.get("Content-Length") or 0)
         body = self.rfile.read(n)
         parts = self.path[len(PREFIX):].split("/") if self.path.startswith(PREFIX) else []
+        if self.path == "/_test/fail_posts":
+            with st.lock:
+                st.fail_posts = json.loads(body)["count"]
+            self.reply(200, {})
+            return
         if self.path == "/_test/invoke":
             req = json.loads(body)
             rid = req.get("id") or str(uuid.uuid4())
@@ -103,6 +112,13 @@ class Handler(BaseHTTPRequestHandler):
         if len(parts) == 4 and parts[1] == "invocation" and parts[3] in ("response", "error"):
             rid = parts[2]
             with st.lock:
+                if st.fail_posts > 0:
+                    st.fail_posts -= 1
+                    st.posts.append((rid, parts[3], 503))
+                    self.reply(503, {"errorMessage": "Service Unavailable",
+                                     "errorType": "ServiceException"})
+                    return
+                st.posts.append((rid, parts[3], 202))
                 if rid != st.current:
                     self.reply(400, {"errorMessage": "Invalid request ID",
                                      "errorType": "InvalidRequestID"})
