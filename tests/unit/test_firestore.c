@@ -1,0 +1,164 @@
+/* Tests of firestore.c against the local Firestore server (tests/servers/firestore_server.py,
+ * started here): commits and their statuses, batchGet, and the emulator's plain HTTP. */
+#include <setjmp.h>
+#include <stdarg.h>
+#include <stddef.h>
+#include <stdint.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <signal.h>
+#include <sys/wait.h>
+#include <unistd.h>
+
+#include <cmocka.h>
+#include <cjson/cJSON.h>
+#include <curl/curl.h>
+
+#include "firestore.h"
+
+static pid_t server;
+static char host[64];
+static const char *env_emulator;
+
+static const char *get(const char *name)
+{
+    if (strcmp(name, "FIRESTORE_EMULATOR_HOST") == 0)
+        return env_emulator;
+    if (strcmp(name, "GOOGLE_CLOUD_PROJECT") == 0)
+        return "demo-project";
+    return NULL;
+}
+
+static int setup(void **state)
+{
+    int fds[2];
+    char line[64] = "";
+    FILE *f;
+
+    (void)state;
+    if (curl_global_init(CURL_GLOBAL_DEFAULT) != 0 || pipe(fds) != 0)
+        return -1;
+    server = fork();
+    if (server == 0) {
+        dup2(fds[1], 1);
+        close(fds[0]);
+        execlp(PYTHON, PYTHON, SERVERS "/firestore_server.py", (char *)NULL);
+        _exit(127);
+    }
+    close(fds[1]);
+    f = fdopen(fds[0], "r");
+    if (!f || !fgets(line, sizeof(line), f) || strncmp(line, "port ", 5) != 0)
+        return -1;
+    snprintf(host, sizeof(host), "127.0.0.1:%d", atoi(line + 5));
+    fclose(f);
+    env_emulator = host;
+    return 0;
+}
+
+static int teardown(void **state)
+{
+    (void)state;
+    kill(server, SIGKILL);
+    waitpid(server, NULL, 0);
+    curl_global_cleanup();
+    return 0;
+}
+
+static void test_commit_and_batch_get(void **state)
+{
+    struct config cfg;
+    struct http *http = NULL;
+    struct firestore *fs = NULL;
+    struct firestore_commit good, bad, *both[2] = {&good, &bad};
+    struct d2f_err err = {0};
+    const char *prefix;
+    char body[1024];
+    cJSON *answers = NULL;
+    const char *names[2];
+    char n1[256], n2[256];
+    void *out = NULL;
+
+    (void)state;
+    assert_int_equal(config_load(&cfg, get, &err), 0);
+    assert_int_equal(http_new(&http, &err), 0);
+    assert_int_equal(firestore_new(&fs, &cfg, http, NULL, &err), 0);
+    prefix = firestore_docs_prefix(fs);
+    assert_string_equal(prefix, "projects/demo-project/databases/(default)/documents");
+    firestore_commit_init(&good);
+    firestore_commit_init(&bad);
+    snprintf(body, sizeof(body),
+             "{\"writes\":[{\"update\":{\"name\":\"%s/T/a\",\"fields\":{\"n\":{\"integerValue\":"
+             "\"7\"}}}}]}",
+             prefix);
+    assert_int_equal(buf_adds(&good.body, body), 0);
+    snprintf(body, sizeof(body),
+             "{\"writes\":[{\"update\":{\"name\":\"%s/T/b\",\"fields\":{\"l\":{\"arrayValue\":{"
+             "\"values\":[{\"arrayValue\":{}}]}}}}}]}",
+             prefix);
+    assert_int_equal(buf_adds(&bad.body, body), 0);
+    assert_int_equal(firestore_commit_all(fs, both, 2, http_now_ms() + 10000, &err), 0);
+    assert_int_equal(good.status, RETRY_OK);
+    assert_int_equal(bad.status, RETRY_INVALID_ARGUMENT);
+    assert_non_null(strstr(bad.message, "HTTP 400 INVALID_ARGUMENT"));
+    assert_non_null(strstr(bad.message, "array value in an array value"));
+
+    snprintf(n1, sizeof(n1), "%s/T/a", prefix);
+    snprintf(n2, sizeof(n2), "%s/T/b", prefix);
+    names[0] = n1;
+    names[1] = n2;
+    assert_int_equal(firestore_batch_get(fs, names, 2, http_now_ms() + 10000, &out, &err), 0);
+    answers = out;
+    assert_int_equal(cJSON_GetArraySize(answers), 2);
+    assert_string_equal(
+        cJSON_GetObjectItem(
+            cJSON_GetObjectItem(
+                cJSON_GetObjectItem(cJSON_GetObjectItem(cJSON_GetArrayItem(answers, 0), "found"),
+                                    "fields"),
+                "n"),
+            "integerValue")
+            ->valuestring,
+        "7");
+    assert_string_equal(cJSON_GetObjectItem(cJSON_GetArrayItem(answers, 1), "missing")->valuestring,
+                        n2);
+    cJSON_Delete(answers);
+    firestore_commit_release(&good);
+    firestore_commit_release(&bad);
+    firestore_free(fs);
+    http_free(http);
+    config_release(&cfg);
+}
+
+static void test_no_answer(void **state)
+{
+    struct config cfg;
+    struct http *http = NULL;
+    struct firestore *fs = NULL;
+    struct firestore_commit c, *one[1] = {&c};
+    struct d2f_err err = {0};
+
+    (void)state;
+    env_emulator = "127.0.0.1:9"; /* nothing listens there */
+    assert_int_equal(config_load(&cfg, get, &err), 0);
+    assert_int_equal(http_new(&http, &err), 0);
+    assert_int_equal(firestore_new(&fs, &cfg, http, NULL, &err), 0);
+    firestore_commit_init(&c);
+    assert_int_equal(buf_adds(&c.body, "{\"writes\":[]}"), 0);
+    assert_int_equal(firestore_commit_all(fs, one, 1, http_now_ms() + 2000, &err), 0);
+    assert_int_equal(c.status, RETRY_NETWORK);
+    assert_true(retry_transient(c.status));
+    firestore_commit_release(&c);
+    firestore_free(fs);
+    http_free(http);
+    config_release(&cfg);
+    env_emulator = host;
+}
+
+int main(void)
+{
+    const struct CMUnitTest tests[] = {
+        cmocka_unit_test(test_commit_and_batch_get),
+        cmocka_unit_test(test_no_answer),
+    };
+    return cmocka_run_group_tests(tests, setup, teardown);
+}
