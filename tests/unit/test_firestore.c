@@ -1,18 +1,18 @@
 /* Tests of firestore.c against the local Firestore server (tests/servers/firestore_server.py,
  * started here): commits and their statuses, batchGet, and the emulator's plain HTTP. */
 #include <setjmp.h>
+#include <signal.h>
 #include <stdarg.h>
 #include <stddef.h>
 #include <stdint.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
-#include <signal.h>
 #include <sys/wait.h>
 #include <unistd.h>
 
-#include <cmocka.h>
 #include <cjson/cJSON.h>
+#include <cmocka.h>
 #include <curl/curl.h>
 
 #include "firestore.h"
