@@ -790,7 +790,7 @@ int drain_run(struct outbox *ob, const struct config *cfg, struct firestore *fs,
               int64_t deadline_ms, struct drain_stats *stats, struct d2f_err *err)
 {
     struct run r = {.ob = ob, .cfg = cfg, .fs = fs, .st = stats, .deadline = deadline_ms};
-    int64_t start = http_now_ms(), after = 0, margin;
+    int64_t start = http_now_ms(), after = 0, margin, unresolved = 0;
     char owner[320], holder[400];
     int taken, more = 1, rc, found;
 
@@ -815,19 +815,30 @@ int drain_run(struct outbox *ob, const struct config *cfg, struct firestore *fs,
         r.allowance = ramp_rate(&r, start);
         r.refilled = start;
     }
-    while (!rc && more)
-        rc = one_window(&r, &after, &more, err);
+    for (;;) {
+        while (!rc && more)
+            rc = one_window(&r, &after, &more, err);
+        if (rc || (rc = outbox_pending_count(ob, &stats->pending_left, err)) != 0 ||
+            (rc = outbox_unresolved_count(ob, &unresolved, err)) != 0)
+            break;
+        if (stats->pending_left <= unresolved || http_now_ms() >= r.stop_at)
+            break;
+        more = 1; /* records arrived while the drain ran: go on with them */
+    }
     {
         struct d2f_err lease_err = {0};
         if (outbox_lease_release(ob, owner, &lease_err) != 0)
             log_write(LOG_WARN, lease_err.msg, NULL); /* it expires on its own */
     }
-    if (outbox_pending_count(ob, &stats->pending_left, rc ? NULL : err) != 0 && !rc)
-        rc = D2F_EDB;
+    if (rc && outbox_pending_count(ob, &stats->pending_left, NULL) != 0)
+        stats->pending_left = -1;
     stats->elapsed_ms = http_now_ms() - start;
-    if (!rc && stats->pending_left > 0)
+    if (!rc && stats->pending_left > unresolved)
+        rc = d2f_errf(err, D2F_EIO, "the time budget ran out with %lld records pending",
+                      (long long)stats->pending_left);
+    else if (!rc && stats->pending_left > 0)
         rc = d2f_errf(err, D2F_ESCHEMA,
-                      "%lld rows wait for their table's key schema: set DDB2FS_KEYS "
+                      "%lld records wait for their table's key schema: set DDB2FS_KEYS "
                       "(see 'ddb2fs status')",
                       (long long)stats->pending_left);
     return rc;

@@ -672,6 +672,17 @@ int outbox_pending_count(struct outbox *ob, int64_t *n, struct d2f_err *err)
                   err);
 }
 
+int outbox_unresolved_count(struct outbox *ob, int64_t *n, struct d2f_err *err)
+{
+    int found;
+
+    *n = 0;
+    return scalar(ob,
+                  "SELECT count(*) FROM record_state s JOIN record_info i USING (id) "
+                  "WHERE s.state = 'pending' AND i.document IS NULL",
+                  NULL, n, &found, err);
+}
+
 int outbox_oldest_pending_age(struct outbox *ob, int64_t *age_ms, struct d2f_err *err)
 {
     int64_t arrived = 0;

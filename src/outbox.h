@@ -154,6 +154,9 @@ int outbox_oldest_pending_age(struct outbox *ob, int64_t *age_ms, struct d2f_err
 /* Pending rows in the outbox. */
 int outbox_pending_count(struct outbox *ob, int64_t *n, struct d2f_err *err) D2F_WUR;
 
+/* Pending rows still waiting for their table's key schema (no document yet). */
+int outbox_unresolved_count(struct outbox *ob, int64_t *n, struct d2f_err *err) D2F_WUR;
+
 /* Takes the drain lease for owner until until_ms when it is free, expired, already owner's,
  * or held by an owner that gone(holder) says is gone (may be NULL); *taken says whether it
  * was; when not, holder (cap bytes) names who has it. */

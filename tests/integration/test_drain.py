@@ -228,6 +228,37 @@ class Crashes(DrainBase):
         self.assertEqual(regressions(self.server.writelog(), histories(lines)), [])
 
 
+class Arrivals(DrainBase):
+    def test_records_ingested_during_the_drain_are_drained(self):
+        lines = self.ingest_events([events.event(600, seed=21, customers=60)])
+        self.server.faults(latency_ms=150)
+        env = dict(self.env, DDB2FS_COMMIT_WRITES="20", DDB2FS_CONCURRENCY="1")
+        proc = subprocess.Popen([BIN, "drain"], env=env, stdout=subprocess.PIPE,
+                                stderr=subprocess.PIPE, text=True)
+        time.sleep(0.5)
+        lines += self.ingest_events([events.event(50, first=100000, seed=22, customers=60)])
+        _, err = proc.communicate(timeout=300)
+        self.assertEqual(proc.returncode, 0, err)
+        self.assertEqual(self.states(), [("committed", 650)])
+        self.assert_exact(lines)
+
+    def test_records_waiting_for_their_key_schema(self):
+        env = dict(self.env)
+        del env["DDB2FS_KEYS"]
+        self.ingest_text(events.dumps(events.event(5, seed=23)), env=env)
+        p = self.drain(env)
+        self.assertEqual(p.returncode, 1)
+        self.assertIn("5 records wait for their table's key schema", p.stderr)
+        self.assertEqual(self.server.documents(), {})
+        # once the schema is known, the drain gives them their documents and sends them
+        p = self.drain()
+        self.assertEqual(p.returncode, 0, p.stderr)
+        self.assertEqual(query(self.db, "SELECT count(*) FROM records WHERE document IS NULL")
+                         [0][0], 0)
+        self.assertEqual(self.states(), [("committed", 5)])
+        self.assertGreater(len(self.server.documents()), 0)
+
+
 class Lease(DrainBase):
     def test_second_drain_refused_while_lease_held(self):
         self.ingest_events([events.event(10, seed=12)])
