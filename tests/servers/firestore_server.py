@@ -21,7 +21,6 @@ anything goes. Faults are injected on commits: error rates per status, latency, 
 
 Run alone: firestore_server.py [--port N]; it prints "port N" and serves until killed.
 """
-import argparse
 import base64
 import binascii
 import json
@@ -29,11 +28,12 @@ import random
 import re
 import secrets
 import socket
-import sys
 import threading
 import time
 import urllib.parse
-from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
+from http.server import BaseHTTPRequestHandler
+
+from serving import LocalServer, serve
 
 MAX_REQUEST = 10 * 1024 * 1024
 MAX_DOCUMENT = 1024 * 1024
@@ -593,42 +593,15 @@ class Handler(BaseHTTPRequestHandler):
         self.reply(200, out)
 
 
-class Server(ThreadingHTTPServer):
-    daemon_threads = True
-    request_queue_size = 128
-
+class Server(LocalServer):
     def __init__(self, port=0):
-        super().__init__(("127.0.0.1", port), Handler)
+        super().__init__(Handler, port)
         self.store = Store()
-
-    def handle_error(self, request, client_address):
-        """A client that hangs up (a drain killed or timed out) is not the server's problem."""
-        if not isinstance(sys.exc_info()[1], (ConnectionError, TimeoutError)):
-            super().handle_error(request, client_address)
 
     @property
     def url(self):
         return "http://127.0.0.1:%d" % self.server_address[1]
 
 
-def start(port=0):
-    """Starts a server in a thread; returns it (server.url, server.store, server.shutdown())."""
-    srv = Server(port)
-    threading.Thread(target=srv.serve_forever, daemon=True).start()
-    return srv
-
-
-def main():
-    ap = argparse.ArgumentParser()
-    ap.add_argument("--port", type=int, default=0)
-    args = ap.parse_args()
-    srv = Server(args.port)
-    print("port %d" % srv.server_address[1], flush=True)
-    try:
-        srv.serve_forever()
-    except KeyboardInterrupt:
-        pass
-
-
 if __name__ == "__main__":
-    sys.exit(main())
+    serve(Server)

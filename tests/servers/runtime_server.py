@@ -14,14 +14,14 @@
 
 Run alone: runtime_server.py [--port N]; it prints "port N".
 """
-import argparse
 import json
 import queue
-import sys
 import threading
 import time
 import uuid
-from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
+from http.server import BaseHTTPRequestHandler
+
+from serving import LocalServer, serve
 
 MAX_PAYLOAD = 6 * 1024 * 1024
 PREFIX = "/2018-06-01/runtime"
@@ -137,30 +137,11 @@ class Handler(BaseHTTPRequestHandler):
         self.reply(404, {"errorMessage": "not found", "errorType": "NotFound"})
 
 
-class Server(ThreadingHTTPServer):
-    daemon_threads = True
-
+class Server(LocalServer):
     def __init__(self, port=0):
-        super().__init__(("127.0.0.1", port), Handler)
+        super().__init__(Handler, port)
         self.state = State()
-
-    def handle_error(self, request, client_address):
-        """A runtime killed while it waits for an invocation is not the server's problem."""
-        if not isinstance(sys.exc_info()[1], (ConnectionError, TimeoutError)):
-            super().handle_error(request, client_address)
-
-
-def main():
-    ap = argparse.ArgumentParser()
-    ap.add_argument("--port", type=int, default=0)
-    args = ap.parse_args()
-    srv = Server(args.port)
-    print("port %d" % srv.server_address[1], flush=True)
-    try:
-        srv.serve_forever()
-    except KeyboardInterrupt:
-        pass
 
 
 if __name__ == "__main__":
-    sys.exit(main())
+    serve(Server)
