@@ -577,6 +577,17 @@ int outbox_pending_window(struct outbox *ob, int64_t after_id, size_t limit,
     return 0;
 }
 
+/* Ends a write transaction: finalizes st, commits when rc is 0, rolls back otherwise. */
+static int end_tx(struct outbox *ob, sqlite3_stmt *st, int rc, struct d2f_err *err)
+{
+    sqlite3_finalize(st);
+    if (!rc)
+        rc = outbox_commit(ob, err);
+    if (rc)
+        outbox_rollback(ob);
+    return rc;
+}
+
 /* Runs sql (binding ?1 = each id, ?2 = text, ?3 = now) for every id, in one transaction. */
 static int update_rows(struct outbox *ob, const char *sql, const int64_t *ids, size_t n,
                        const char *text, const char *what, struct d2f_err *err)
@@ -601,14 +612,8 @@ static int update_rows(struct outbox *ob, const char *sql, const int64_t *ids, s
         }
         sqlite3_reset(st);
     }
-    sqlite3_finalize(st);
-    st = NULL;
-    rc = outbox_commit(ob, err);
 out:
-    sqlite3_finalize(st);
-    if (rc)
-        outbox_rollback(ob);
-    return rc;
+    return end_tx(ob, st, rc, err);
 }
 
 int outbox_mark(struct outbox *ob, const int64_t *ids, size_t n, const char *state,
@@ -728,7 +733,7 @@ int outbox_lease_take(struct outbox *ob, const char *owner, int64_t until_ms,
 {
     sqlite3_stmt *st = NULL;
     int64_t now = outbox_now_ms();
-    int rc;
+    int rc, claimed = 0;
 
     *taken = 0;
     holder[0] = '\0';
@@ -744,9 +749,6 @@ int outbox_lease_take(struct outbox *ob, const char *owner, int64_t until_ms,
         !(gone && gone((const char *)sqlite3_column_text(st, 0)))) {
         snprintf(holder, cap, "%s until %lld ms", (const char *)sqlite3_column_text(st, 0),
                  (long long)sqlite3_column_int64(st, 1));
-        sqlite3_finalize(st);
-        st = NULL;
-        rc = outbox_commit(ob, err);
         goto out;
     }
     sqlite3_finalize(st);
@@ -767,14 +769,10 @@ int outbox_lease_take(struct outbox *ob, const char *owner, int64_t until_ms,
         rc = db_err(ob, err, "take the drain lease");
         goto out;
     }
-    sqlite3_finalize(st);
-    st = NULL;
-    rc = outbox_commit(ob, err);
-    *taken = rc == 0;
+    claimed = 1;
 out:
-    sqlite3_finalize(st);
-    if (rc)
-        outbox_rollback(ob);
+    rc = end_tx(ob, st, rc, err);
+    *taken = !rc && claimed;
     return rc;
 }
 
