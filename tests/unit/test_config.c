@@ -7,18 +7,9 @@
 
 #include <cmocka.h>
 
+#include "test_env.h"
+
 #include "config.h"
-
-/* The environment of a test: NULL-terminated name, value pairs. */
-static const char *const *test_env;
-
-static const char *get(const char *name)
-{
-    for (const char *const *e = test_env; e && e[0]; e += 2)
-        if (strcmp(e[0], name) == 0)
-            return e[1];
-    return NULL;
-}
 
 static void test_defaults(void **state)
 {

@@ -10,6 +10,8 @@
 #include <unistd.h>
 
 #include <cmocka.h>
+
+#include "test_env.h"
 #include <sodium.h>
 
 #include "ingest.h"
@@ -19,16 +21,6 @@
 
 static char dir[] = "/tmp/d2f-ingest-XXXXXX";
 static int serial;
-
-static const char *const *test_env;
-
-static const char *get(const char *name)
-{
-    for (const char *const *e = test_env; e && e[0]; e += 2)
-        if (strcmp(e[0], name) == 0)
-            return e[1];
-    return NULL;
-}
 
 struct fixture {
     struct config cfg;
