@@ -204,19 +204,6 @@ void firestore_commit_finish(struct firestore *fs, struct firestore_commit **c, 
     }
 }
 
-int firestore_commit_all(struct firestore *fs, struct firestore_commit **c, size_t n,
-                         int64_t deadline_ms, struct d2f_err *err)
-{
-    int rc = firestore_commit_start(fs, c, n, deadline_ms, err);
-
-    if (rc)
-        return rc;
-    while (firestore_commit_wait(fs, 100) > 0)
-        ;
-    firestore_commit_finish(fs, c, n);
-    return 0;
-}
-
 int firestore_batch_get(struct firestore *fs, const char *const *names, size_t n,
                         int64_t deadline_ms, void **out, struct d2f_err *err)
 {

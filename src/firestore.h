@@ -56,16 +56,10 @@ void firestore_commit_init(struct firestore_commit *c);
 /* Frees what a commit holds. */
 void firestore_commit_release(struct firestore_commit *c);
 
-/*
- * Sends n commits at once and fills each one's status and message. Returns 0 when every call
- * was made (whatever the answers), D2F_EAUTH / D2F_EIO when no token could be had, or
- * D2F_ENOMEM.
- */
-int firestore_commit_all(struct firestore *fs, struct firestore_commit **c, size_t n,
-                         int64_t deadline_ms, struct d2f_err *err) D2F_WUR;
-
-/* The same in steps: start n commits, drive them (returns how many still run), finish them
- * (fills each one's status and message). Only one set of commits may be started at a time. */
+/* Sends n commits at once, in steps so that the caller can work while they are in flight:
+ * start them (D2F_EAUTH / D2F_EIO when no token could be had), drive them (returns how many
+ * still run), finish them (fills each one's status and message, whatever the answers). Only
+ * one set of commits may be started at a time. */
 int firestore_commit_start(struct firestore *fs, struct firestore_commit **c, size_t n,
                            int64_t deadline_ms, struct d2f_err *err) D2F_WUR;
 int firestore_commit_wait(struct firestore *fs, int timeout_ms);

@@ -164,11 +164,6 @@ const char *gauth_project(const struct gauth *g)
     return g->project;
 }
 
-const char *gauth_email(const struct gauth *g)
-{
-    return g->email;
-}
-
 unsigned gauth_renewals(const struct gauth *g)
 {
     return g->renewals;

@@ -53,9 +53,6 @@ void gauth_free(struct gauth *g);
 /* The key's project_id. Valid while g is. */
 const char *gauth_project(const struct gauth *g);
 
-/* The key's client_email. Valid while g is. */
-const char *gauth_email(const struct gauth *g);
-
 /* A valid "Bearer …" header value in *bearer (owned by g, valid until the next call), getting
  * or signing a new token when the cached one is near its expiry. */
 int gauth_token(struct gauth *g, int64_t deadline_ms, const char **bearer,

@@ -1,7 +1,6 @@
 /* log.c: JSON-lines logs. */
 #include "log.h"
 
-#include <stdarg.h>
 #include <stdlib.h>
 
 static FILE *log_out;
@@ -51,15 +50,4 @@ out:
     free(text);
     cJSON_Delete(line);
     cJSON_Delete(fields);
-}
-
-void log_msgf(enum log_level level, const char *fmt, ...)
-{
-    char msg[1024];
-    va_list ap;
-
-    va_start(ap, fmt);
-    vsnprintf(msg, sizeof(msg), fmt, ap);
-    va_end(ap);
-    log_write(level, msg, NULL);
 }

@@ -24,7 +24,4 @@ void log_set_request(const char *request_id);
 /* Writes one line with msg and the members of fields (taken: freed here; may be NULL). */
 void log_write(enum log_level level, const char *msg, cJSON *fields);
 
-/* Writes one line whose message is formatted. */
-void log_msgf(enum log_level level, const char *fmt, ...) D2F_PRINTF(2, 3);
-
 #endif

@@ -17,6 +17,13 @@ struct keys_entry {
     struct keys_entry *next;
 };
 
+/* A table whose key schema DynamoDB could not give, and when it was asked. */
+struct asked {
+    char *table;
+    int64_t at;
+    struct asked *next;
+};
+
 struct outbox {
     sqlite3 *db;
     char *path;
@@ -28,7 +35,7 @@ struct outbox {
     sqlite3_stmt *keys_put;
     sqlite3_stmt *record_get;
     struct keys_entry *keys;
-    struct keys_entry *asked; /* tables whose schema could not be had; pk holds the time */
+    struct asked *asked; /* tables whose schema could not be had, and when */
     int in_tx;
 };
 
@@ -249,11 +256,10 @@ void outbox_close(struct outbox *ob)
     sqlite3_close(ob->db);
     forget_keys(ob);
     while (ob->asked) {
-        struct keys_entry *k = ob->asked;
-        ob->asked = k->next;
-        free(k->table);
-        free(k->pk);
-        free(k);
+        struct asked *a = ob->asked;
+        ob->asked = a->next;
+        free(a->table);
+        free(a);
     }
     free(ob->path);
     free(ob);
@@ -452,37 +458,28 @@ static int same(const char *a, const char *b)
 
 int outbox_keys_may_ask(struct outbox *ob, const char *table)
 {
-    for (struct keys_entry *k = ob->asked; k; k = k->next)
-        if (strcmp(k->table, table) == 0)
-            return outbox_now_ms() - strtoll(k->pk, NULL, 10) > ASK_AGAIN_MS;
+    for (struct asked *a = ob->asked; a; a = a->next)
+        if (strcmp(a->table, table) == 0)
+            return outbox_now_ms() - a->at > ASK_AGAIN_MS;
     return 1;
 }
 
 void outbox_keys_asked(struct outbox *ob, const char *table)
 {
-    char now[32];
-    struct keys_entry *k;
+    struct asked *a;
 
-    snprintf(now, sizeof(now), "%lld", (long long)outbox_now_ms());
-    for (k = ob->asked; k; k = k->next) {
-        if (strcmp(k->table, table) == 0) {
-            char *p = strdup(now);
-            if (p) {
-                free(k->pk);
-                k->pk = p;
-            }
-            return;
+    for (a = ob->asked; a && strcmp(a->table, table) != 0; a = a->next)
+        ;
+    if (!a) {
+        a = calloc(1, sizeof(*a));
+        if (!a || !(a->table = strdup(table))) {
+            free(a);
+            return; /* not remembered: the next record asks again */
         }
+        a->next = ob->asked;
+        ob->asked = a;
     }
-    k = calloc(1, sizeof(*k));
-    if (!k || !(k->table = strdup(table)) || !(k->pk = strdup(now))) {
-        if (k)
-            free(k->table);
-        free(k);
-        return;
-    }
-    k->next = ob->asked;
-    ob->asked = k;
+    a->at = outbox_now_ms();
 }
 
 int outbox_check_keys(struct outbox *ob, const struct config *cfg, struct d2f_err *err)

@@ -84,10 +84,39 @@ fail:
     return D2F_ENOMEM;
 }
 
+/*
+ * Maps rec's NewImage (into *fields unless fields is NULL) and, when the document is known,
+ * checks the document's size. Returns 0, D2F_ENOMEM, or D2F_EINPUT / D2F_ELIMIT with err
+ * saying why the record cannot be written.
+ */
+static int map_image(const struct event_record *rec, const struct config *cfg, const char *document,
+                     cJSON **fields, struct record_plan *plan, struct d2f_err *err)
+{
+    struct mapping_opts mopts = {.numbers_as_strings = cfg->numbers == CONFIG_NUMBERS_STRING};
+    struct d2f_err why = {0};
+    int rc = mapping_item(rec->new_image, &mopts, fields, &plan->map, &why);
+
+    if (rc)
+        return rc == D2F_ENOMEM ? d2f_errf(err, rc, "out of memory")
+                                : d2f_errf(err, rc, "'dynamodb.NewImage' %s", why.msg);
+    if (!document)
+        return 0;
+    plan->doc_size = name_size(document) + plan->map.size + 32;
+    if (plan->doc_size <= RECORD_MAX_DOC_BYTES)
+        return 0;
+    if (fields) {
+        cJSON_Delete(*fields);
+        *fields = NULL;
+    }
+    return d2f_errf(err, D2F_ELIMIT,
+                    "the document would be %zu bytes, over Firestore's limit of 1 MiB "
+                    "(1,048,576 bytes) for a document",
+                    plan->doc_size);
+}
+
 int record_plan(const struct event_record *rec, const struct config *cfg, const char *pk,
                 const char *sk, const char *docs_prefix, struct record_plan *plan)
 {
-    struct mapping_opts mopts = {.numbers_as_strings = cfg->numbers == CONFIG_NUMBERS_STRING};
     struct d2f_err err = {0};
     const char *collection;
     cJSON *fields = NULL;
@@ -137,24 +166,13 @@ int record_plan(const struct event_record *rec, const struct config *cfg, const 
     }
 
     if (plan->op == RECORD_UPDATE) {
-        rc = mapping_item(rec->new_image, &mopts, docs_prefix && !plan->unresolved ? &fields : NULL,
-                          &plan->map, &err);
+        rc = map_image(rec, cfg, plan->unresolved ? NULL : plan->document.data,
+                       docs_prefix && !plan->unresolved ? &fields : NULL, plan, &err);
         if (rc == D2F_ENOMEM)
             return rc;
         if (rc) {
-            dead(plan, rec, "'dynamodb.NewImage' %s", err.msg);
+            dead(plan, rec, "%s", err.msg);
             return 0;
-        }
-        if (!plan->unresolved) {
-            plan->doc_size = name_size(plan->document.data) + plan->map.size + 32;
-            if (plan->doc_size > RECORD_MAX_DOC_BYTES) {
-                cJSON_Delete(fields);
-                dead(plan, rec,
-                     "the document would be %zu bytes, over Firestore's limit of 1 MiB "
-                     "(1,048,576 bytes) for a document",
-                     plan->doc_size);
-                return 0;
-            }
         }
     }
     if (docs_prefix && !plan->unresolved && plan->op != RECORD_SKIP)
@@ -167,7 +185,6 @@ int record_write(const struct event_record *rec, const struct config *cfg, const
                  const char *document, int is_delete, char **write, size_t *len,
                  struct d2f_err *err)
 {
-    struct mapping_opts mopts = {.numbers_as_strings = cfg->numbers == CONFIG_NUMBERS_STRING};
     struct record_plan plan;
     cJSON *fields = NULL;
     int rc;
@@ -181,20 +198,8 @@ int record_write(const struct event_record *rec, const struct config *cfg, const
         d2f_errf(err, rc, "out of memory");
         goto out;
     }
-    if (!is_delete) {
-        rc = mapping_item(rec->new_image, &mopts, &fields, &plan.map, err);
-        if (rc)
-            goto out;
-        plan.doc_size = name_size(document) + plan.map.size + 32;
-        if (plan.doc_size > RECORD_MAX_DOC_BYTES) {
-            rc = d2f_errf(err, D2F_ELIMIT,
-                          "the document would be %zu bytes, over Firestore's limit of 1 MiB "
-                          "(1,048,576 bytes) for a document",
-                          plan.doc_size);
-            cJSON_Delete(fields);
-            goto out;
-        }
-    }
+    if (!is_delete && (rc = map_image(rec, cfg, document, &fields, &plan, err)) != 0)
+        goto out;
     if ((rc = build_write(&plan, docs_prefix, fields)) != 0) {
         d2f_errf(err, rc, "out of memory");
         goto out;
