@@ -197,6 +197,53 @@ class Ingest(Base):
         self.assertIn("cannot open '%s'" % self.tmp.file("nope.json"), p.stderr)
 
 
+class DescribeTable(Base):
+    def test_a_refusing_dynamodb_is_asked_once_and_named(self):
+        import http.server
+        import threading
+
+        asked = []
+
+        class Refuse(http.server.BaseHTTPRequestHandler):
+            def do_POST(self):
+                self.rfile.read(int(self.headers.get("Content-Length") or 0))
+                asked.append((self.headers.get("X-Amz-Target"),
+                              self.headers.get("Authorization", "").split(",")[0]))
+                body = json.dumps({"__type": "com.amazonaws.dynamodb.v20120810#"
+                                   "ResourceNotFoundException",
+                                   "message": "Requested resource not found"}).encode()
+                self.send_response(400)
+                self.send_header("Content-Length", str(len(body)))
+                self.end_headers()
+                self.wfile.write(body)
+
+            def log_message(self, *a):
+                pass
+
+        srv = http.server.HTTPServer(("127.0.0.1", 0), Refuse)
+        threading.Thread(target=srv.serve_forever, daemon=True).start()
+        try:
+            env = clean_env(DDB2FS_OUTBOX=self.db, AWS_REGION="eu-west-1",
+                            AWS_ACCESS_KEY_ID="AKIDTEST", AWS_SECRET_ACCESS_KEY="not-logged",
+                            AWS_ENDPOINT_URL_DYNAMODB="http://127.0.0.1:%d" % srv.server_port)
+            p = self.ingest(events.event(20, seed=70), env=env)
+            self.assertEqual(p.returncode, 0, p.stderr)
+        finally:
+            srv.shutdown()
+            srv.server_close()
+        # asked once for the table, signed with SigV4, not once per record
+        self.assertEqual(len(asked), 1)
+        self.assertEqual(asked[0][0], "DynamoDB_20120810.DescribeTable")
+        self.assertTrue(asked[0][1].startswith(
+            "AWS4-HMAC-SHA256 Credential=AKIDTEST/"), asked[0][1])
+        self.assertIn("/eu-west-1/dynamodb/aws4_request", asked[0][1])
+        self.assertIn("DescribeTable 'Orders' refused: HTTP 400", p.stderr)
+        self.assertIn("Requested resource not found", p.stderr)
+        self.assertNotIn("not-logged", p.stderr)
+        self.assertEqual(query(self.db, "SELECT count(*) FROM records WHERE document IS NULL")
+                         [0][0], 20)
+
+
 class Status(Base):
     def test_status_counts(self):
         ev = events.event(10, seed=8)
