@@ -18,6 +18,7 @@
 #include "outbox.h"
 #include "record.h"
 #include "runtime.h"
+#include "secret.h"
 #include "status.h"
 
 #define EXIT_FAILED 1
@@ -36,6 +37,7 @@ static const char usage_text[] =
     "  drain              send the pending records to Firestore, in order, in commits\n"
     "  lambda             the AWS Lambda custom runtime (the container's entry point)\n"
     "  status [--json]    pending, dead and committed records, lag, lease holder, tables\n"
+    "  seal-key KEY_FILE  seal a service-account key file with a new data key; print the key\n"
     "\n"
     "Run 'ddb2fs <command> --help' for a command's details. Settings come from the\n"
     "environment (DDB2FS_OUTBOX, DDB2FS_KEYS, DDB2FS_COLLECTIONS, ...): see the README.\n";
@@ -79,9 +81,22 @@ static const char drain_help[] =
     "DDB2FS_COMMIT_BYTES, default 4 MiB), DDB2FS_CONCURRENCY (default 8) at once, retrying\n"
     "what Firestore says to retry, for at most DDB2FS_DRAIN_SECONDS (default 300).\n"
     "Firestore: FIRESTORE_EMULATOR_HOST, or DDB2FS_FIRESTORE_ENDPOINT with the service-account\n"
-    "key of GOOGLE_APPLICATION_CREDENTIALS (DDB2FS_TOKEN=oauth or self-signed).\n"
+    "key sealed in DDB2FS_KEY_SEALED with its data key in the Secrets Manager secret\n"
+    "DDB2FS_KEY_SECRET, or of GOOGLE_APPLICATION_CREDENTIALS (DDB2FS_TOKEN=oauth or\n"
+    "self-signed).\n"
     "A summary goes to stderr. Exit status: 0 nothing is left pending; 1 the drain stopped\n"
     "with records pending (the reason is printed); 2 usage or configuration error.\n";
+
+static const char seal_key_help[] =
+    "usage: ddb2fs seal-key KEY_FILE [--out SEALED_FILE] [--data-key-out FILE] [--force]\n"
+    "\n"
+    "Checks that KEY_FILE is a Google service-account key file, encrypts it with a new random\n"
+    "32-byte data key (XChaCha20-Poly1305, libsodium), and writes the sealed file, mode 0600,\n"
+    "to SEALED_FILE (default KEY_FILE.sealed). The data key is printed on stdout as one\n"
+    "base64 line, the value to store in AWS Secrets Manager, or written to FILE (mode 0600)\n"
+    "with --data-key-out. Files that exist are not replaced without --force.\n"
+    "At start-up ddb2fs reads the sealed file from DDB2FS_KEY_SEALED and the data key from\n"
+    "the secret named by DDB2FS_KEY_SECRET. Exit status: 0 sealed; 1 failed; 2 usage.\n";
 
 static int wants_help(int argc, char **argv)
 {
@@ -440,6 +455,66 @@ out:
     return rc ? EXIT_FAILED : 0;
 }
 
+static int cmd_seal_key(int argc, char **argv)
+{
+    struct secret_seal_opts o = {0};
+    struct d2f_err err = {0};
+    char *def = NULL;
+    int rc;
+
+    if (wants_help(argc, argv)) {
+        fputs(seal_key_help, stdout);
+        return 0;
+    }
+    for (int i = 2; i < argc; i++) {
+        const char *a = argv[i];
+        if (strcmp(a, "--force") == 0) {
+            o.force = 1;
+        } else if (strcmp(a, "--out") == 0 || strcmp(a, "--data-key-out") == 0) {
+            if (i + 1 >= argc || !argv[i + 1][0]) {
+                fprintf(stderr, "ddb2fs seal-key: %s needs a file name\n", a);
+                return EXIT_USAGE;
+            }
+            *(a[2] == 'o' ? &o.sealed_file : &o.data_key_file) = argv[++i];
+        } else if (a[0] == '-' && a[1]) {
+            fprintf(stderr, "ddb2fs seal-key: unknown option '%s'\n\n%s", a, seal_key_help);
+            return EXIT_USAGE;
+        } else if (o.key_file) {
+            fprintf(stderr, "ddb2fs seal-key: one key file at a time\n");
+            return EXIT_USAGE;
+        } else {
+            o.key_file = a;
+        }
+    }
+    if (!o.key_file) {
+        fprintf(stderr, "ddb2fs seal-key: no key file given\n\n%s", seal_key_help);
+        return EXIT_USAGE;
+    }
+    if (!o.sealed_file) {
+        size_t n = strlen(o.key_file) + sizeof(".sealed");
+        if (!(def = malloc(n))) {
+            fputs("ddb2fs seal-key: out of memory\n", stderr);
+            return EXIT_FAILED;
+        }
+        snprintf(def, n, "%s.sealed", o.key_file);
+        o.sealed_file = def;
+    }
+    if (o.data_key_file && strcmp(o.data_key_file, o.sealed_file) == 0) {
+        fprintf(stderr, "ddb2fs seal-key: the sealed file and the data key file are one\n");
+        free(def);
+        return EXIT_USAGE;
+    }
+    rc = secret_seal(&o, stdout, &err);
+    if (rc)
+        fprintf(stderr, "ddb2fs seal-key: %s\n", err.msg);
+    else
+        fprintf(stderr, "ddb2fs seal-key: sealed '%s' into '%s'%s%s\n", o.key_file, o.sealed_file,
+                o.data_key_file ? "; data key in " : "; data key on stdout",
+                o.data_key_file ? o.data_key_file : "");
+    free(def);
+    return rc == D2F_EUSAGE ? EXIT_USAGE : rc ? EXIT_FAILED : 0;
+}
+
 int cli_main(int argc, char **argv)
 {
     const char *cmd = argc > 1 ? argv[1] : NULL;
@@ -466,6 +541,8 @@ int cli_main(int argc, char **argv)
         return cmd_drain(argc, argv);
     if (strcmp(cmd, "lambda") == 0)
         return cmd_lambda(argc, argv);
+    if (strcmp(cmd, "seal-key") == 0)
+        return cmd_seal_key(argc, argv);
     fprintf(stderr, "ddb2fs: '%s' is not a command\n\n%s", cmd, usage_text);
     return EXIT_USAGE;
 }

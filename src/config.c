@@ -274,6 +274,9 @@ enum var {
     V_TOKEN,
     V_DDB_ENDPOINT,
     V_AWS_ENDPOINT,
+    V_SM_ENDPOINT,
+    V_KEY_SEALED,
+    V_KEY_SECRET,
     V_COUNT
 };
 
@@ -300,7 +303,10 @@ static int load(struct config *cfg, const char *(*get)(const char *), struct d2f
                            "AWS_SECRET_ACCESS_KEY",
                            "AWS_SESSION_TOKEN",
                            "AWS_ENDPOINT_URL_DYNAMODB",
-                           "AWS_ENDPOINT_URL"};
+                           "AWS_ENDPOINT_URL",
+                           "AWS_ENDPOINT_URL_SECRETS_MANAGER",
+                           "DDB2FS_KEY_SEALED",
+                           "DDB2FS_KEY_SECRET"};
     const char *v[V_COUNT];
     struct arena a = {0};
     int choice, rc;
@@ -334,12 +340,30 @@ static int load(struct config *cfg, const char *(*get)(const char *), struct d2f
     cfg->dynamodb_endpoint = v[V_DDB_ENDPOINT]   ? keep(&a, v[V_DDB_ENDPOINT])
                              : v[V_AWS_ENDPOINT] ? keep(&a, v[V_AWS_ENDPOINT])
                                                  : NULL;
+    cfg->secrets_endpoint = v[V_SM_ENDPOINT]    ? keep(&a, v[V_SM_ENDPOINT])
+                            : v[V_AWS_ENDPOINT] ? keep(&a, v[V_AWS_ENDPOINT])
+                                                : NULL;
+    cfg->key_sealed = v[V_KEY_SEALED] ? keep(&a, v[V_KEY_SEALED]) : NULL;
+    cfg->key_secret = v[V_KEY_SECRET] ? keep(&a, v[V_KEY_SECRET]) : NULL;
     if (cfg->aws_region && (strpbrk(cfg->aws_region, "/: ") || strlen(cfg->aws_region) > 32))
         return d2f_errf(err, D2F_ECONFIG, "AWS_REGION: '%.32s' is not a region", cfg->aws_region);
     if (cfg->dynamodb_endpoint && !url_ok(cfg->dynamodb_endpoint))
         return d2f_errf(err, D2F_ECONFIG,
                         "AWS_ENDPOINT_URL_DYNAMODB: '%.64s' is not an http:// or https:// URL",
                         cfg->dynamodb_endpoint);
+    if (cfg->secrets_endpoint && !url_ok(cfg->secrets_endpoint))
+        return d2f_errf(err, D2F_ECONFIG,
+                        "AWS_ENDPOINT_URL_SECRETS_MANAGER: '%.64s' is not an http:// or https:// "
+                        "URL",
+                        cfg->secrets_endpoint);
+    if (cfg->key_sealed && !cfg->key_secret)
+        return d2f_errf(err, D2F_ECONFIG,
+                        "DDB2FS_KEY_SECRET: not set; DDB2FS_KEY_SEALED needs the Secrets Manager "
+                        "secret that holds its data key");
+    if (cfg->key_secret && cfg->credentials)
+        return d2f_errf(err, D2F_ECONFIG,
+                        "GOOGLE_APPLICATION_CREDENTIALS: set together with DDB2FS_KEY_SECRET; "
+                        "set one way to the service-account key, not both");
     if (cfg->emulator && (!strchr(cfg->emulator, ':') || strpbrk(cfg->emulator, "/ ")))
         return d2f_errf(err, D2F_ECONFIG, "FIRESTORE_EMULATOR_HOST: '%.64s' is not host:port",
                         cfg->emulator);

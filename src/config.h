@@ -54,6 +54,9 @@ struct config {
     const char *aws_secret;  /* AWS_SECRET_ACCESS_KEY; never logged */
     const char *aws_token;   /* AWS_SESSION_TOKEN; never logged */
     const char *dynamodb_endpoint; /* AWS_ENDPOINT_URL_DYNAMODB, else AWS_ENDPOINT_URL */
+    const char *secrets_endpoint;  /* AWS_ENDPOINT_URL_SECRETS_MANAGER, else AWS_ENDPOINT_URL */
+    const char *key_sealed;        /* DDB2FS_KEY_SEALED: the sealed key file, NULL when unset */
+    const char *key_secret;        /* DDB2FS_KEY_SECRET: its data key's secret id, or NULL */
     char *storage;                 /* owns the strings above */
 };
 

@@ -7,6 +7,8 @@
 
 #include <cjson/cJSON.h>
 
+#include "secret.h"
+
 struct firestore {
     struct http *http;
     struct gauth *auth; /* NULL with the emulator */
@@ -38,7 +40,8 @@ int firestore_new(struct firestore **out, const struct config *cfg, struct http 
         return d2f_errf(
             err, D2F_ECONFIG,
             "GOOGLE_APPLICATION_CREDENTIALS: not set; Firestore needs a service-account "
-            "key (or FIRESTORE_EMULATOR_HOST for an emulator)");
+            "key (DDB2FS_KEY_SEALED and DDB2FS_KEY_SECRET, or a key file; or "
+            "FIRESTORE_EMULATOR_HOST for an emulator)");
     if (!project)
         return d2f_errf(err, D2F_ECONFIG,
                         "GOOGLE_CLOUD_PROJECT: not set, and no service-account key to take "
@@ -71,16 +74,17 @@ int firestore_new(struct firestore **out, const struct config *cfg, struct http 
 int firestore_connect(const struct config *cfg, struct http *http, struct gauth **auth,
                       struct firestore **out, struct d2f_err *err)
 {
+    enum gauth_mode mode = cfg->token == CONFIG_TOKEN_SELF_SIGNED ? GAUTH_SELF_SIGNED : GAUTH_OAUTH;
     char audience[2100];
     int rc;
 
     *auth = NULL;
     snprintf(audience, sizeof(audience), "%s/", cfg->endpoint);
+    if (!cfg->emulator && cfg->key_secret &&
+        (rc = secret_credentials(cfg, mode, audience, http, auth, err)) != 0)
+        return rc;
     if (!cfg->emulator && cfg->credentials &&
-        (rc = gauth_from_file(auth, cfg->credentials,
-                              cfg->token == CONFIG_TOKEN_SELF_SIGNED ? GAUTH_SELF_SIGNED
-                                                                     : GAUTH_OAUTH,
-                              audience, http, err)) != 0)
+        (rc = gauth_from_file(auth, cfg->credentials, mode, audience, http, err)) != 0)
         return rc;
     return firestore_new(out, cfg, http, *auth, err);
 }

@@ -2,6 +2,7 @@
 #include <stdio.h>
 
 #include <curl/curl.h>
+#include <openssl/crypto.h>
 #include <sodium.h>
 
 #include "cli.h"
@@ -19,6 +20,9 @@ int main(int argc, char **argv)
         fputs("ddb2fs: cannot initialise libcurl\n", stderr);
         return 1;
     }
+    /* OpenSSL decodes the service-account key's PEM in its secure heap (locked, guarded
+     * pages) when it has one; without it (no mlock allowance) it uses plain memory, wiped. */
+    CRYPTO_secure_malloc_init(64 * 1024, 32);
     log_setup(stderr, LOG_INFO);
     rc = cli_main(argc, argv);
     curl_global_cleanup();

@@ -23,8 +23,7 @@ import time
 HERE = os.path.dirname(os.path.abspath(__file__))
 sys.path.insert(0, os.path.join(HERE, "..", "integration"))
 import events  # noqa: E402
-from fsserver import FirestoreServer  # noqa: E402
-from test_lambda import RuntimeServer  # noqa: E402
+from fsserver import FirestoreServer, RuntimeServer  # noqa: E402
 
 
 def cold_start(binary, env):

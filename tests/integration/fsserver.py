@@ -1,25 +1,27 @@
-"""The local Firestore server (tests/servers/firestore_server.py) seen from a test: start it,
-steer its faults, read what it holds and received; and throwaway service-account keys."""
+"""The local servers (tests/servers/) seen from a test: start them, steer their faults, read what
+they hold and received; and throwaway service-account keys."""
 import json
 import os
 import stat
 import subprocess
 import sys
+import time
 import urllib.request
 
 SERVERS = os.path.join(os.path.dirname(os.path.abspath(__file__)), "..", "servers")
 PROJECT = "demo-project"
 
 
-class FirestoreServer:
-    """The server, in a process of its own (it must outlive the drains a test kills)."""
+class ServerProcess:
+    """A local server script of tests/servers, in a process of its own (it must outlive the
+    ddb2fs processes a test kills), steered through its /_test/ controls."""
 
-    def __init__(self):
-        self.proc = subprocess.Popen([sys.executable, os.path.join(SERVERS, "firestore_server.py")],
+    def __init__(self, script):
+        self.proc = subprocess.Popen([sys.executable, os.path.join(SERVERS, script)],
                                      stdout=subprocess.PIPE, text=True)
         line = self.proc.stdout.readline()
         if not line.startswith("port "):
-            raise RuntimeError("the Firestore server did not start")
+            raise RuntimeError("%s did not start" % script)
         self.port = int(line.split()[1])
         self.url = "http://127.0.0.1:%d" % self.port
         self.host = "127.0.0.1:%d" % self.port
@@ -34,6 +36,62 @@ class FirestoreServer:
         req = urllib.request.Request(self.url + "/_test/" + what, data=data, method="POST")
         with urllib.request.urlopen(req, timeout=60) as r:
             return json.loads(r.read() or b"null")
+
+
+class SecretsServer(ServerProcess):
+    """tests/servers/secrets_server.py: Secrets Manager, verifying SigV4."""
+
+    AKID, SECRET, TOKEN = "AKIDLOCALTEST", "local/secret+key", "session-token-for-tests"
+
+    def __init__(self, region="eu-west-1"):
+        super().__init__("secrets_server.py")
+        self.region = region
+        self.control("config", {"region": region})
+        self.control("credentials", {"akid": self.AKID, "secret": self.SECRET,
+                                     "token": self.TOKEN})
+
+    def put(self, sid, string=None, binary=None):
+        self.control("secret", {"id": sid, "string": string} if string is not None
+                     else {"id": sid, "binary": binary})
+
+    def env(self, **more):
+        """The AWS settings that point ddb2fs at this server."""
+        e = {"AWS_REGION": self.region, "AWS_ACCESS_KEY_ID": self.AKID,
+             "AWS_SECRET_ACCESS_KEY": self.SECRET, "AWS_SESSION_TOKEN": self.TOKEN,
+             "AWS_ENDPOINT_URL_SECRETS_MANAGER": self.url}
+        e.update(more)
+        return e
+
+
+class RuntimeServer(ServerProcess):
+    """tests/servers/runtime_server.py: the Lambda Runtime API."""
+
+    def __init__(self):
+        super().__init__("runtime_server.py")
+        self.api = self.host
+
+    def invoke(self, event, timeout_ms=30000):
+        return self.control("invoke", {"event": event, "timeout_ms": timeout_ms})["id"]
+
+    def results(self):
+        with urllib.request.urlopen(self.url + "/_test/results", timeout=10) as r:
+            return json.loads(r.read())
+
+    def wait(self, rid, timeout=60):
+        end = time.time() + timeout
+        while time.time() < end:
+            got = self.results()["results"].get(rid)
+            if got:
+                return got
+            time.sleep(0.05)
+        raise AssertionError("no answer to %s" % rid)
+
+
+class FirestoreServer(ServerProcess):
+    """tests/servers/firestore_server.py: Firestore REST and the OAuth token endpoint."""
+
+    def __init__(self):
+        super().__init__("firestore_server.py")
 
     def faults(self, **faults):
         self.control("faults", faults)

@@ -10,8 +10,7 @@ import unittest
 
 from common import BIN, TempDir, clean_env, query
 from ddblocal import DynamoDBLocal, workload
-from fsserver import PROJECT, FirestoreServer, final_states
-from test_lambda import RuntimeServer
+from fsserver import PROJECT, FirestoreServer, RuntimeServer, final_states
 
 OPERATIONS = int(os.environ.get("DDB2FS_E2E_OPERATIONS", "5000"))
 TABLE = "Accounts"

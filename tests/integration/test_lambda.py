@@ -2,52 +2,16 @@
 the ReportBatchItemFailures format, errors with a clear errorType, a Firestore that hangs,
 scheduled drains, init errors, and an outbox that cannot be written."""
 import json
-import os
 import resource
 import signal
 import subprocess
-import sys
 import time
 import unittest
 import urllib.request
 
 import events
 from common import BIN, TempDir, clean_env, query
-from fsserver import PROJECT, FirestoreServer, final_states
-
-SERVERS = os.path.join(os.path.dirname(os.path.abspath(__file__)), "..", "servers")
-
-
-class RuntimeServer:
-    def __init__(self):
-        self.proc = subprocess.Popen([sys.executable, os.path.join(SERVERS, "runtime_server.py")],
-                                     stdout=subprocess.PIPE, text=True)
-        self.port = int(self.proc.stdout.readline().split()[1])
-        self.api = "127.0.0.1:%d" % self.port
-
-    def stop(self):
-        self.proc.kill()
-        self.proc.wait()
-        self.proc.stdout.close()
-
-    def invoke(self, event, timeout_ms=30000):
-        body = json.dumps({"event": event, "timeout_ms": timeout_ms}).encode()
-        req = urllib.request.Request("http://%s/_test/invoke" % self.api, data=body)
-        with urllib.request.urlopen(req, timeout=10) as r:
-            return json.loads(r.read())["id"]
-
-    def results(self):
-        with urllib.request.urlopen("http://%s/_test/results" % self.api, timeout=10) as r:
-            return json.loads(r.read())
-
-    def wait(self, rid, timeout=60):
-        end = time.time() + timeout
-        while time.time() < end:
-            got = self.results()["results"].get(rid)
-            if got:
-                return got
-            time.sleep(0.05)
-        raise AssertionError("no answer to %s" % rid)
+from fsserver import PROJECT, FirestoreServer, RuntimeServer, final_states
 
 
 class Lambda(unittest.TestCase):

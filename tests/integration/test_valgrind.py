@@ -44,8 +44,7 @@ class Valgrind(unittest.TestCase):
         tmp.cleanup()
 
     def test_lambda(self):
-        from fsserver import FirestoreServer
-        from test_lambda import RuntimeServer
+        from fsserver import FirestoreServer, RuntimeServer
         tmp = TempDir()
         server, runtime = FirestoreServer(), RuntimeServer()
         try:
@@ -92,6 +91,43 @@ class Valgrind(unittest.TestCase):
             self.assertEqual(self.grind(["drain"], auth).returncode, 1)
         finally:
             server.stop()
+            tmp.cleanup()
+
+    def test_sealed_key(self):
+        import base64
+        from fsserver import FirestoreServer, SecretsServer, ServiceAccount
+        tmp = TempDir()
+        server, sm = FirestoreServer(), SecretsServer()
+        try:
+            key = ServiceAccount(tmp.file("sa.json"), server.url + "/token")
+            server.register(key)
+            sealed = tmp.file("sa.sealed")
+            p = self.grind(["seal-key", key.path, "--out", sealed], clean_env())
+            self.assertEqual(p.returncode, 0)
+            self.assertEqual(self.grind(["seal-key", key.path, "--out", sealed], clean_env())
+                             .returncode, 2)
+            sm.put("k", p.stdout.strip())
+            env = clean_env(DDB2FS_OUTBOX=tmp.file("o.db"), DDB2FS_KEYS=events.KEYS_SETTING,
+                            DDB2FS_RAMP="off", DDB2FS_FIRESTORE_ENDPOINT=server.url,
+                            DDB2FS_KEY_SEALED=sealed, DDB2FS_KEY_SECRET="k", **sm.env())
+            self.assertEqual(self.grind(["ingest", "-"], env, events.dumps(
+                events.event(50, seed=9))).returncode, 0)
+            self.assertEqual(self.grind(["drain"], env).returncode, 0)
+            # the older setup, a refused signature, an altered file
+            with open(key.path, "rb") as f:
+                sm.put("old", base64.b64encode(f.read()).decode())
+            old = dict(env, DDB2FS_KEY_SECRET="old")
+            del old["DDB2FS_KEY_SEALED"]
+            self.assertEqual(self.grind(["drain"], old).returncode, 0)
+            self.assertEqual(self.grind(["drain"], dict(env, AWS_SECRET_ACCESS_KEY="x"))
+                             .returncode, 2)
+            with open(sealed, "r+b") as f:
+                f.seek(60)
+                f.write(b"\0\0")
+            self.assertEqual(self.grind(["drain"], env).returncode, 2)
+        finally:
+            server.stop()
+            sm.stop()
             tmp.cleanup()
 
 

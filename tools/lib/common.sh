@@ -74,21 +74,28 @@ fetch_dynamodb_local() {
     return 1
 }
 
-# install_node_peer DIR: the benchmarks' Node.js peer (tests/bench/node-peer) with its npm
-# dependencies, into DIR, when its package.json changed.
-install_node_peer() {
-    local dir=$1
+# install_node_package SRC DIR: a Node.js package of the tests (its package.json and .js files)
+# with its npm dependencies, into DIR, when its package.json changed.
+install_node_package() {
+    local src=$1 dir=$2
     ensure_command npm npm || return 1
-    ensure_command ip iproute2 || return 1
     mkdir -p "$dir"
-    cp "$ROOT/tests/bench/node-peer/handler.js" "$dir/"
-    if ! cmp -s "$ROOT/tests/bench/node-peer/package.json" "$dir/package.json" ||
-        [ ! -d "$dir/node_modules" ]; then
-        say "installing the benchmarks' Node.js peer (npm)"
-        cp "$ROOT/tests/bench/node-peer/package.json" "$dir/"
+    cp "$src"/*.js "$dir/"
+    if ! cmp -s "$src/package.json" "$dir/package.json" || [ ! -d "$dir/node_modules" ]; then
+        say "installing ${src#"$ROOT"/}'s dependencies (npm)"
+        cp "$src/package.json" "$dir/"
         (cd "$dir" && npm install --no-audit --no-fund --no-package-lock >/dev/null 2>&1) || {
-            echo "cannot install tests/bench/node-peer's dependencies from the npm registry" >&2
+            echo "cannot install ${src#"$ROOT"/}'s dependencies from the npm registry" >&2
             return 1
         }
+    fi
+}
+
+# install_node_peer DIR: the benchmarks' Node.js peer (tests/bench/node-peer), run in a network
+# namespace of its own (ip, from iproute2).
+install_node_peer() {
+    ensure_command ip iproute2 || return 1
+    install_node_package "$ROOT/tests/bench/node-peer" "$1"
+}
     fi
 }
