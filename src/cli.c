@@ -2,6 +2,7 @@
 #include "cli.h"
 
 #include <errno.h>
+#include <stddef.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
@@ -17,6 +18,7 @@
 #include "log.h"
 #include "outbox.h"
 #include "record.h"
+#include "replay.h"
 #include "runtime.h"
 #include "secret.h"
 #include "status.h"
@@ -37,6 +39,8 @@ static const char usage_text[] =
     "  drain              send the pending records to Firestore, in order, in commits\n"
     "  lambda             the AWS Lambda custom runtime (the container's entry point)\n"
     "  status [--json]    pending, dead and committed records, lag, lease holder, tables\n"
+    "  replay --rebuild|--resend|--dead [filters]\n"
+    "                     rebuild or repair Firestore from the outbox; retry dead records\n"
     "  seal-key KEY_FILE  seal a service-account key file with a new data key; print the key\n"
     "\n"
     "Run 'ddb2fs <command> --help' for a command's details. Settings come from the\n"
@@ -86,6 +90,25 @@ static const char drain_help[] =
     "self-signed).\n"
     "A summary goes to stderr. Exit status: 0 nothing is left pending; 1 the drain stopped\n"
     "with records pending (the reason is printed); 2 usage or configuration error.\n";
+
+static const char replay_help[] =
+    "usage: ddb2fs replay --rebuild|--resend|--dead [--table T] [--doc COLLECTION/ID]\n"
+    "                     [--since SEQ|TIME] [--until SEQ|TIME] [--project P] [--database D]\n"
+    "                     [--emulator HOST:PORT] [--dry-run] [--seconds N]\n"
+    "\n"
+    "Writes Firestore from the outbox (DDB2FS_OUTBOX) with the drain's machinery:\n"
+    "  --rebuild  the latest state of every chosen document, one write each; documents\n"
+    "             whose latest record is a deletion stay absent (a wiped or new database)\n"
+    "  --resend   the same, deletions included (repair documents changed in a range)\n"
+    "  --dead     retry dead records after a fix: each becomes committed, or stays dead\n"
+    "             with the new reason\n"
+    "Filters choose the records: --table, --doc, and a range of sequence numbers (digits)\n"
+    "or change times (2026-11-24T10:00:00Z, UTC), both ends included.\n"
+    "The target is the configured one, or another project, database or emulator. Against\n"
+    "the configured target replay holds the drain lease and never writes a document an\n"
+    "older state than its newest record. --dry-run prints the writes as JSON lines and\n"
+    "touches nothing. --seconds bounds the run (default 3600). Progress goes to stderr.\n"
+    "Exit status: 0 all written; 1 stopped or writes refused; 2 usage or configuration.\n";
 
 static const char seal_key_help[] =
     "usage: ddb2fs seal-key KEY_FILE [--out SEALED_FILE] [--data-key-out FILE] [--force]\n"
@@ -352,6 +375,8 @@ static int cmd_drain(int argc, char **argv)
     struct gauth *auth = NULL;
     struct firestore *fs = NULL;
     struct drain_stats st = {0};
+    struct config_description settings;
+    int64_t deadline;
     int rc, status = EXIT_USAGE;
 
     if (wants_help(argc, argv)) {
@@ -371,8 +396,13 @@ static int cmd_drain(int argc, char **argv)
     if ((rc = outbox_open(&ob, cfg.outbox, cfg.journal, OUTBOX_EXISTING, &err)) != 0 ||
         (rc = outbox_check_keys(ob, &cfg, &err)) != 0)
         goto out;
-    rc = drain_run(ob, &cfg, fs, http_now_ms() + cfg.drain_seconds * 1000, &st, &err);
+    config_describe(&cfg, &settings);
+    if ((rc = outbox_settings(ob, settings.pairs, settings.n, &err)) != 0)
+        goto out;
+    deadline = http_now_ms() + cfg.drain_seconds * 1000;
+    rc = drain_run(ob, &cfg, fs, deadline, &st, &err);
     drain_log(&st, rc ? err.msg : NULL);
+    drain_prune(ob, &cfg, deadline);
     status = rc ? EXIT_FAILED : 0;
 out:
     if (rc)
@@ -515,6 +545,92 @@ static int cmd_seal_key(int argc, char **argv)
     return rc == D2F_EUSAGE ? EXIT_USAGE : rc ? EXIT_FAILED : 0;
 }
 
+static int cmd_replay(int argc, char **argv)
+{
+    static const struct {
+        const char *name;
+        size_t offset;
+    } values[] = {
+        {"--table", offsetof(struct replay_opts, table)},
+        {"--doc", offsetof(struct replay_opts, doc)},
+        {"--since", offsetof(struct replay_opts, since)},
+        {"--until", offsetof(struct replay_opts, until)},
+        {"--project", offsetof(struct replay_opts, project)},
+        {"--database", offsetof(struct replay_opts, database)},
+        {"--emulator", offsetof(struct replay_opts, emulator)},
+    };
+    struct replay_opts o = {.seconds = 3600};
+    struct replay_result res = {0};
+    struct config cfg;
+    struct d2f_err err = {0};
+    struct outbox *ob = NULL;
+    struct http *http = NULL;
+    int modes = 0, rc, status = EXIT_USAGE;
+
+    if (wants_help(argc, argv)) {
+        fputs(replay_help, stdout);
+        return 0;
+    }
+    for (int i = 2; i < argc; i++) {
+        const char *a = argv[i];
+        size_t k;
+        if (strcmp(a, "--rebuild") == 0 || strcmp(a, "--resend") == 0 || strcmp(a, "--dead") == 0) {
+            o.mode = strcmp(a, "--rebuild") == 0 ? REPLAY_REBUILD
+                     : strcmp(a, "--dead") == 0  ? REPLAY_DEAD
+                                                 : REPLAY_RESEND;
+            modes++;
+            continue;
+        }
+        if (strcmp(a, "--dry-run") == 0) {
+            o.dry_run = 1;
+            continue;
+        }
+        if (strcmp(a, "--seconds") == 0 && i + 1 < argc) {
+            char *end;
+            o.seconds = strtol(argv[++i], &end, 10);
+            if (*end || o.seconds < 1 || o.seconds > 7 * 86400) {
+                fprintf(stderr, "ddb2fs replay: --seconds takes 1 to 604800\n");
+                return EXIT_USAGE;
+            }
+            continue;
+        }
+        for (k = 0; k < sizeof(values) / sizeof(values[0]); k++)
+            if (strcmp(a, values[k].name) == 0)
+                break;
+        if (k == sizeof(values) / sizeof(values[0]) || i + 1 >= argc || !argv[i + 1][0]) {
+            fprintf(stderr, "ddb2fs replay: %s '%s'\n\n%s",
+                    k == sizeof(values) / sizeof(values[0]) ? "unknown option" : "no value for", a,
+                    replay_help);
+            return EXIT_USAGE;
+        }
+        *(const char **)((char *)&o + values[k].offset) = argv[++i];
+    }
+    if (modes != 1) {
+        fprintf(stderr, "ddb2fs replay: give one of --rebuild, --resend, --dead\n\n%s",
+                replay_help);
+        return EXIT_USAGE;
+    }
+    if (load_config(&cfg))
+        return EXIT_USAGE;
+    if ((rc = http_new(&http, &err)) != 0 ||
+        (rc = outbox_open(&ob, cfg.outbox, cfg.journal,
+                          o.dry_run ? OUTBOX_READONLY : OUTBOX_EXISTING, &err)) != 0)
+        goto out;
+    rc = replay_run(&o, &cfg, ob, http, stdout, stderr, &res, &err);
+    if (rc != D2F_EUSAGE && rc != D2F_ECONFIG)
+        replay_log(&o, &res, rc ? err.msg : NULL);
+    status = rc == D2F_EUSAGE || rc == D2F_ECONFIG ? EXIT_USAGE : rc ? EXIT_FAILED : 0;
+out:
+    if (rc)
+        fprintf(stderr, "ddb2fs replay: %s\n", err.msg);
+    if (rc && !ob && status == EXIT_USAGE)
+        status = EXIT_FAILED;
+    outbox_close(ob);
+    http_free(http);
+    config_release(&cfg);
+    return status;
+}
+
 int cli_main(int argc, char **argv)
 {
     const char *cmd = argc > 1 ? argv[1] : NULL;
@@ -541,6 +657,8 @@ int cli_main(int argc, char **argv)
         return cmd_drain(argc, argv);
     if (strcmp(cmd, "lambda") == 0)
         return cmd_lambda(argc, argv);
+    if (strcmp(cmd, "replay") == 0)
+        return cmd_replay(argc, argv);
     if (strcmp(cmd, "seal-key") == 0)
         return cmd_seal_key(argc, argv);
     fprintf(stderr, "ddb2fs: '%s' is not a command\n\n%s", cmd, usage_text);

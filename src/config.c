@@ -2,6 +2,7 @@
 #include "config.h"
 
 #include <errno.h>
+#include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
 
@@ -252,6 +253,34 @@ static int parse_long(const char *(*get)(const char *), const char *name, long m
     return 0;
 }
 
+/* DDB2FS_RETENTION: "0" (keep forever) or N followed by d, h, m or s, at least a day. */
+static int parse_retention(const char *(*get)(const char *), long *out, struct d2f_err *err)
+{
+    const char *v = get("DDB2FS_RETENTION");
+    char *end;
+    long n, unit;
+
+    *out = CONFIG_RETENTION_DEFAULT;
+    if (!v || !*v)
+        return 0;
+    errno = 0;
+    n = strtol(v, &end, 10);
+    unit = strcmp(end, "d") == 0   ? 86400
+           : strcmp(end, "h") == 0 ? 3600
+           : strcmp(end, "m") == 0 ? 60
+           : strcmp(end, "s") == 0 ? 1
+           : !*end && n == 0       ? 1
+                                   : 0;
+    if (errno || end == v || n < 0 || !unit || n > 3650L * 86400 / unit || (n && n * unit < 86400))
+        return d2f_errf(err, D2F_ECONFIG,
+                        "DDB2FS_RETENTION: '%.32s' is not accepted; use 0 (keep forever) or a "
+                        "duration of at least a day such as 7d, 36h (a stream keeps records for "
+                        "24 hours, and a retried batch must still find its records)",
+                        v);
+    *out = n * unit;
+    return 0;
+}
+
 static int url_ok(const char *u)
 {
     return (strncmp(u, "https://", 8) == 0 && u[8]) || (strncmp(u, "http://", 7) == 0 && u[7]);
@@ -320,6 +349,8 @@ static int load(struct config *cfg, const char *(*get)(const char *), struct d2f
     }
     a.cap += sizeof(DEFAULT_OUTBOX_LAMBDA) + sizeof("(default)") + sizeof("#") +
              sizeof(DEFAULT_ENDPOINT);
+    if (v[V_AWS_ENDPOINT]) /* kept for DynamoDB and for Secrets Manager */
+        a.cap += strlen(v[V_AWS_ENDPOINT]) + 1;
     a.data = cfg->storage = malloc(a.cap);
     if (!a.data)
         return d2f_errf(err, D2F_ENOMEM, "out of memory");
@@ -416,7 +447,8 @@ static int load(struct config *cfg, const char *(*get)(const char *), struct d2f
         (rc = parse_long(get, "DDB2FS_COMMIT_BYTES", 64 * 1024, 9 * 1024 * 1024, 4 * 1024 * 1024,
                          &cfg->commit_bytes, err)) ||
         (rc = parse_long(get, "DDB2FS_CONCURRENCY", 1, 64, 8, &cfg->concurrency, err)) ||
-        (rc = parse_long(get, "DDB2FS_DRAIN_SECONDS", 1, 86400, 300, &cfg->drain_seconds, err)))
+        (rc = parse_long(get, "DDB2FS_DRAIN_SECONDS", 1, 86400, 300, &cfg->drain_seconds, err)) ||
+        (rc = parse_retention(get, &cfg->retention_s, err)))
         return rc;
     return 0;
 }
@@ -456,4 +488,63 @@ const char *config_collection_for(const struct config *cfg, const char *table)
         if (strcmp(cfg->collections[i].table, table) == 0)
             return cfg->collections[i].collection;
     return NULL;
+}
+
+/* Appends a name and its value (NULL: unset) to d. */
+static void describe(struct config_description *d, const char *name, const char *value)
+{
+    d->pairs[2 * d->n] = name;
+    d->pairs[2 * d->n + 1] = value;
+    d->n++;
+}
+
+/* A number's text, kept in d->text. */
+static const char *number_text(struct config_description *d, size_t *used, long v)
+{
+    char *p = d->text + *used;
+    int n = snprintf(p, sizeof(d->text) - *used, "%ld", v);
+
+    *used += (size_t)n + 1;
+    return p;
+}
+
+void config_describe(const struct config *cfg, struct config_description *d)
+{
+    static const char *const numbers[] = {"auto", "string"};
+    static const char *const ttl[] = {"delete", "ignore"};
+    static const char *const journal[] = {"auto", "wal", "delete"};
+    static const char *const tokens[] = {"oauth", "self-signed"};
+    const size_t room = sizeof(d->text) - 256; /* the rest holds the numbers */
+    size_t used = 0;
+
+    d->n = 0;
+    d->text[0] = '\0';
+    for (size_t i = 0; i < cfg->ncollections; i++) {
+        int n = snprintf(d->text + used, room - used, "%s%s=%s", i ? ";" : "",
+                         cfg->collections[i].table, cfg->collections[i].collection);
+        if (n < 0 || (size_t)n >= room - used) {
+            used = (size_t)snprintf(d->text, room, "(%zu entries)", cfg->ncollections);
+            break;
+        }
+        used += (size_t)n;
+    }
+    describe(d, "DDB2FS_COLLECTIONS", cfg->ncollections ? d->text : NULL);
+    used++;
+    describe(d, "DDB2FS_KEY_SEPARATOR", cfg->separator);
+    describe(d, "DDB2FS_NUMBERS", numbers[cfg->numbers]);
+    describe(d, "DDB2FS_TTL_DELETES", ttl[cfg->ttl]);
+    describe(d, "DDB2FS_JOURNAL", journal[cfg->journal]);
+    describe(d, "DDB2FS_RETENTION_SECONDS", number_text(d, &used, cfg->retention_s));
+    describe(d, "GOOGLE_CLOUD_PROJECT", cfg->project);
+    describe(d, "DDB2FS_DATABASE", cfg->database);
+    describe(d, "FIRESTORE_EMULATOR_HOST", cfg->emulator);
+    describe(d, "DDB2FS_FIRESTORE_ENDPOINT", cfg->endpoint);
+    describe(d, "DDB2FS_KEY_SEALED", cfg->key_sealed);
+    describe(d, "DDB2FS_KEY_SECRET", cfg->key_secret);
+    describe(d, "GOOGLE_APPLICATION_CREDENTIALS", cfg->credentials);
+    describe(d, "DDB2FS_TOKEN", tokens[cfg->token]);
+    describe(d, "DDB2FS_COMMIT_WRITES", number_text(d, &used, cfg->commit_writes));
+    describe(d, "DDB2FS_COMMIT_BYTES", number_text(d, &used, cfg->commit_bytes));
+    describe(d, "DDB2FS_CONCURRENCY", number_text(d, &used, cfg->concurrency));
+    describe(d, "DDB2FS_RAMP", cfg->ramp ? "on" : "off");
 }

@@ -15,6 +15,9 @@ enum config_ttl { CONFIG_TTL_DELETE, CONFIG_TTL_IGNORE };
 enum config_journal { CONFIG_JOURNAL_AUTO, CONFIG_JOURNAL_WAL, CONFIG_JOURNAL_DELETE };
 enum config_token { CONFIG_TOKEN_OAUTH, CONFIG_TOKEN_SELF_SIGNED };
 
+/* DDB2FS_RETENTION's default: a week. */
+#define CONFIG_RETENTION_DEFAULT (7L * 86400)
+
 /* One table's key schema. */
 struct config_keys {
     const char *table;     /* DynamoDB table name */
@@ -49,6 +52,7 @@ struct config {
     long concurrency;        /* DDB2FS_CONCURRENCY: commits in flight at once, default 8 */
     int ramp;                /* DDB2FS_RAMP: 1 to follow Firestore's 500/50/5 rule (default) */
     long drain_seconds;      /* DDB2FS_DRAIN_SECONDS: time budget of 'ddb2fs drain', default 300 */
+    long retention_s;        /* DDB2FS_RETENTION: committed rows kept this long (s); 0: forever */
     const char *aws_region;  /* AWS_REGION */
     const char *aws_key_id;  /* AWS_ACCESS_KEY_ID */
     const char *aws_secret;  /* AWS_SECRET_ACCESS_KEY; never logged */
@@ -64,6 +68,16 @@ struct config {
  * released and err names the variable. */
 int config_load(struct config *cfg, const char *(*get)(const char *name),
                 struct d2f_err *err) D2F_WUR;
+
+/* The settings in force, as name and value texts (no secrets), for the outbox's settings
+ * table. */
+#define CONFIG_DESCRIBED 18
+struct config_description {
+    const char *pairs[2 * CONFIG_DESCRIBED]; /* name, value (NULL when unset), … */
+    size_t n;                                /* pairs */
+    char text[4096];                         /* storage for values built here */
+};
+void config_describe(const struct config *cfg, struct config_description *d);
 
 /* Frees what config_load allocated; accepts a zeroed or released cfg. */
 void config_release(struct config *cfg);

@@ -50,6 +50,10 @@ struct run {
     double allowance;  /* writes the ramp-up allows now */
     int64_t refilled;  /* when allowance was last topped up */
     int reauthed;      /* the token was renewed after a 401 and nothing landed since */
+    int mark;          /* 1: rows become committed or dead; 0 (replay): their states stay */
+    FILE *dry_run;     /* not NULL: writes are printed there, nothing is sent */
+    void (*progress)(void *ctx, const struct drain_stats *st);
+    void *ctx;
 };
 
 static void sleep_ms(int64_t ms)
@@ -148,6 +152,26 @@ static int bury(struct run *r, struct item *it, const char *why, struct d2f_err 
     char superseded[D2F_ERR_MSG + 64];
     int rc;
 
+    if (!r->mark) {
+        /* replay: the row keeps its state; the write is reported */
+        cJSON *f = cJSON_CreateObject();
+        if (f) {
+            cJSON_AddNumberToObject(f, "row", (double)it->ids[it->nids - 1]);
+            cJSON_AddStringToObject(f, "document", it->doc);
+        }
+        log_write(LOG_WARN, why, f);
+        if (r->dry_run) {
+            cJSON *line = cJSON_CreateObject();
+            char *text = NULL;
+            if (line && cJSON_AddStringToObject(line, "error", why) &&
+                (text = cJSON_PrintUnformatted(line)))
+                fprintf(r->dry_run, "%s\n", text);
+            cJSON_free(text);
+            cJSON_Delete(line);
+        }
+        r->st->rows_dead += it->nids;
+        return 0;
+    }
     log_write(LOG_WARN, why, NULL);
     rc = outbox_mark(r->ob, &it->ids[it->nids - 1], 1, "dead", why, err);
     if (!rc && it->nids > 1) {
@@ -533,7 +557,7 @@ static int mark_landed(struct sender *s, struct d2f_err *err)
 
     if (!s->nlanded)
         return 0;
-    rc = outbox_mark(s->r->ob, s->landed, s->nlanded, "committed", NULL, err);
+    rc = s->r->mark ? outbox_mark(s->r->ob, s->landed, s->nlanded, "committed", NULL, err) : 0;
     if (!rc)
         s->r->st->rows_committed += s->nlanded;
     s->nlanded = 0;
@@ -629,6 +653,8 @@ static int take_answers(struct sender *s, struct d2f_err *err)
 /* The rows of batches that were tried and did not land say why; they stay pending. */
 static void note_unsent(struct sender *s)
 {
+    if (!s->r->mark)
+        return;
     for (size_t i = 0; i < s->nq; i++) {
         struct d2f_err note_err = {0};
         size_t nids = 0;
@@ -682,6 +708,8 @@ static int send_items(struct run *r, struct item **items, size_t nitems, struct 
             if (firestore_commit_wait(r->fs, 50) > 0)
                 continue;
             rc = take_answers(&s, err);
+            if (r->progress)
+                r->progress(r->ctx, r->st);
             /* the next wave goes out before the last one's rows are marked */
             if (!rc && !s.stop && ready(&s, http_now_ms(), &soonest))
                 rc = launch(&s, err);
@@ -786,35 +814,118 @@ static int holder_gone(const char *holder)
     return pid == (long)getpid() || (kill((pid_t)pid, 0) != 0 && errno == ESRCH);
 }
 
-int drain_run(struct outbox *ob, const struct config *cfg, struct firestore *fs,
-              int64_t deadline_ms, struct drain_stats *stats, struct d2f_err *err)
+int drain_lease_take(struct outbox *ob, int64_t deadline_ms, char *owner, size_t cap,
+                     struct d2f_err *err)
 {
-    struct run r = {.ob = ob, .cfg = cfg, .fs = fs, .st = stats, .deadline = deadline_ms};
-    int64_t start = http_now_ms(), after = 0, margin, unresolved = 0;
-    char owner[320], holder[400];
-    int taken, more = 1, rc, found;
+    char holder[400];
+    int taken, rc;
 
-    memset(stats, 0, sizeof(*stats));
-    margin = (deadline_ms - start) / 10 < 2000 ? (deadline_ms - start) / 10 : 2000;
-    r.stop_at = deadline_ms - margin;
-    owner_name(owner, sizeof(owner));
+    owner_name(owner, cap);
     if ((rc = outbox_lease_take(ob, owner, deadline_ms + LEASE_MARGIN_MS, holder_gone, &taken,
                                 holder, sizeof(holder), err)) != 0)
         return rc;
-    if (!taken) {
+    if (!taken)
+        return d2f_errf(err, D2F_EIO, "another drain holds the lease (%s)", holder);
+    return 0;
+}
+
+void drain_lease_release(struct outbox *ob, const char *owner)
+{
+    struct d2f_err lease_err = {0};
+
+    if (outbox_lease_release(ob, owner, &lease_err) != 0)
+        log_write(LOG_WARN, lease_err.msg, NULL); /* it expires on its own */
+}
+
+/* Sets up a run's clock and, when cfg->ramp, its pacing from ramp_from (ms). */
+static void run_start(struct run *r, int64_t start, int64_t ramp_from)
+{
+    int64_t span = r->deadline - start;
+
+    r->stop_at = r->deadline - (span / 10 < 2000 ? span / 10 : 2000);
+    if (r->cfg->ramp) {
+        r->ramp_from = ramp_from;
+        r->allowance = ramp_rate(r, start);
+        r->refilled = start;
+    }
+}
+
+/* The ramp-up's start for this outbox's database: recorded at the first drain. */
+static int ramp_start(struct outbox *ob, int64_t now, int64_t *from, struct d2f_err *err)
+{
+    int found, rc = outbox_meta_get(ob, "ramp_started_at", from, &found, err);
+
+    if (!rc && !found) {
+        *from = now;
+        rc = outbox_meta_set(ob, "ramp_started_at", now, err);
+    }
+    return rc;
+}
+
+/* Prints the writes of items, as convert does, instead of sending them. */
+static int print_items(struct run *r, struct item **items, size_t n, struct d2f_err *err)
+{
+    for (size_t i = 0; i < n; i++) {
+        int keep, rc = build_item(r, items[i], &keep, err);
+        if (rc)
+            return rc;
+        if (keep) {
+            fwrite(items[i]->write, 1, items[i]->len, r->dry_run);
+            fputc('\n', r->dry_run);
+            r->st->writes++;
+            r->st->rows_committed += items[i]->nids;
+            free(items[i]->write);
+            items[i]->write = NULL;
+        }
+        if (r->progress && (i % 1000 == 999 || i + 1 == n))
+            r->progress(r->ctx, r->st);
+    }
+    return 0;
+}
+
+int drain_send(struct outbox *ob, const struct config *cfg, struct firestore *fs,
+               struct outbox_pending *rows, size_t n, const struct drain_how *how,
+               int64_t deadline_ms, struct drain_stats *stats, struct d2f_err *err)
+{
+    struct run r = {.ob = ob,
+                    .cfg = cfg,
+                    .fs = fs,
+                    .st = stats,
+                    .deadline = deadline_ms,
+                    .mark = how->mark,
+                    .dry_run = how->dry_run,
+                    .progress = how->progress,
+                    .ctx = how->ctx};
+    struct item **items = NULL;
+    size_t nitems = 0;
+    int rc;
+
+    run_start(&r, http_now_ms(), how->ramp_from);
+    if ((rc = make_items(&r, rows, n, &items, &nitems, err)) == 0)
+        rc =
+            how->dry_run ? print_items(&r, items, nitems, err) : send_items(&r, items, nitems, err);
+    free_items(items, nitems);
+    return rc;
+}
+
+int drain_run(struct outbox *ob, const struct config *cfg, struct firestore *fs,
+              int64_t deadline_ms, struct drain_stats *stats, struct d2f_err *err)
+{
+    struct run r = {
+        .ob = ob, .cfg = cfg, .fs = fs, .st = stats, .deadline = deadline_ms, .mark = 1};
+    int64_t start = http_now_ms(), after = 0, unresolved = 0, ramp_from = 0;
+    char owner[320];
+    int more = 1, rc;
+
+    memset(stats, 0, sizeof(*stats));
+    if ((rc = drain_lease_take(ob, deadline_ms, owner, sizeof(owner), err)) != 0) {
         if (outbox_pending_count(ob, &stats->pending_left, NULL) != 0)
             stats->pending_left = -1;
-        return d2f_errf(err, D2F_EIO, "another drain holds the lease (%s)", holder);
+        return rc;
     }
-    if (cfg->ramp) {
-        if ((rc = outbox_meta_get(ob, "ramp_started_at", &r.ramp_from, &found, err)) == 0 &&
-            !found) {
-            r.ramp_from = start;
-            rc = outbox_meta_set(ob, "ramp_started_at", start, err);
-        }
-        r.allowance = ramp_rate(&r, start);
-        r.refilled = start;
-    }
+    if (cfg->ramp)
+        rc = ramp_start(ob, start, &ramp_from, err);
+    run_start(&r, start, ramp_from);
     for (;;) {
         while (!rc && more)
             rc = one_window(&r, &after, &more, err);
@@ -825,11 +936,7 @@ int drain_run(struct outbox *ob, const struct config *cfg, struct firestore *fs,
             break;
         more = 1; /* records arrived while the drain ran: go on with them */
     }
-    {
-        struct d2f_err lease_err = {0};
-        if (outbox_lease_release(ob, owner, &lease_err) != 0)
-            log_write(LOG_WARN, lease_err.msg, NULL); /* it expires on its own */
-    }
+    drain_lease_release(ob, owner);
     if (rc && outbox_pending_count(ob, &stats->pending_left, NULL) != 0)
         stats->pending_left = -1;
     stats->elapsed_ms = http_now_ms() - start;
@@ -860,4 +967,25 @@ void drain_log(const struct drain_stats *st, const char *stopped)
         cJSON_AddStringToObject(f, "stopped", stopped);
     log_write(stopped ? LOG_ERROR : LOG_INFO,
               stopped ? "drain stopped with records pending" : "drained", f);
+}
+
+void drain_prune(struct outbox *ob, const struct config *cfg, int64_t deadline_ms)
+{
+    struct d2f_err err = {0};
+    int64_t pruned = 0, start = http_now_ms();
+    cJSON *f;
+    int rc;
+
+    if (!cfg->retention_s || deadline_ms <= start)
+        return;
+    rc = outbox_prune(ob, start - (int64_t)cfg->retention_s * 1000, deadline_ms, &pruned, &err);
+    if (!rc && !pruned)
+        return;
+    f = cJSON_CreateObject();
+    cJSON_AddNumberToObject(f, "pruned", (double)pruned);
+    cJSON_AddNumberToObject(f, "retention_s", (double)cfg->retention_s);
+    cJSON_AddNumberToObject(f, "seconds", (double)(http_now_ms() - start) / 1000.0);
+    if (rc)
+        cJSON_AddStringToObject(f, "stopped", err.msg);
+    log_write(rc ? LOG_WARN : LOG_INFO, rc ? "pruning stopped" : "pruned", f);
 }

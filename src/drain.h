@@ -34,6 +34,7 @@
 
 #include <stddef.h>
 #include <stdint.h>
+#include <stdio.h>
 
 #include "config.h"
 #include "d2f.h"
@@ -66,6 +67,38 @@ struct drain_stats {
  */
 int drain_run(struct outbox *ob, const struct config *cfg, struct firestore *fs,
               int64_t deadline_ms, struct drain_stats *stats, struct d2f_err *err) D2F_WUR;
+
+/* Takes the drain lease (one drainer or replay at a time) until deadline_ms and a margin; owner
+ * (cap bytes) receives the name to release it with. D2F_EIO naming the holder when it is
+ * held. */
+int drain_lease_take(struct outbox *ob, int64_t deadline_ms, char *owner, size_t cap,
+                     struct d2f_err *err) D2F_WUR;
+
+/* Gives the lease back (a failure is logged: the lease expires on its own). */
+void drain_lease_release(struct outbox *ob, const char *owner);
+
+/* How drain_send treats the rows it is given. */
+struct drain_how {
+    int mark;          /* 1: rows become committed or dead, as in the drain; 0: states stay */
+    int64_t ramp_from; /* when Firestore's ramp-up began (ms), when cfg->ramp */
+    FILE *dry_run;     /* not NULL: print each write there as a JSON line; send nothing */
+    void (*progress)(void *ctx, const struct drain_stats *st); /* as writes land, or NULL */
+    void *ctx;
+};
+
+/*
+ * Sends rows chosen by the caller (replay) with the drain's machinery: one write per document
+ * (its last row given), commits in flight at once, retries, bisection, pacing. The caller
+ * holds the lease when the target is the drain's own. Returns 0 when every write landed (or
+ * was refused for good: counted in rows_dead, and marked dead only when how->mark).
+ */
+int drain_send(struct outbox *ob, const struct config *cfg, struct firestore *fs,
+               struct outbox_pending *rows, size_t n, const struct drain_how *how,
+               int64_t deadline_ms, struct drain_stats *stats, struct d2f_err *err) D2F_WUR;
+
+/* Prunes committed rows older than DDB2FS_RETENTION (keeping each document's latest state)
+ * until done or deadline_ms, and logs it; a failure is logged, and the next run goes on. */
+void drain_prune(struct outbox *ob, const struct config *cfg, int64_t deadline_ms);
 
 /* Logs a run's figures as one line: "drained", or "drain stopped with records pending" and
  * why (stopped, when not NULL). */

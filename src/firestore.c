@@ -89,6 +89,22 @@ int firestore_connect(const struct config *cfg, struct http *http, struct gauth 
     return firestore_new(out, cfg, http, *auth, err);
 }
 
+int firestore_names(struct firestore **out, const char *project, const char *database,
+                    struct d2f_err *err)
+{
+    char db[1024];
+    struct firestore *fs = calloc(1, sizeof(*fs));
+
+    *out = NULL;
+    snprintf(db, sizeof(db), "projects/%s/databases/%s", project, database);
+    if (!fs || !(fs->docs_prefix = joined(db, "/documents", ""))) {
+        free(fs);
+        return d2f_errf(err, D2F_ENOMEM, "out of memory");
+    }
+    *out = fs;
+    return 0;
+}
+
 void firestore_free(struct firestore *fs)
 {
     if (!fs)

@@ -38,6 +38,10 @@ struct firestore_commit {
 int firestore_new(struct firestore **out, const struct config *cfg, struct http *http,
                   struct gauth *auth, struct d2f_err *err) D2F_WUR;
 
+/* A client that only names documents of project and database (dry runs): it sends nothing. */
+int firestore_names(struct firestore **out, const char *project, const char *database,
+                    struct d2f_err *err) D2F_WUR;
+
 /* Frees the client; accepts NULL. */
 void firestore_free(struct firestore *fs);
 

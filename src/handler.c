@@ -49,6 +49,7 @@ int handler_new(struct handler **out, const char *(*get)(const char *), struct h
                 struct d2f_err *err)
 {
     struct handler *h = calloc(1, sizeof(*h));
+    struct config_description settings;
     int rc;
 
     *out = NULL;
@@ -60,6 +61,9 @@ int handler_new(struct handler **out, const char *(*get)(const char *), struct h
         (rc = firestore_connect(&h->cfg, http, &h->auth, &h->fs, err)) != 0 ||
         (rc = outbox_open(&h->ob, h->cfg.outbox, h->cfg.journal, OUTBOX_CREATE, err)) != 0 ||
         (rc = outbox_check_keys(h->ob, &h->cfg, err)) != 0)
+        goto fail;
+    config_describe(&h->cfg, &settings);
+    if ((rc = outbox_settings(h->ob, settings.pairs, settings.n, err)) != 0)
         goto fail;
     if (!(h->ing = ingest_new(h->ob, &h->cfg))) {
         rc = d2f_errf(err, D2F_ENOMEM, "out of memory");
@@ -194,6 +198,7 @@ int handler_invoke(struct handler *h, const char *event, size_t len, int64_t dea
                         "scheduled event (source aws.events)");
     case SCHEDULED:
         drain_some(h, deadline_ms, &st);
+        drain_prune(h->ob, &h->cfg, deadline_ms - HANDLER_MARGIN_MS);
         metrics(h, &res, &st);
         rc = buf_addf(answer, "{\"drained\":%zu,\"pending\":%lld}", st.rows_committed,
                       (long long)st.pending_left);

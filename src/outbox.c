@@ -189,15 +189,44 @@ static int set_journal(struct outbox *ob, const char *mode, struct d2f_err *err)
 
 static void forget_keys(struct outbox *ob);
 
+/* Checks a file opened read-only: its schema must be this ddb2fs's (nothing is migrated). */
+static int read_only(struct outbox *ob, struct d2f_err *err)
+{
+    sqlite3_stmt *st = NULL;
+    int version, rc;
+
+    if ((rc = user_version(ob, &version, err)) != 0)
+        return rc;
+    if (version != (int)sqlfiles_count)
+        return d2f_errf(err, D2F_ESCHEMA,
+                        "outbox '%s' has schema version %d and this ddb2fs %d: run a command "
+                        "that writes (status, drain) to migrate it first",
+                        ob->path, version, (int)sqlfiles_count);
+    ob->journal = "wal";
+    if (sqlite3_prepare_v2(ob->db, "PRAGMA journal_mode", -1, &st, NULL) == SQLITE_OK &&
+        sqlite3_step(st) == SQLITE_ROW &&
+        strcmp((const char *)sqlite3_column_text(st, 0), "wal") != 0)
+        ob->journal = "delete";
+    sqlite3_finalize(st);
+    if (sqlite3_prepare_v3(ob->db,
+                           "SELECT i.op, x.raw FROM record_info i JOIN record_raw x USING (id) "
+                           "WHERE id = ?1",
+                           -1, SQLITE_PREPARE_PERSISTENT, &ob->record_get, NULL) != SQLITE_OK)
+        return db_err(ob, err, "prepare statements");
+    return 0;
+}
+
 int outbox_open(struct outbox **out, const char *path, enum config_journal journal,
                 enum outbox_open_mode mode, struct d2f_err *err)
 {
     struct outbox *ob;
-    int flags = SQLITE_OPEN_READWRITE | (mode == OUTBOX_CREATE ? SQLITE_OPEN_CREATE : 0);
+    int flags = mode == OUTBOX_READONLY
+                    ? SQLITE_OPEN_READONLY
+                    : SQLITE_OPEN_READWRITE | (mode == OUTBOX_CREATE ? SQLITE_OPEN_CREATE : 0);
     int rc;
 
     *out = NULL;
-    if (mode == OUTBOX_EXISTING && access(path, F_OK) != 0)
+    if (mode != OUTBOX_CREATE && access(path, F_OK) != 0)
         return d2f_errf(err, D2F_EIO, "outbox '%s' does not exist (set DDB2FS_OUTBOX)", path);
     ob = calloc(1, sizeof(*ob));
     if (!ob || !(ob->path = strdup(path))) {
@@ -211,7 +240,15 @@ int outbox_open(struct outbox **out, const char *path, enum config_journal journ
     }
     sqlite3_extended_result_codes(ob->db, 1);
     sqlite3_busy_timeout(ob->db, OUTBOX_BUSY_TIMEOUT_MS);
-    if ((rc = set_journal(ob, choose_journal(path, journal), err)) != 0 ||
+    if (mode == OUTBOX_READONLY) {
+        if ((rc = read_only(ob, err)) != 0)
+            goto fail;
+        *out = ob;
+        return 0;
+    }
+    /* a new file frees the pages of pruned rows back to the file system */
+    if ((rc = exec(ob, "PRAGMA auto_vacuum = INCREMENTAL", "set auto_vacuum", err)) != 0 ||
+        (rc = set_journal(ob, choose_journal(path, journal), err)) != 0 ||
         (rc = exec(ob, "PRAGMA synchronous = FULL", "set synchronous", err)) != 0 ||
         (rc = exec(ob, "PRAGMA cache_size = -16384", "set the cache size", err)) != 0 ||
         (rc = exec(ob, "PRAGMA wal_autocheckpoint = 16384", "set the checkpoint size", err)) != 0 ||
@@ -530,29 +567,18 @@ void outbox_pending_free(struct outbox_pending *rows, size_t n)
     free(rows);
 }
 
-int outbox_pending_window(struct outbox *ob, int64_t after_id, size_t limit,
-                          struct outbox_pending **rows, size_t *n, struct d2f_err *err)
+int outbox_select_rows(struct outbox *ob, sqlite3_stmt *st, size_t limit,
+                       struct outbox_pending **rows, size_t *n, struct d2f_err *err)
 {
-    sqlite3_stmt *st = NULL;
     struct outbox_pending *out = calloc(limit ? limit : 1, sizeof(*out));
     size_t count = 0;
-    int rc;
+    int rc = SQLITE_DONE;
 
     *rows = NULL;
     *n = 0;
     if (!out)
         return d2f_errf(err, D2F_ENOMEM, "out of memory");
-    if (sqlite3_prepare_v2(ob->db,
-                           "SELECT s.id, i.document, i.table_name FROM record_state s "
-                           "JOIN record_info i USING (id) "
-                           "WHERE s.state = 'pending' AND s.id > ?1 ORDER BY s.id LIMIT ?2",
-                           -1, &st, NULL) != SQLITE_OK) {
-        free(out);
-        return db_err(ob, err, "read pending records");
-    }
-    sqlite3_bind_int64(st, 1, after_id);
-    sqlite3_bind_int64(st, 2, (sqlite3_int64)limit);
-    while ((rc = sqlite3_step(st)) == SQLITE_ROW) {
+    while (count < limit && (rc = sqlite3_step(st)) == SQLITE_ROW) {
         struct outbox_pending *r = &out[count++];
         r->id = sqlite3_column_int64(st, 0);
         r->document = column_dup(st, 1, NULL);
@@ -563,15 +589,35 @@ int outbox_pending_window(struct outbox *ob, int64_t after_id, size_t limit,
             break;
         }
     }
-    sqlite3_finalize(st);
-    if (rc != SQLITE_DONE) {
+    if (rc != SQLITE_DONE && rc != SQLITE_ROW) {
         outbox_pending_free(out, count);
         return rc == SQLITE_NOMEM ? d2f_errf(err, D2F_ENOMEM, "out of memory")
-                                  : db_err(ob, err, "read pending records");
+                                  : db_err(ob, err, "read records");
     }
     *rows = out;
     *n = count;
     return 0;
+}
+
+int outbox_pending_window(struct outbox *ob, int64_t after_id, size_t limit,
+                          struct outbox_pending **rows, size_t *n, struct d2f_err *err)
+{
+    sqlite3_stmt *st = NULL;
+    int rc;
+
+    *rows = NULL;
+    *n = 0;
+    if (sqlite3_prepare_v2(ob->db,
+                           "SELECT s.id, i.document, i.table_name FROM record_state s "
+                           "JOIN record_info i USING (id) "
+                           "WHERE s.state = 'pending' AND s.id > ?1 ORDER BY s.id LIMIT ?2",
+                           -1, &st, NULL) != SQLITE_OK)
+        return db_err(ob, err, "read pending records");
+    sqlite3_bind_int64(st, 1, after_id);
+    sqlite3_bind_int64(st, 2, (sqlite3_int64)limit);
+    rc = outbox_select_rows(ob, st, limit, rows, n, err);
+    sqlite3_finalize(st);
+    return rc;
 }
 
 /* Ends a write transaction: finalizes st, commits when rc is 0, rolls back otherwise. */
@@ -813,4 +859,138 @@ int outbox_record(struct outbox *ob, int64_t id, char **op, char **raw, size_t *
                                             (long long)id, ob->path)
                                  : db_err(ob, err, "read a record");
     return 0;
+}
+
+int outbox_replan(struct outbox *ob, int64_t id, const char *op, const char *document,
+                  const char *error, struct d2f_err *err)
+{
+    sqlite3_stmt *info = NULL, *state = NULL;
+    int rc;
+
+    if ((rc = outbox_begin(ob, err)) != 0)
+        return rc;
+    if (sqlite3_prepare_v2(ob->db, "UPDATE record_info SET op = ?2, document = ?3 WHERE id = ?1",
+                           -1, &info, NULL) != SQLITE_OK ||
+        sqlite3_prepare_v2(ob->db,
+                           "UPDATE record_state SET last_error = ?2, attempts = attempts + 1 "
+                           "WHERE id = ?1",
+                           -1, &state, NULL) != SQLITE_OK) {
+        rc = db_err(ob, err, "plan a record again");
+        goto out;
+    }
+    sqlite3_bind_int64(info, 1, id);
+    bind_text(info, 2, op);
+    bind_text(info, 3, document);
+    sqlite3_bind_int64(state, 1, id);
+    bind_text(state, 2, error);
+    if (sqlite3_step(info) != SQLITE_DONE || sqlite3_step(state) != SQLITE_DONE)
+        rc = db_err(ob, err, "plan a record again");
+out:
+    sqlite3_finalize(info);
+    return end_tx(ob, state, rc, err);
+}
+
+/* Rows pruned per transaction: a writer waits at most for this many. */
+#define PRUNE_BATCH 500
+
+int outbox_prune(struct outbox *ob, int64_t cutoff_ms, int64_t deadline_ms, int64_t *pruned,
+                 struct d2f_err *err)
+{
+    static const char *const del[] = {"DELETE FROM record_raw WHERE id = ?1",
+                                      "DELETE FROM record_state WHERE id = ?1",
+                                      "DELETE FROM record_info WHERE id = ?1"};
+    /* committed before the cutoff, and not the latest state of its document: its last
+     * record that is neither dead nor a skipped TTL expiry */
+    static const char pick[] =
+        "SELECT s.id FROM record_state s JOIN record_info i USING (id) "
+        "WHERE s.id > ?1 AND s.state = 'committed' AND s.committed_at < ?2 "
+        "AND (i.document IS NULL OR i.op IS NOT 'update' AND i.op IS NOT 'delete' OR s.id < "
+        "(SELECT max(j.id) FROM record_info j JOIN record_state t USING (id) "
+        "WHERE j.document = i.document AND t.state <> 'dead' AND j.op IN ('update', 'delete'))) "
+        "ORDER BY s.id LIMIT ?3";
+    int64_t ids[PRUNE_BATCH], after = 0;
+    sqlite3_stmt *st = NULL, *d[3] = {NULL, NULL, NULL};
+    int rc = 0;
+
+    *pruned = 0;
+    if (sqlite3_prepare_v2(ob->db, pick, -1, &st, NULL) != SQLITE_OK)
+        return db_err(ob, err, "choose records to prune");
+    for (int k = 0; k < 3; k++)
+        if (sqlite3_prepare_v2(ob->db, del[k], -1, &d[k], NULL) != SQLITE_OK) {
+            rc = db_err(ob, err, "prune records");
+            goto out;
+        }
+    while (!rc && outbox_now_ms() < deadline_ms) {
+        size_t n = 0;
+        int step;
+
+        /* each batch is its own short transaction, so ingest waits for one batch at most */
+        if ((rc = outbox_begin(ob, err)) != 0)
+            break;
+        sqlite3_bind_int64(st, 1, after);
+        sqlite3_bind_int64(st, 2, cutoff_ms);
+        sqlite3_bind_int64(st, 3, PRUNE_BATCH);
+        while ((step = sqlite3_step(st)) == SQLITE_ROW)
+            ids[n++] = sqlite3_column_int64(st, 0);
+        sqlite3_reset(st);
+        if (step != SQLITE_DONE)
+            rc = db_err(ob, err, "choose records to prune");
+        for (size_t i = 0; i < n && !rc; i++)
+            for (int k = 0; k < 3 && !rc; k++) {
+                sqlite3_bind_int64(d[k], 1, ids[i]);
+                if (sqlite3_step(d[k]) != SQLITE_DONE)
+                    rc = db_err(ob, err, "prune records");
+                sqlite3_reset(d[k]);
+            }
+        if (!rc && (rc = outbox_commit(ob, err)) == 0)
+            *pruned += (int64_t)n;
+        if (rc)
+            outbox_rollback(ob);
+        if (!n)
+            break;
+        after = ids[n - 1];
+    }
+    /* give the freed pages back to the file system, a little at a time */
+    while (!rc && *pruned && outbox_now_ms() < deadline_ms) {
+        int64_t before = 0, left = 0;
+        int found;
+        if ((rc = scalar(ob, "PRAGMA freelist_count", NULL, &before, &found, err)) != 0 ||
+            !before || (rc = exec(ob, "PRAGMA incremental_vacuum(2000)", "shrink the file", err)) ||
+            (rc = scalar(ob, "PRAGMA freelist_count", NULL, &left, &found, err)) != 0 ||
+            left >= before)
+            break; /* nothing freed, or not an incremental-vacuum file */
+    }
+out:
+    sqlite3_finalize(st);
+    for (int k = 0; k < 3; k++)
+        sqlite3_finalize(d[k]);
+    return rc;
+}
+
+int outbox_settings(struct outbox *ob, const char *const *pairs, size_t n, struct d2f_err *err)
+{
+    sqlite3_stmt *st = NULL;
+    int64_t now = outbox_now_ms();
+    int rc;
+
+    if ((rc = outbox_begin(ob, err)) != 0)
+        return rc;
+    if (sqlite3_prepare_v2(ob->db,
+                           "INSERT INTO settings (name, value, recorded_at) VALUES (?1, ?2, ?3) "
+                           "ON CONFLICT (name) DO UPDATE SET value = excluded.value, "
+                           "recorded_at = excluded.recorded_at WHERE value IS NOT excluded.value",
+                           -1, &st, NULL) != SQLITE_OK) {
+        rc = db_err(ob, err, "record the settings");
+        goto out;
+    }
+    for (size_t i = 0; i < n && !rc; i++) {
+        sqlite3_bind_text(st, 1, pairs[2 * i], -1, SQLITE_STATIC);
+        bind_text(st, 2, pairs[2 * i + 1]);
+        sqlite3_bind_int64(st, 3, now);
+        if (sqlite3_step(st) != SQLITE_DONE)
+            rc = db_err(ob, err, "record the settings");
+        sqlite3_reset(st);
+    }
+out:
+    return end_tx(ob, st, rc, err);
 }

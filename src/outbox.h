@@ -40,6 +40,7 @@ struct outbox;
 enum outbox_open_mode {
     OUTBOX_CREATE,   /* create the file when it does not exist */
     OUTBOX_EXISTING, /* fail when it does not exist */
+    OUTBOX_READONLY, /* an existing file, opened read-only: nothing of it changes */
 };
 
 /* One record to keep. Strings may be NULL where the column allows it. */
@@ -132,6 +133,11 @@ int outbox_pending_window(struct outbox *ob, int64_t after_id, size_t limit,
 int outbox_record(struct outbox *ob, int64_t id, char **op, char **raw, size_t *len,
                   struct d2f_err *err) D2F_WUR;
 
+/* Steps st (a prepared query whose columns are id, document, table_name) for up to limit rows
+ * into *rows (free with outbox_pending_free). st is not finalized. */
+int outbox_select_rows(struct outbox *ob, sqlite3_stmt *st, size_t limit,
+                       struct outbox_pending **rows, size_t *n, struct d2f_err *err) D2F_WUR;
+
 /* Frees rows read by outbox_pending_window; accepts NULL. */
 void outbox_pending_free(struct outbox_pending *rows, size_t n);
 
@@ -156,6 +162,23 @@ int outbox_pending_count(struct outbox *ob, int64_t *n, struct d2f_err *err) D2F
 
 /* Pending rows still waiting for their table's key schema (no document yet). */
 int outbox_unresolved_count(struct outbox *ob, int64_t *n, struct d2f_err *err) D2F_WUR;
+
+/* Sets a row's operation ("update", "delete", NULL) and document anew, and its last_error, in
+ * one transaction (replay of a dead record planned again). */
+int outbox_replan(struct outbox *ob, int64_t id, const char *op, const char *document,
+                  const char *error, struct d2f_err *err) D2F_WUR;
+
+/* Deletes committed rows older than cutoff_ms (by committed_at), except the latest state of
+ * each document (its last row neither dead nor a skipped TTL expiry), in transactions of a
+ * few hundred rows, until done or deadline_ms; then gives freed pages back to the file system
+ * (new outboxes use incremental auto-vacuum). *pruned counts the rows deleted. */
+int outbox_prune(struct outbox *ob, int64_t cutoff_ms, int64_t deadline_ms, int64_t *pruned,
+                 struct d2f_err *err) D2F_WUR;
+
+/* Records the settings in force (pairs: n names and values; a NULL value for unset) in the
+ * settings table, touching only those that changed. */
+int outbox_settings(struct outbox *ob, const char *const *pairs, size_t n,
+                    struct d2f_err *err) D2F_WUR;
 
 /* Takes the drain lease for owner until until_ms when it is free, expired, already owner's,
  * or held by an owner that gone(holder) says is gone (may be NULL); *taken says whether it

@@ -49,7 +49,7 @@ static int rows(struct outbox *ob, const char *sql, cJSON *obj, cJSON *list, str
 
 int status_collect(struct outbox *ob, cJSON **out, struct d2f_err *err)
 {
-    cJSON *s = cJSON_CreateObject(), *tables, *lease;
+    cJSON *s = cJSON_CreateObject(), *tables, *lease, *reasons, *minutes, *settings;
     struct stat st;
     int rc;
 
@@ -73,6 +73,9 @@ int status_collect(struct outbox *ob, cJSON **out, struct d2f_err *err)
               s, NULL, err);
     lease = cJSON_AddArrayToObject(s, "lease");
     tables = cJSON_AddArrayToObject(s, "tables");
+    reasons = cJSON_AddArrayToObject(s, "dead_reasons");
+    minutes = cJSON_AddArrayToObject(s, "throughput");
+    settings = cJSON_AddArrayToObject(s, "settings");
     if (!rc)
         rc = rows(ob,
                   "SELECT owner, strftime('%Y-%m-%dT%H:%M:%SZ', expires_at / 1000, 'unixepoch') "
@@ -92,6 +95,19 @@ int status_collect(struct outbox *ob, cJSON **out, struct d2f_err *err)
                   "(SELECT table_name FROM records WHERE table_name IS NOT NULL) "
                   "ORDER BY 1",
                   NULL, tables, err);
+    if (!rc)
+        rc = rows(ob, "SELECT table_name, last_error, records FROM dead_reasons LIMIT 5", NULL,
+                  reasons, err);
+    if (!rc)
+        rc = rows(ob,
+                  "SELECT minute, ingested, committed FROM throughput WHERE minute >= "
+                  "strftime('%Y-%m-%dT%H:%M', 'now', '-4 minutes')",
+                  NULL, minutes, err);
+    if (!rc)
+        rc = rows(ob,
+                  "SELECT name, value, strftime('%Y-%m-%dT%H:%M:%SZ', recorded_at / 1000, "
+                  "'unixepoch') AS since FROM settings ORDER BY name",
+                  NULL, settings, err);
     if (rc) {
         cJSON_Delete(s);
         return rc;
@@ -164,6 +180,25 @@ void status_print(const cJSON *s, FILE *out)
                 num(t, "committed"), str(t, "partition_key", "unknown"), sk ? ", " : "",
                 sk ? sk : "", str(t, "key_source", "nowhere yet: set DDB2FS_KEYS"));
     }
-    if (num(s, "dead") > 0)
-        fprintf(out, "dead rows and why: sqlite3 %s 'select * from dead'\n", str(s, "outbox", "?"));
+    if (cJSON_GetArraySize(cJSON_GetObjectItemCaseSensitive(s, "throughput")) > 0) {
+        fprintf(out, "last minutes (UTC)\n");
+        cJSON_ArrayForEach(t, cJSON_GetObjectItemCaseSensitive(s, "throughput"))
+            fprintf(out, "  %s  %.0f ingested, %.0f committed\n", str(t, "minute", "?"),
+                    num(t, "ingested"), num(t, "committed"));
+    }
+    if (num(s, "dead") > 0) {
+        fprintf(out, "dead, most frequent reasons\n");
+        cJSON_ArrayForEach(t, cJSON_GetObjectItemCaseSensitive(s, "dead_reasons"))
+            fprintf(out, "  %6.0f  %s: %s\n", num(t, "records"), str(t, "table_name", "(no table)"),
+                    str(t, "last_error", "?"));
+        fprintf(out,
+                "  every dead row: sqlite3 %s 'select * from dead'; retry: ddb2fs replay --dead\n",
+                str(s, "outbox", "?"));
+    }
+    if (cJSON_GetArraySize(cJSON_GetObjectItemCaseSensitive(s, "settings")) > 0) {
+        fprintf(out, "settings   (as the relay last ran)\n");
+        cJSON_ArrayForEach(
+            t, cJSON_GetObjectItemCaseSensitive(s, "settings")) if (str(t, "value", NULL))
+            fprintf(out, "  %-31s %s\n", str(t, "name", "?"), str(t, "value", ""));
+    }
 }

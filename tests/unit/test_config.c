@@ -113,6 +113,14 @@ static void test_bad_values(void **state)
         {"DDB2FS_KEY_SEPARATOR", "12345678901234567", "DDB2FS_KEY_SEPARATOR"},
         {"DDB2FS_DATABASE", "Bad_DB", "DDB2FS_DATABASE: 'Bad_DB' is not a database id"},
         {"GOOGLE_CLOUD_PROJECT", "a/b", "GOOGLE_CLOUD_PROJECT"},
+        {"DDB2FS_RETENTION", "12h", "DDB2FS_RETENTION: '12h' is not accepted"},
+        {"DDB2FS_RETENTION", "7", "DDB2FS_RETENTION"},
+        {"DDB2FS_RETENTION", "-1d", "DDB2FS_RETENTION"},
+        {"DDB2FS_RETENTION", "7w", "DDB2FS_RETENTION"},
+        {"DDB2FS_RETENTION", "d", "DDB2FS_RETENTION"},
+        {"DDB2FS_RETENTION", "99999d", "DDB2FS_RETENTION"},
+        {"DDB2FS_KEY_SEALED", "k.sealed", "DDB2FS_KEY_SECRET: not set"},
+        {"AWS_ENDPOINT_URL_SECRETS_MANAGER", "localhost:1", "AWS_ENDPOINT_URL_SECRETS_MANAGER"},
     };
 
     (void)state;
@@ -129,6 +137,92 @@ static void test_bad_values(void **state)
     }
 }
 
+static void test_retention(void **state)
+{
+    static const struct {
+        const char *text;
+        long seconds;
+    } ok[] = {{NULL, 7 * 86400},  {"0", 0},         {"1d", 86400},
+              {"36h", 36 * 3600}, {"1440m", 86400}, {"90000s", 90000}};
+
+    (void)state;
+    for (size_t i = 0; i < sizeof(ok) / sizeof(ok[0]); i++) {
+        const char *env[] = {"DDB2FS_RETENTION", ok[i].text, NULL};
+        struct config cfg;
+        struct d2f_err err = {0};
+
+        test_env = ok[i].text ? env : NULL;
+        assert_int_equal(config_load(&cfg, get, &err), 0);
+        assert_int_equal(cfg.retention_s, ok[i].seconds);
+        config_release(&cfg);
+    }
+}
+
+static void test_sealed_key_settings(void **state)
+{
+    const char *env[] = {"DDB2FS_KEY_SEALED",
+                         "/mnt/outbox/sa.sealed",
+                         "DDB2FS_KEY_SECRET",
+                         "ddb2fs/data-key",
+                         "AWS_ENDPOINT_URL",
+                         "http://127.0.0.1:4566",
+                         NULL};
+    const char *both[] = {"DDB2FS_KEY_SECRET", "s", "GOOGLE_APPLICATION_CREDENTIALS", "k.json",
+                          NULL};
+    struct config cfg;
+    struct d2f_err err = {0};
+
+    (void)state;
+    test_env = env;
+    assert_int_equal(config_load(&cfg, get, &err), 0);
+    assert_string_equal(cfg.key_sealed, "/mnt/outbox/sa.sealed");
+    assert_string_equal(cfg.key_secret, "ddb2fs/data-key");
+    assert_string_equal(cfg.secrets_endpoint, "http://127.0.0.1:4566");
+    config_release(&cfg);
+    test_env = both;
+    assert_int_equal(config_load(&cfg, get, &err), D2F_ECONFIG);
+    assert_non_null(strstr(err.msg, "not both"));
+}
+
+static void test_describe_names_no_secret(void **state)
+{
+    const char *env[] = {"DDB2FS_COLLECTIONS",
+                         "Orders=orders;Users=people",
+                         "AWS_SECRET_ACCESS_KEY",
+                         "never-recorded",
+                         "DDB2FS_RETENTION",
+                         "2d",
+                         NULL};
+    struct config_description d;
+    struct config cfg;
+    struct d2f_err err = {0};
+    int seen = 0;
+
+    (void)state;
+    test_env = env;
+    assert_int_equal(config_load(&cfg, get, &err), 0);
+    config_describe(&cfg, &d);
+    assert_true(d.n <= CONFIG_DESCRIBED);
+    for (size_t i = 0; i < d.n; i++) {
+        const char *v = d.pairs[2 * i + 1];
+        assert_null(v && strstr(v, "never-recorded") ? v : NULL);
+        if (strcmp(d.pairs[2 * i], "DDB2FS_COLLECTIONS") == 0) {
+            assert_string_equal(v, "Orders=orders;Users=people");
+            seen++;
+        }
+        if (strcmp(d.pairs[2 * i], "DDB2FS_RETENTION_SECONDS") == 0) {
+            assert_string_equal(v, "172800");
+            seen++;
+        }
+        if (strcmp(d.pairs[2 * i], "DDB2FS_COMMIT_WRITES") == 0) {
+            assert_string_equal(v, "500");
+            seen++;
+        }
+    }
+    assert_int_equal(seen, 3);
+    config_release(&cfg);
+}
+
 int main(void)
 {
     const struct CMUnitTest tests[] = {
@@ -136,6 +230,9 @@ int main(void)
         cmocka_unit_test(test_lambda_default_outbox),
         cmocka_unit_test(test_everything_set),
         cmocka_unit_test(test_bad_values),
+        cmocka_unit_test(test_retention),
+        cmocka_unit_test(test_sealed_key_settings),
+        cmocka_unit_test(test_describe_names_no_secret),
     };
     return cmocka_run_group_tests(tests, NULL, NULL);
 }

@@ -1,0 +1,518 @@
+/* replay.c: Firestore rebuilt or re-sent from the outbox, and dead records retried. */
+#include "replay.h"
+
+#include <ctype.h>
+#include <stdlib.h>
+#include <string.h>
+#include <time.h>
+#include <unistd.h>
+
+#include "event.h"
+#include "firestore.h"
+#include "gauth.h"
+#include "ingest.h"
+#include "log.h"
+#include "record.h"
+
+/* One end of the range: a sequence number or a time. */
+struct bound {
+    int set;
+    int is_seq;
+    char seq_key[EVENT_SEQ_MAX_DIGITS + 1];
+    int64_t ms;
+};
+
+/* "2026-11-24T10:00:00Z", "2026-11-24T10:00:00.250Z" or "2026-11-24" (UTC) into epoch ms. */
+static int parse_time(const char *s, int64_t *ms)
+{
+    struct tm tm = {0};
+    int y, mo, d, h = 0, mi = 0, sec = 0, n = 0;
+    long frac = 0;
+    const char *end;
+
+    if (sscanf(s, "%4d-%2d-%2d%n", &y, &mo, &d, &n) != 3 || n != 10)
+        return -1;
+    end = s + n;
+    if (*end == 'T') {
+        if (sscanf(end + 1, "%2d:%2d:%2d%n", &h, &mi, &sec, &n) != 3 || n != 8)
+            return -1;
+        end += 1 + n;
+        if (*end == '.') {
+            int digits = 0;
+            for (end++; isdigit((unsigned char)*end); end++, digits++)
+                if (digits < 3)
+                    frac = frac * 10 + (*end - '0');
+            for (; digits < 3; digits++)
+                frac *= 10;
+        }
+        if (*end++ != 'Z')
+            return -1;
+    }
+    if (*end || mo < 1 || mo > 12 || d < 1 || d > 31 || h > 23 || mi > 59 || sec > 60)
+        return -1;
+    tm.tm_year = y - 1900;
+    tm.tm_mon = mo - 1;
+    tm.tm_mday = d;
+    tm.tm_hour = h;
+    tm.tm_min = mi;
+    tm.tm_sec = sec;
+    *ms = (int64_t)timegm(&tm) * 1000 + frac;
+    return 0;
+}
+
+static int parse_bound(const char *name, const char *s, struct bound *b, struct d2f_err *err)
+{
+    memset(b, 0, sizeof(*b));
+    if (!s)
+        return 0;
+    b->set = 1;
+    if (strspn(s, "0123456789") == strlen(s) && *s) {
+        b->is_seq = 1;
+        if (event_seq_key(s, b->seq_key) == 0)
+            return 0;
+    } else if (parse_time(s, &b->ms) == 0) {
+        return 0;
+    }
+    return d2f_errf(err, D2F_EUSAGE,
+                    "%s: '%.64s' is neither a sequence number (digits) nor a time "
+                    "(2026-11-24T10:00:00Z or 2026-11-24, UTC)",
+                    name, s);
+}
+
+/* The conditions the options put on records (alias i, joined with s), as SQL with named
+ * parameters. */
+static void filters(const struct replay_opts *o, const struct bound *since,
+                    const struct bound *until, char *out, size_t cap)
+{
+    snprintf(out, cap, "%s%s%s%s", o->table ? " AND i.table_name = :table" : "",
+             o->doc ? " AND i.document = :doc" : "",
+             !since->set     ? ""
+             : since->is_seq ? " AND i.seq_key >= :since"
+                             : " AND coalesce(i.created_at, i.arrived_at) >= :since",
+             !until->set     ? ""
+             : until->is_seq ? " AND i.seq_key <= :until"
+                             : " AND coalesce(i.created_at, i.arrived_at) <= :until");
+}
+
+static void bind_filters(sqlite3_stmt *st, const struct replay_opts *o, const struct bound *since,
+                         const struct bound *until)
+{
+    const struct bound *b[2] = {since, until};
+    const char *names[2] = {":since", ":until"};
+    int i;
+
+    if ((i = sqlite3_bind_parameter_index(st, ":table")) > 0)
+        sqlite3_bind_text(st, i, o->table, -1, SQLITE_STATIC);
+    if ((i = sqlite3_bind_parameter_index(st, ":doc")) > 0)
+        sqlite3_bind_text(st, i, o->doc, -1, SQLITE_STATIC);
+    for (int k = 0; k < 2; k++) {
+        if ((i = sqlite3_bind_parameter_index(st, names[k])) <= 0)
+            continue;
+        if (b[k]->is_seq)
+            sqlite3_bind_text(st, i, b[k]->seq_key, -1, SQLITE_STATIC);
+        else
+            sqlite3_bind_int64(st, i, b[k]->ms);
+    }
+}
+
+/* What a replay selects. */
+enum pick {
+    PICK_SEND,       /* the rows to send */
+    PICK_UNPLANNED,  /* dead rows kept without an operation: planned again first */
+    PICK_SUPERSEDED, /* dead rows with a newer live row of their document */
+    PICK_WAITING,    /* dead rows behind a pending row of their document */
+};
+
+/* The SQL selecting rows (id, document, table_name) in id order after :after, up to :limit;
+ * where: the filters' conditions on i. */
+static void selection(const struct replay_opts *o, int live, enum pick what, const char *where,
+                      char *sql, size_t cap)
+{
+    static const char newer_live[] =
+        "EXISTS (SELECT 1 FROM record_info j JOIN record_state t USING (id) "
+        "WHERE j.document = i.document AND j.id > i.id AND t.state <> 'dead' "
+        "AND j.op IN ('update', 'delete'))";
+    static const char older_pending[] =
+        "EXISTS (SELECT 1 FROM record_info j JOIN record_state t USING (id) "
+        "WHERE j.document = i.document AND j.id < i.id AND t.state = 'pending')";
+    static const char dead[] = "SELECT i.id, i.document, i.table_name "
+                               "FROM record_info i JOIN record_state s USING (id) "
+                               "WHERE s.state = 'dead'";
+    static const char tail[] = " AND i.id > :after ORDER BY i.id LIMIT :limit";
+
+    if (o->mode == REPLAY_DEAD) {
+        if (what == PICK_UNPLANNED)
+            snprintf(sql, cap, "%s AND i.op IS NULL%s%s", dead, where, tail);
+        else if (what == PICK_WAITING)
+            snprintf(sql, cap, "%s AND i.op IN ('update', 'delete')%s AND %s%s", dead, where,
+                     older_pending, tail);
+        else
+            snprintf(sql, cap, "%s AND i.op IN ('update', 'delete')%s AND NOT %s AND %s%s%s", dead,
+                     where, older_pending, what == PICK_SEND ? "NOT " : "", newer_live, tail);
+        return;
+    }
+    /* rebuild, resend: per document its last chosen row that is not dead; against the live
+     * target its newest such row, whatever the range, so that nothing moves back */
+    snprintf(sql, cap,
+             "WITH chosen AS (SELECT i.id, i.document FROM record_info i "
+             "JOIN record_state s USING (id) WHERE i.document IS NOT NULL AND s.state <> 'dead' "
+             "AND i.op IN ('update', 'delete')%s), "
+             "latest AS (%s) "
+             "SELECT i.id, i.document, i.table_name FROM record_info i "
+             "WHERE i.id IN (SELECT id FROM latest)%s%s",
+             where,
+             live ? "SELECT max(j.id) AS id FROM record_info j JOIN record_state t USING (id) "
+                    "WHERE t.state <> 'dead' AND j.op IN ('update', 'delete') "
+                    "AND j.document IN (SELECT document FROM chosen) GROUP BY j.document"
+                  : "SELECT max(id) AS id FROM chosen GROUP BY document",
+             o->mode == REPLAY_REBUILD ? " AND i.op = 'update'" : "", tail);
+}
+
+struct replay {
+    const struct replay_opts *o;
+    const struct config *cfg;
+    struct outbox *ob;
+    struct firestore *fs;
+    struct replay_result *res;
+    struct bound since, until;
+    char where[512];
+    int64_t deadline;
+    int64_t ramp_from;
+    FILE *out;
+    /* progress */
+    FILE *progress;
+    int tty;
+    size_t total, base;
+    int64_t start, shown;
+};
+
+/* Reads up to limit rows of a selection after id after. */
+static int select_rows(struct replay *rp, enum pick what, int64_t after, size_t limit,
+                       struct outbox_pending **rows, size_t *n, struct d2f_err *err)
+{
+    char sql[4096];
+    sqlite3_stmt *st = NULL;
+    int rc;
+
+    selection(rp->o, rp->res->live, what, rp->where, sql, sizeof(sql));
+    if (sqlite3_prepare_v2(outbox_db(rp->ob), sql, -1, &st, NULL) != SQLITE_OK)
+        return d2f_errf(err, D2F_EDB, "cannot read outbox '%s': %s", outbox_path(rp->ob),
+                        sqlite3_errmsg(outbox_db(rp->ob)));
+    bind_filters(st, rp->o, &rp->since, &rp->until);
+    sqlite3_bind_int64(st, sqlite3_bind_parameter_index(st, ":after"), after);
+    sqlite3_bind_int64(st, sqlite3_bind_parameter_index(st, ":limit"), (sqlite3_int64)limit);
+    rc = outbox_select_rows(rp->ob, st, limit, rows, n, err);
+    sqlite3_finalize(st);
+    return rc;
+}
+
+/* How many rows a selection has. */
+static int count_rows(struct replay *rp, enum pick what, size_t *count, struct d2f_err *err)
+{
+    int64_t after = 0;
+    int rc = 0;
+
+    *count = 0;
+    for (;;) {
+        struct outbox_pending *rows = NULL;
+        size_t n = 0;
+        if ((rc = select_rows(rp, what, after, DRAIN_WINDOW, &rows, &n, err)) != 0 || !n) {
+            outbox_pending_free(rows, n);
+            return rc;
+        }
+        *count += n;
+        after = rows[n - 1].id;
+        outbox_pending_free(rows, n);
+    }
+}
+
+/* ---- progress ------------------------------------------------------------------------- */
+
+static void show(void *ctx, const struct drain_stats *st)
+{
+    struct replay *rp = ctx;
+    int64_t now = http_now_ms(), took = now - rp->start;
+    size_t done = rp->base + st->writes + st->rows_dead;
+    double rate = took > 0 ? (double)done * 1000.0 / (double)took : 0;
+    long eta = rate > 0 && rp->total > done ? (long)((double)(rp->total - done) / rate) : 0;
+    int pct = rp->total ? (int)(done * 100 / rp->total) : 100;
+
+    if (!rp->progress || now - rp->shown < (rp->tty ? 100 : 5000))
+        return;
+    rp->shown = now;
+    if (done > rp->total)
+        done = rp->total;
+    if (rp->tty) {
+        char bar[31];
+        int fill = pct * 30 / 100;
+        memset(bar, '#', (size_t)fill);
+        memset(bar + fill, '.', (size_t)(30 - fill));
+        bar[30] = '\0';
+        fprintf(rp->progress, "\rreplay [%s] %3d%% %zu/%zu documents  %.0f/s  ETA %lds   ", bar,
+                pct, done, rp->total, rate, eta);
+    } else {
+        fprintf(rp->progress, "replay: %zu/%zu documents (%d%%), %.0f/s, ETA %ld s\n", done,
+                rp->total, pct, rate, eta);
+    }
+    fflush(rp->progress);
+}
+
+/* ---- the steps ---------------------------------------------------------------------------- */
+
+static void add_stats(struct drain_stats *sum, const struct drain_stats *st)
+{
+    sum->rows_committed += st->rows_committed;
+    sum->rows_dead += st->rows_dead;
+    sum->writes += st->writes;
+    sum->commits += st->commits;
+    sum->retries += st->retries;
+    sum->bisections += st->bisections;
+}
+
+/* Plans dead rows kept without an operation again (a fix may have come since): those that now
+ * plan get their operation and document, and are sent with the others; the rest stay dead with
+ * today's reason. A dry run prints what they would become. */
+static int replan(struct replay *rp, struct d2f_err *err)
+{
+    int64_t after = 0;
+    int rc = 0;
+
+    for (;;) {
+        struct outbox_pending *rows = NULL;
+        size_t n = 0;
+        if ((rc = select_rows(rp, PICK_UNPLANNED, after, 1000, &rows, &n, err)) != 0 || !n) {
+            outbox_pending_free(rows, n);
+            return rc;
+        }
+        after = rows[n - 1].id;
+        for (size_t k = 0; k < n && !rc; k++) {
+            struct event_record rec = {0};
+            struct record_plan plan;
+            const char *pk = NULL, *sk = NULL;
+            char *op = NULL, *raw = NULL;
+            size_t len = 0;
+
+            record_plan_init(&plan);
+            if ((rc = outbox_record(rp->ob, rows[k].id, &op, &raw, &len, err)) == 0) {
+                rec.raw = raw;
+                rec.raw_len = len;
+                rec.json = cJSON_ParseWithLength(raw, len);
+                if (rec.json)
+                    event_record_check(&rec);
+                if (rec.json && (rc = ingest_keys(rp->o->dry_run ? NULL : rp->ob, rp->cfg, &rec,
+                                                  &pk, &sk, err)) == 0)
+                    rc = record_plan(&rec, rp->cfg, pk, sk,
+                                     rp->o->dry_run ? firestore_docs_prefix(rp->fs) : NULL, &plan);
+            }
+            if (!rc && rec.json && !plan.unresolved) {
+                int ok = plan.op == RECORD_UPDATE || plan.op == RECORD_DELETE;
+                if (rp->o->dry_run) {
+                    char *text = ok && plan.write ? cJSON_PrintUnformatted(plan.write) : NULL;
+                    if (text)
+                        fprintf(rp->out, "%s\n", text);
+                    else
+                        fprintf(rp->out, "{\"error\":\"row %lld: %s\"}\n", (long long)rows[k].id,
+                                ok ? "not planned" : "still dead");
+                    cJSON_free(text);
+                } else if (ok) {
+                    rc = outbox_replan(rp->ob, rows[k].id,
+                                       plan.op == RECORD_UPDATE ? "update" : "delete",
+                                       plan.document.data, "planned again by replay --dead", err);
+                } else {
+                    rc = outbox_replan(rp->ob, rows[k].id, NULL,
+                                       plan.document.len ? plan.document.data : NULL, plan.error,
+                                       err);
+                }
+                if (!ok)
+                    rp->res->still_dead++;
+            } else if (!rc) {
+                rp->res->still_dead++;
+            }
+            record_plan_release(&plan);
+            event_record_release(&rec);
+            free(op);
+            free(raw);
+        }
+        outbox_pending_free(rows, n);
+        if (rc)
+            return rc;
+    }
+}
+
+/* Dead rows with a newer live row of their document: committed in effect, nothing to send. */
+static int supersede(struct replay *rp, struct d2f_err *err)
+{
+    int64_t after = 0;
+    int rc;
+
+    for (;;) {
+        struct outbox_pending *rows = NULL;
+        int64_t *ids;
+        size_t n = 0;
+        if ((rc = select_rows(rp, PICK_SUPERSEDED, after, 1000, &rows, &n, err)) != 0 || !n) {
+            outbox_pending_free(rows, n);
+            return rc;
+        }
+        after = rows[n - 1].id;
+        rp->res->superseded += n;
+        ids = malloc(n * sizeof(*ids));
+        if (!ids)
+            rc = d2f_errf(err, D2F_ENOMEM, "out of memory");
+        for (size_t k = 0; ids && k < n; k++)
+            ids[k] = rows[k].id;
+        if (ids && !rp->o->dry_run)
+            rc = outbox_mark(rp->ob, ids, n, "committed", NULL, err);
+        free(ids);
+        outbox_pending_free(rows, n);
+        if (rc)
+            return rc;
+    }
+}
+
+/* Sends the chosen rows, a window at a time. */
+static int send_all(struct replay *rp, struct d2f_err *err)
+{
+    struct drain_how how = {.mark = rp->o->mode == REPLAY_DEAD,
+                            .ramp_from = rp->ramp_from,
+                            .dry_run = rp->o->dry_run ? rp->out : NULL,
+                            .progress = show,
+                            .ctx = rp};
+    int64_t after = 0;
+    int rc;
+
+    if ((rc = count_rows(rp, PICK_SEND, &rp->total, err)) != 0)
+        return rc;
+    rp->res->documents = rp->total;
+    for (;;) {
+        struct outbox_pending *rows = NULL;
+        struct drain_stats st = {0};
+        size_t n = 0;
+
+        if ((rc = select_rows(rp, PICK_SEND, after, DRAIN_WINDOW, &rows, &n, err)) != 0 || !n) {
+            outbox_pending_free(rows, n);
+            break;
+        }
+        after = rows[n - 1].id;
+        rc = drain_send(rp->ob, rp->cfg, rp->fs, rows, n, &how, rp->deadline, &st, err);
+        add_stats(&rp->res->st, &st);
+        rp->base += st.writes + st.rows_dead;
+        outbox_pending_free(rows, n);
+        if (rc)
+            break;
+    }
+    rp->res->written = rp->res->st.writes;
+    rp->res->failed = rp->res->st.rows_dead;
+    rp->shown = 0;
+    show(rp, &(struct drain_stats){0});
+    if (rp->tty && rp->progress)
+        fputc('\n', rp->progress);
+    return rc;
+}
+
+int replay_run(const struct replay_opts *o, const struct config *cfg, struct outbox *ob,
+               struct http *http, FILE *out, FILE *progress, struct replay_result *res,
+               struct d2f_err *err)
+{
+    struct config target = *cfg;
+    struct replay rp = {
+        .o = o, .cfg = &target, .ob = ob, .res = res, .out = out, .progress = progress};
+    struct firestore *live = NULL;
+    struct gauth *auth = NULL;
+    char owner[320] = "";
+    int rc;
+
+    memset(res, 0, sizeof(*res));
+    if ((rc = parse_bound("--since", o->since, &rp.since, err)) != 0 ||
+        (rc = parse_bound("--until", o->until, &rp.until, err)) != 0)
+        return rc;
+    filters(o, &rp.since, &rp.until, rp.where, sizeof(rp.where));
+    if (o->project)
+        target.project = o->project;
+    if (o->database)
+        target.database = o->database;
+    if (o->emulator)
+        target.emulator = o->emulator;
+    rp.start = rp.shown = http_now_ms();
+    rp.deadline = rp.start + o->seconds * 1000;
+    rp.tty = progress && isatty(fileno(progress));
+    /* the target, and whether it is the drain's own */
+    if (o->dry_run)
+        rc = firestore_names(&rp.fs, target.project ? target.project : "-", target.database, err);
+    else
+        rc = firestore_connect(&target, http, &auth, &rp.fs, err);
+    if (rc)
+        goto out;
+    if (!o->dry_run && (rc = firestore_new(&live, cfg, http, auth, err)) != 0) {
+        if (rc != D2F_ECONFIG)
+            goto out;
+        rc = 0; /* the configured target is not complete: this one is another */
+    }
+    res->live = live && strcmp(firestore_docs_prefix(live), firestore_docs_prefix(rp.fs)) == 0 &&
+                (cfg->emulator ? target.emulator && strcmp(cfg->emulator, target.emulator) == 0
+                               : !target.emulator);
+    if (o->dry_run)
+        res->live = !o->project && !o->database && !o->emulator;
+    if (o->mode == REPLAY_DEAD && !res->live) {
+        rc = d2f_errf(err, D2F_EUSAGE,
+                      "--dead retries against the drain's own target: drop --project, "
+                      "--database and --emulator");
+        goto out;
+    }
+    if (res->live && !o->dry_run) {
+        if ((rc = drain_lease_take(ob, rp.deadline, owner, sizeof(owner), err)) != 0) {
+            owner[0] = '\0';
+            goto out;
+        }
+        if (cfg->ramp) {
+            int found = 0;
+            if ((rc = outbox_meta_get(ob, "ramp_started_at", &rp.ramp_from, &found, err)) != 0)
+                goto out;
+            if (!found)
+                rp.ramp_from = rp.start;
+        }
+    } else {
+        rp.ramp_from = rp.start; /* another database: its own ramp-up, from now */
+    }
+    if (o->mode == REPLAY_DEAD) {
+        size_t waiting = 0;
+        if ((rc = replan(&rp, err)) != 0 || (rc = supersede(&rp, err)) != 0 ||
+            (rc = count_rows(&rp, PICK_WAITING, &waiting, err)) != 0)
+            goto out;
+        res->waiting = waiting;
+    }
+    rc = send_all(&rp, err);
+    if (!rc && res->failed)
+        rc = d2f_errf(err, D2F_EREMOTE, "%zu writes were refused for good (see the log)",
+                      res->failed);
+out:
+    if (owner[0])
+        drain_lease_release(ob, owner);
+    firestore_free(live);
+    firestore_free(rp.fs);
+    gauth_free(auth);
+    return rc;
+}
+
+void replay_log(const struct replay_opts *o, const struct replay_result *res, const char *stopped)
+{
+    static const char *const modes[] = {"rebuild", "resend", "dead"};
+    cJSON *f = cJSON_CreateObject();
+
+    cJSON_AddStringToObject(f, "mode", modes[o->mode]);
+    cJSON_AddStringToObject(f, "target", res->live ? "live" : "other");
+    cJSON_AddBoolToObject(f, "dry_run", o->dry_run);
+    cJSON_AddNumberToObject(f, "documents", (double)res->documents);
+    cJSON_AddNumberToObject(f, "written", (double)res->written);
+    cJSON_AddNumberToObject(f, "failed", (double)res->failed);
+    if (o->mode == REPLAY_DEAD) {
+        cJSON_AddNumberToObject(f, "committed", (double)res->st.rows_committed);
+        cJSON_AddNumberToObject(f, "superseded", (double)res->superseded);
+        cJSON_AddNumberToObject(f, "waiting", (double)res->waiting);
+        cJSON_AddNumberToObject(f, "still_dead", (double)res->still_dead);
+    }
+    cJSON_AddNumberToObject(f, "commits", (double)res->st.commits);
+    cJSON_AddNumberToObject(f, "retries", (double)res->st.retries);
+    if (stopped)
+        cJSON_AddStringToObject(f, "stopped", stopped);
+    log_write(stopped ? LOG_ERROR : LOG_INFO, stopped ? "replay stopped" : "replayed", f);
+}
