@@ -14,6 +14,7 @@
 #include "ingest.h"
 #include "log.h"
 #include "outbox.h"
+#include "status.h"
 
 struct handler {
     char function[256]; /* AWS_LAMBDA_FUNCTION_NAME, the metrics' dimension */
@@ -144,13 +145,14 @@ static void metrics(struct handler *h, const struct ingest_result *res,
     cJSON_Delete(line);
 }
 
-enum kind { STREAM, SCHEDULED, UNKNOWN };
+enum kind { STREAM, SCHEDULED, STATUS, UNKNOWN };
 
-/* What an event is: a stream batch has Records; a scheduled event comes from aws.events. */
+/* What an event is: a stream batch has Records; a scheduled event comes from aws.events; an
+ * operator's {"ddb2fs":"status"} asks for the outbox's status. */
 static enum kind kind_of(const char *event, size_t len)
 {
     cJSON *e;
-    const cJSON *source;
+    const cJSON *source, *ask;
     enum kind k = STREAM;
 
     if (len >= HANDLER_SNIFF_MAX)
@@ -161,8 +163,10 @@ static enum kind kind_of(const char *event, size_t len)
         return STREAM; /* ingest says what is wrong with it */
     }
     source = cJSON_GetObjectItemCaseSensitive(e, "source");
+    ask = cJSON_GetObjectItemCaseSensitive(e, "ddb2fs");
     if (!cJSON_GetObjectItemCaseSensitive(e, "Records"))
         k = cJSON_IsString(source) && strcmp(source->valuestring, "aws.events") == 0 ? SCHEDULED
+            : cJSON_IsString(ask) && strcmp(ask->valuestring, "status") == 0         ? STATUS
                                                                                      : UNKNOWN;
     cJSON_Delete(e);
     return k;
@@ -194,8 +198,8 @@ int handler_invoke(struct handler *h, const char *event, size_t len, int64_t dea
     case UNKNOWN:
         *error_type = "ddb2fs.UnknownEvent";
         return d2f_errf(err, D2F_EINPUT,
-                        "the event is neither a DynamoDB stream batch ('Records') nor a "
-                        "scheduled event (source aws.events)");
+                        "the event is neither a DynamoDB stream batch ('Records'), a "
+                        "scheduled event (source aws.events), nor {\"ddb2fs\":\"status\"}");
     case SCHEDULED:
         drain_some(h, deadline_ms, &st);
         drain_prune(h->ob, &h->cfg, deadline_ms - HANDLER_MARGIN_MS);
@@ -203,6 +207,19 @@ int handler_invoke(struct handler *h, const char *event, size_t len, int64_t dea
         rc = buf_addf(answer, "{\"drained\":%zu,\"pending\":%lld}", st.rows_committed,
                       (long long)st.pending_left);
         return rc ? d2f_errf(err, rc, "out of memory") : 0;
+    case STATUS: {
+        cJSON *status = NULL;
+        char *text = NULL;
+        if ((rc = status_collect(h->ob, &status, err)) != 0) {
+            *error_type = handler_error_type(rc);
+            return rc;
+        }
+        text = cJSON_PrintUnformatted(status);
+        cJSON_Delete(status);
+        rc = text ? buf_adds(answer, text) : D2F_ENOMEM;
+        cJSON_free(text);
+        return rc ? d2f_errf(err, rc, "out of memory") : 0;
+    }
     case STREAM:
         break;
     }

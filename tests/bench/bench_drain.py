@@ -19,21 +19,17 @@ by tools/test into build/node-peer). The benchmark runs in a network namespace o
 (unshare -n, as root) so that nothing the client library might try leaves 127.0.0.1.
 """
 import argparse
-import glob
 import json
 import os
 import shutil
 import subprocess
 import sys
 import tempfile
-import time
 
-HERE = os.path.dirname(os.path.abspath(__file__))
-EVENTS_DIR = os.path.join(HERE, "..", "integration")
-sys.path.insert(0, EVENTS_DIR)
-from fsserver import PROJECT, FirestoreServer  # noqa: E402
+from benchlib import (INTEGRATION, NODE_PEER, commit_bodies, curl_floor, event_files,
+                      ingest_files, isolate, measure, node_peer, relay_env)
+from fsserver import FirestoreServer
 
-KEYS_SETTING = "Orders=customer,order"  # the key schema of tests/integration/events.py
 MAKE_EVENTS = """
 import sys, events
 n, docs, out = int(sys.argv[1]), int(sys.argv[2]), sys.argv[3]
@@ -44,28 +40,6 @@ for i in range((n + per - 1) // per):
 """
 
 
-def isolate():
-    """Runs this benchmark again in a network namespace with only loopback, when it can."""
-    if os.environ.get("DDB2FS_BENCH_NETNS") or os.geteuid() != 0 or not shutil.which("unshare"):
-        return
-    env = dict(os.environ, DDB2FS_BENCH_NETNS="1")
-    os.execvpe("unshare", ["unshare", "-n", "sh", "-c", 'ip link set lo up && exec "$@"', "sh",
-                           sys.executable, os.path.abspath(__file__)] + sys.argv[1:], env)
-
-
-def measure(argv, env):
-    """Wall seconds, CPU seconds and peak RSS (MiB) of one run; its stderr."""
-    start = time.perf_counter()
-    p = subprocess.Popen(argv, env=env, stdout=subprocess.DEVNULL, stderr=subprocess.PIPE)
-    _, status, usage = os.wait4(p.pid, 0)
-    wall = time.perf_counter() - start
-    err = p.stderr.read().decode()
-    p.stderr.close()
-    if os.waitstatus_to_exitcode(status) != 0:
-        raise SystemExit("%s failed: %s" % (argv[0], err))
-    return wall, usage.ru_utime + usage.ru_stime, usage.ru_maxrss / 1024.0, err
-
-
 def main():
     ap = argparse.ArgumentParser()
     ap.add_argument("--ddb2fs", required=True)
@@ -74,25 +48,19 @@ def main():
     ap.add_argument("--documents", type=int, default=10000)
     ap.add_argument("--latency-ms", type=int, default=20)
     ap.add_argument("--smoke", action="store_true", help="a short run, for CI")
-    ap.add_argument("--node-peer", default=os.path.join(HERE, "..", "..", "build", "node-peer"),
+    ap.add_argument("--node-peer", default=NODE_PEER,
                     help="where tests/bench/node-peer is installed (npm install)")
     args = ap.parse_args()
-    isolate()
+    isolate(__file__)
     if args.smoke:
         args.records, args.documents, args.runs = 5000, 1000, 1
 
     work = tempfile.mkdtemp(prefix="d2f-bench-drain-", dir=os.environ.get("BENCH_DIR", "/var/tmp"))
     db = os.path.join(work, "outbox.db")
-    env = {k: v for k, v in os.environ.items()
-           if not k.startswith(("DDB2FS_", "GOOGLE_", "FIRESTORE_"))}
-    env.update(DDB2FS_OUTBOX=db, DDB2FS_KEYS=KEYS_SETTING)
+    env = relay_env(db)
     subprocess.run([sys.executable, "-c", MAKE_EVENTS, str(args.records), str(args.documents),
-                    work], check=True, cwd=EVENTS_DIR)
-    for name in sorted(os.listdir(work)):
-        if name.endswith(".json"):
-            with open(os.path.join(work, name), "rb") as f:
-                subprocess.run([args.ddb2fs, "ingest", "-"], stdin=f, env=env, check=True,
-                               capture_output=True)
+                    work], check=True, cwd=INTEGRATION)
+    ingest_files(args.ddb2fs, work, env)
 
     server = FirestoreServer()
     runs, floors = [], []
@@ -105,44 +73,12 @@ def main():
                             "committed_at = NULL; DELETE FROM lease"], check=True)
             wall, cpu, rss, err = measure([args.ddb2fs, "drain"], env)
             summary = json.loads(err.strip().splitlines()[-1])
-            bodies = [r["body"] for r in server.requests() if r["path"].endswith(":commit")]
-            docs = len(server.documents())
-            runs.append((wall, cpu, rss, summary, docs))
-
-            # the floor: the same commits, one after another, over one kept-alive connection
-            server.control("reset")
-            server.faults(latency_ms=args.latency_ms, record_bodies=False)
-            url = server.url + "/v1/projects/%s/databases/(default)/documents:commit" % PROJECT
-            curl_args = ["curl", "-sS", "--fail"]
-            for i, body in enumerate(bodies):
-                path = os.path.join(work, "commit-%d.json" % i)
-                with open(path, "w") as f:
-                    f.write(body)
-                if i:
-                    curl_args.append("--next")
-                curl_args += ["-o", "/dev/null", "-H", "Content-Type: application/json",
-                              "-H", "Authorization: Bearer owner", "--data-binary", "@" + path,
-                              url]
-            start = time.perf_counter()
-            subprocess.run(curl_args, check=True)
-            floors.append((time.perf_counter() - start, len(bodies), len(server.documents())))
-
-        # the peer: the Node.js handler on the same events, one batch per event
-        peer = {"skipped": "not installed at %s (tools/test installs it)" % args.node_peer}
-        if not os.environ.get("DDB2FS_BENCH_NETNS"):
-            peer = {"skipped": "no network namespace to run it in (needs root and unshare)"}
-        elif os.path.isdir(os.path.join(args.node_peer, "node_modules")) and shutil.which("node"):
-            server.control("reset")
-            server.faults(latency_ms=args.latency_ms, record_bodies=False)
-            files = sorted(glob.glob(os.path.join(work, "e*.json")))
-            wall_p, cpu_p, rss_p, _ = measure(
-                ["node", os.path.join(args.node_peer, "handler.js"), str(server.port)] + files,
-                dict(env, NODE_PATH=os.path.join(args.node_peer, "node_modules")))
-            stats = server.stats()
-            peer = {"seconds": round(wall_p, 3), "records_per_s": round(args.records / wall_p),
-                    "writes": stats["writes"], "commits": stats["commits"],
-                    "cpu_seconds": round(cpu_p, 3), "peak_rss_mb": round(rss_p, 1),
-                    "documents_after": len(server.documents())}
+            bodies = commit_bodies(server)
+            runs.append((wall, cpu, rss, summary, len(server.documents())))
+            floor, floor_docs = curl_floor(server, bodies, work, args.latency_ms)
+            floors.append((floor, len(bodies), floor_docs))
+        peer = node_peer(server, event_files(work), env, args.latency_ms, args.records,
+                         args.node_peer)
     finally:
         server.stop()
         shutil.rmtree(work)

@@ -17,6 +17,8 @@ import sys
 import tempfile
 import time
 
+from benchlib import wait_peak
+
 EVENTS_DIR = os.path.join(os.path.dirname(os.path.abspath(__file__)), "..", "integration")
 KEYS_SETTING = "Orders=customer,order"  # the key schema of tests/integration/events.py
 
@@ -27,12 +29,12 @@ def measure(argv, env, stdin_path=None):
     with open(stdin_path or os.devnull, "rb") as stdin:
         p = subprocess.Popen(argv, env=env, stdin=stdin, stdout=subprocess.DEVNULL,
                              stderr=subprocess.PIPE)
-        _, status, usage = os.wait4(p.pid, 0)
+        status, _, peak = wait_peak(p.pid)
     elapsed = time.perf_counter() - start
     if os.waitstatus_to_exitcode(status) != 0:
         raise SystemExit("%s failed: %s" % (argv[0], p.stderr.read().decode()))
     p.stderr.close()
-    return elapsed, usage.ru_maxrss / 1024.0
+    return elapsed, peak
 
 
 def main():

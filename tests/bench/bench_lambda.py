@@ -25,6 +25,8 @@ sys.path.insert(0, os.path.join(HERE, "..", "integration"))
 import events  # noqa: E402
 from fsserver import FirestoreServer, RuntimeServer  # noqa: E402
 
+from benchlib import wait_peak  # noqa: E402
+
 
 def cold_start(binary, env):
     """Milliseconds from spawning the process to its connecting for invocation/next, as seen by
@@ -57,8 +59,8 @@ def invocation(binary, env, records):
         took = time.time() - start
         assert answer["body"] == {"batchItemFailures": []}, answer
         rt.stop()  # the Runtime API goes away: the runtime ends
-        _, _, usage = os.wait4(proc.pid, 0)
-        return took * 1000, usage.ru_maxrss / 1024.0, len(events.dumps(ev))
+        _, _, peak = wait_peak(proc.pid)
+        return took * 1000, peak, len(events.dumps(ev))
     finally:
         if rt.proc.poll() is None:
             rt.stop()

@@ -132,6 +132,15 @@ class Lambda(unittest.TestCase):
         emf = [l for l in self.lines() if "_aws" in l]
         self.assertEqual(emf[-1]["Pending"], 300)
         self.assertGreater(emf[-1]["Retries"], 0)
+        # an operator asks how things stand, through the function itself
+        got = self.rt.wait(self.rt.invoke({"ddb2fs": "status"}))
+        self.assertEqual(got["kind"], "response")
+        self.assertEqual((got["body"]["pending"], got["body"]["committed"]), (300, 0))
+        self.assertEqual(got["body"]["dead"], 0)
+        self.assertEqual(got["body"]["tables"][0]["table_name"], "Orders")
+        self.assertIn({"name": "DDB2FS_NUMBERS", "value": "auto"},
+                      [{k: v for k, v in x.items() if k != "since"}
+                       for x in got["body"]["settings"]])
         self.fs.faults()
         rid = self.rt.invoke({"source": "aws.events", "detail-type": "Scheduled Event"})
         self.assertEqual(self.rt.wait(rid)["body"], {"drained": 300, "pending": 0})
