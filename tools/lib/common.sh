@@ -4,7 +4,8 @@
 # Debian packages the build needs, and those the tests add.
 BUILD_PACKAGES=(gcc make cmake pkg-config libcjson-dev libsqlite3-dev libsodium-dev
                 libcurl4-openssl-dev libssl-dev sqlite3 python3 curl)
-TEST_PACKAGES=(libcmocka-dev clang clang-format libclang-rt-dev valgrind python3-cryptography)
+TEST_PACKAGES=(libcmocka-dev clang clang-format libclang-rt-dev valgrind python3-cryptography
+               python3-jmespath)
 
 say() {
     printf '\033[1m==> %s\033[0m\n' "$*"

@@ -1,0 +1,368 @@
+"""tools/deploy: the CloudFormation template's structure and least privilege, and the deploy and
+destroy commands run against recording stand-ins for 'aws' and 'docker' (fakecloud.py): the
+calls, their order, dry runs that change nothing, and a destroy that undoes exactly what the
+deploy created."""
+import base64
+import copy
+import json
+import os
+import shutil
+import subprocess
+import unittest
+
+from common import BIN, TempDir
+from fsserver import ServiceAccount
+
+SOURCE = os.environ.get("SOURCE_DIR", os.path.join(os.path.dirname(__file__), "..", ".."))
+DEPLOY = os.path.join(SOURCE, "tools", "deploy", "deploy")
+DESTROY = os.path.join(SOURCE, "tools", "deploy", "destroy")
+TEMPLATE = os.path.join(SOURCE, "tools", "deploy", "ddb2fs.template.json")
+FAKE = os.path.join(os.path.dirname(os.path.abspath(__file__)), "fakecloud.py")
+REGION = "eu-west-3"
+
+
+def refs(node):
+    """Every Ref / GetAtt / Sub name used in a piece of template."""
+    found = set()
+    if isinstance(node, dict):
+        for k, v in node.items():
+            if k == "Ref":
+                found.add(v)
+            elif k == "Fn::GetAtt":
+                found.add(v[0])
+            elif k == "Fn::Sub":
+                s = v if isinstance(v, str) else v[0]
+                found |= {p.split(".")[0] for p in
+                          [x.split("}")[0] for x in s.split("${")[1:]]}
+            else:
+                found |= refs(v)
+    elif isinstance(node, list):
+        for v in node:
+            found |= refs(v)
+    return found
+
+
+class Template(unittest.TestCase):
+    @classmethod
+    def setUpClass(cls):
+        with open(TEMPLATE) as f:
+            cls.t = json.load(f)
+        cls.r = cls.t["Resources"]
+
+    def of_type(self, kind):
+        return {n: r for n, r in self.r.items() if r["Type"] == kind}
+
+    def test_every_reference_resolves(self):
+        known = set(self.t["Parameters"]) | set(self.r) | {
+            "AWS::Region", "AWS::AccountId", "AWS::Partition", "AWS::NoValue", "AWS::StackName"}
+        self.assertEqual(refs(self.t) - known, set())
+        for name, res in self.r.items():
+            if "Condition" in res:
+                self.assertIn(res["Condition"], self.t["Conditions"], name)
+
+    def test_resources_present_and_wired(self):
+        p = lambda name: self.r[name]["Properties"]
+        self.assertEqual(len(self.of_type("AWS::ECR::Repository")), 1)
+        fs = p("FileSystem")
+        self.assertIs(fs["Encrypted"], True)
+        ap = p("AccessPoint")
+        self.assertEqual(ap["FileSystemId"], {"Ref": "FileSystem"})
+        self.assertNotEqual(ap["PosixUser"]["Uid"], "0")
+        self.assertEqual(ap["RootDirectory"]["CreationInfo"]["Permissions"], "0700")
+        self.assertEqual(ap["RootDirectory"]["Path"], "/ddb2fs")
+        mounts = self.of_type("AWS::EFS::MountTarget")
+        self.assertEqual(len(mounts), 2)
+        for m in mounts.values():
+            self.assertEqual(m["Properties"]["FileSystemId"], {"Ref": "FileSystem"})
+            self.assertEqual(m["Properties"]["SecurityGroups"], [{"Ref": "FileSystemSecurityGroup"}])
+        # NFS from the function only
+        ingress = p("FileSystemSecurityGroup")["SecurityGroupIngress"]
+        self.assertEqual(ingress, [{"IpProtocol": "tcp", "FromPort": 2049, "ToPort": 2049,
+                                    "SourceSecurityGroupId": {"Ref": "FunctionSecurityGroup"},
+                                    "Description": "NFS from the function"}])
+        self.assertNotIn("SecurityGroupIngress", p("FunctionSecurityGroup"))
+        # the function
+        fn = p("Function")
+        self.assertEqual(fn["PackageType"], "Image")
+        self.assertEqual(fn["Role"], {"Fn::GetAtt": ["FunctionRole", "Arn"]})
+        self.assertEqual(fn["FileSystemConfigs"], [{"Arn": {"Fn::GetAtt": ["AccessPoint", "Arn"]},
+                                                    "LocalMountPath": "/mnt/outbox"}])
+        self.assertEqual(fn["MemorySize"], {"Ref": "MemorySize"})
+        self.assertEqual(self.t["Parameters"]["MemorySize"]["Default"], 256)
+        self.assertEqual(set(self.r["Function"]["DependsOn"]), set(mounts))
+        env = fn["Environment"]["Variables"]
+        self.assertTrue(env["DDB2FS_OUTBOX"].startswith("/mnt/outbox/"))
+        for var in ("DDB2FS_KEY_SEALED", "DDB2FS_KEY_SECRET", "GOOGLE_CLOUD_PROJECT",
+                    "DDB2FS_KEYS", "DDB2FS_DATABASE", "DDB2FS_COLLECTIONS"):
+            self.assertIn(var, env)
+        self.assertEqual(env["DDB2FS_KEY_SECRET"], {"Ref": "DataKeySecretArn"})
+        self.assertEqual(fn["VpcConfig"]["SecurityGroupIds"], [{"Ref": "FunctionSecurityGroup"}])
+        # the stream mapping
+        m = p("StreamMapping")
+        self.assertEqual(m["EventSourceArn"], {"Ref": "StreamArn"})
+        self.assertEqual(m["FunctionName"], {"Ref": "Function"})
+        self.assertEqual(m["FunctionResponseTypes"], ["ReportBatchItemFailures"])
+        self.assertIs(m["BisectBatchOnFunctionError"], True)
+        self.assertEqual(m["MaximumRetryAttempts"], {"Ref": "MaximumRetryAttempts"})
+        self.assertLessEqual(self.t["Parameters"]["MaximumRetryAttempts"]["MaxValue"], 10000)
+        self.assertEqual(m["DestinationConfig"]["OnFailure"]["Destination"],
+                         {"Fn::GetAtt": ["FailureQueue", "Arn"]})
+        self.assertEqual((m["BatchSize"], m["MaximumBatchingWindowInSeconds"]),
+                         ({"Ref": "BatchSize"}, {"Ref": "BatchWindowSeconds"}))
+        self.assertEqual(len(self.of_type("AWS::SQS::Queue")), 1)
+        # the schedule, allowed to invoke
+        rule = p("DrainSchedule")
+        self.assertEqual(rule["ScheduleExpression"], {"Ref": "DrainSchedule"})
+        self.assertEqual(rule["Targets"][0]["Arn"], {"Fn::GetAtt": ["Function", "Arn"]})
+        perm = p("DrainSchedulePermission")
+        self.assertEqual((perm["Principal"], perm["SourceArn"]),
+                         ("events.amazonaws.com", {"Fn::GetAtt": ["DrainSchedule", "Arn"]}))
+        # the alarms, on the function's own metrics
+        alarms = {a["Properties"]["MetricName"]: a["Properties"]
+                  for a in self.of_type("AWS::CloudWatch::Alarm").values()}
+        self.assertEqual(set(alarms), {"OldestPendingAge", "Dead"})
+        for a in alarms.values():
+            self.assertEqual(a["Namespace"], "ddb2fs")
+            self.assertEqual(a["Dimensions"], [{"Name": "FunctionName", "Value": {"Ref": "Function"}}])
+        # a minimal VPC with a NAT gateway when none is given
+        for name in ("Vpc", "NatGateway", "PrivateSubnetA", "PrivateSubnetB", "PrivateRoute"):
+            self.assertEqual(self.r[name]["Condition"], "CreateVpc")
+        self.assertEqual(p("PrivateRoute")["NatGatewayId"], {"Ref": "NatGateway"})
+
+    def test_role_least_privilege(self):
+        role = self.r["FunctionRole"]["Properties"]
+        self.assertNotIn("ManagedPolicyArns", role)
+        statements = [s for pol in role["Policies"] for s in pol["PolicyDocument"]["Statement"]]
+        by_sid = {s["Sid"]: s for s in statements}
+        for s in statements:
+            actions = s["Action"] if isinstance(s["Action"], list) else [s["Action"]]
+            self.assertEqual(s["Effect"], "Allow")
+            for a in actions:
+                self.assertNotEqual(a, "*")
+                self.assertFalse(a.endswith(":*"), a)
+                self.assertNotIn("FullAccess", a)
+            if s["Resource"] == "*":
+                # AWS requires "*" for a function's network interfaces in a VPC
+                self.assertTrue(all(a.startswith("ec2:") and "NetworkInterface" in a or
+                                    a == "ec2:DescribeSubnets" or "PrivateIpAddresses" in a
+                                    for a in actions), s["Sid"])
+            self.assertNotIn("NotAction", s)
+            self.assertNotIn("NotResource", s)
+        self.assertEqual(by_sid["ReadTheStream"]["Resource"], {"Ref": "StreamArn"})
+        self.assertEqual(by_sid["ReadTheDataKey"],
+                         {"Sid": "ReadTheDataKey", "Effect": "Allow",
+                          "Action": "secretsmanager:GetSecretValue",
+                          "Resource": {"Ref": "DataKeySecretArn"}})
+        efs = by_sid["MountTheOutbox"]
+        self.assertEqual(efs["Resource"], {"Fn::GetAtt": ["FileSystem", "Arn"]})
+        self.assertEqual(efs["Condition"]["StringEquals"]["elasticfilesystem:AccessPointArn"],
+                         {"Fn::GetAtt": ["AccessPoint", "Arn"]})
+        self.assertIn("LogGroup", json.dumps(by_sid["WriteItsLogs"]["Resource"]))
+        self.assertEqual(by_sid["SendFailedBatches"]["Resource"],
+                         {"Fn::GetAtt": ["FailureQueue", "Arn"]})
+        everything = {a for s in statements
+                      for a in (s["Action"] if isinstance(s["Action"], list) else [s["Action"]])}
+        self.assertFalse({a for a in everything if a.startswith(("iam:", "dynamodb:Put",
+                                                                 "dynamodb:Delete", "s3:"))})
+
+
+class Commands(unittest.TestCase):
+    def setUp(self):
+        self.tmp = TempDir()
+        bindir = self.tmp.file("bin")
+        os.mkdir(bindir)
+        for tool in ("aws", "docker"):
+            os.symlink(FAKE, os.path.join(bindir, tool))
+        self.state = self.tmp.file("cloud.json")
+        self.log = self.tmp.file("calls.jsonl")
+        self.cloud = {"tables": {"Orders": {"pk": "customer", "sk": "order"},
+                                 "Users": {"pk": "id", "stream": {
+                                     "enabled": True, "view": "NEW_IMAGE",
+                                     "arn": "arn:aws:dynamodb:%s:123456789012:table/Users/"
+                                            "stream/2025-01-01T00:00:00.000" % REGION}}},
+                      "secrets": {}, "stacks": {}, "built": [], "pushed": []}
+        self.save(self.cloud)
+        self.key = ServiceAccount(self.tmp.file("sa.json"), "https://oauth2.googleapis.com/token",
+                                  project="orders-prod")
+        path = [bindir] + [d for d in os.environ["PATH"].split(os.pathsep)
+                           if not (os.path.exists(os.path.join(d, "aws")) or
+                                   os.path.exists(os.path.join(d, "docker")))]
+        self.env = {"PATH": os.pathsep.join(path), "HOME": self.tmp.path,
+                    "FAKE_STATE": self.state, "FAKE_LOG": self.log, "DDB2FS_BIN": BIN,
+                    # the variables users of the older walkthrough have set
+                    "AWS_REGION": REGION, "DYNAMODB_TABLE": "Orders",
+                    "GCP_PROJECT_ID": "orders-prod", "APP_NAME": "orders-mirror",
+                    "GCP_KEY_FILE": self.key.path}
+
+    def tearDown(self):
+        self.tmp.cleanup()
+
+    def save(self, cloud):
+        with open(self.state, "w") as f:
+            json.dump(cloud, f)
+
+    def cloud_now(self):
+        with open(self.state) as f:
+            return json.load(f)
+
+    def calls(self):
+        if not os.path.exists(self.log):
+            return []
+        with open(self.log) as f:
+            out = [json.loads(l) for l in f]
+        os.remove(self.log)
+        return out
+
+    def run_tool(self, tool, *args, code=0, env=None):
+        p = subprocess.run([tool] + list(args), env=env or self.env, capture_output=True,
+                           text=True, timeout=300, stdin=subprocess.DEVNULL)
+        self.assertEqual(p.returncode, code, p.stderr)
+        return p
+
+    @staticmethod
+    def printed(p):
+        return [l[2:] for l in p.stdout.splitlines() if l.startswith("+ ")]
+
+    @staticmethod
+    def verbs(calls):
+        return [" ".join([c["tool"]] + c["argv"][:2 if c["tool"] == "aws" else 1])
+                for c in calls]
+
+    READ_ONLY = {"aws sts get-caller-identity", "aws dynamodb describe-table",
+                 "aws cloudformation describe-stacks", "aws secretsmanager describe-secret"}
+
+    def test_deploy_dry_run_changes_nothing_and_prints_every_call(self):
+        p = self.run_tool(DEPLOY, "--dry-run", "--enable-stream")
+        calls = self.calls()
+        self.assertTrue(set(self.verbs(calls)) <= self.READ_ONLY, self.verbs(calls))
+        self.assertEqual(self.cloud_now(), self.cloud)
+        lines = self.printed(p)
+        order = [" ".join(l.split()[:3]) if l.startswith("aws") else
+                 "ddb2fs seal-key" if "seal-key" in l else " ".join(l.split()[:2])
+                 for l in lines]
+        self.assertEqual(order, [
+            "aws dynamodb update-table", "aws dynamodb wait", "ddb2fs seal-key",
+            "aws secretsmanager create-secret", "aws cloudformation deploy", "docker build",
+            "docker build", "aws ecr get-login-password", "docker login", "docker push",
+            "aws cloudformation deploy"])
+        self.assertIn("StreamViewType=NEW_AND_OLD_IMAGES", lines[0])
+        self.assertIn("--secret-string file://", lines[3])
+        self.assertNotIn("ImageUri=", lines[4])
+        self.assertIn("ImageUri=123456789012.dkr.ecr.eu-west-3.amazonaws.com/orders-mirror:",
+                      lines[10])
+        for needed in ("KeySchema=Orders=customer\\,order", "GcpProjectId=orders-prod",
+                       "StreamEnabledByDeploy=true", "AppName=orders-mirror"):
+            self.assertIn(needed, lines[4])
+        self.assertIn("--provenance=false", lines[5])
+        self.assertFalse(os.path.exists(self.key.path + ".sealed"))
+        self.assertIn("dry run: nothing was changed", p.stderr)
+
+    def test_deploy_then_destroy_undoes_exactly_what_deploy_created(self):
+        before = copy.deepcopy(self.cloud)
+        p = self.run_tool(DEPLOY, "--enable-stream", "--collection", "orders")
+        calls = self.calls()
+        self.assertEqual([v for v in self.verbs(calls) if v not in self.READ_ONLY], [
+            "aws dynamodb update-table", "aws dynamodb wait", "aws secretsmanager create-secret",
+            "aws cloudformation deploy", "docker build", "docker build",
+            "aws ecr get-login-password", "docker login", "docker push",
+            "aws cloudformation deploy"])
+        cloud = self.cloud_now()
+        # what deploy made
+        self.assertEqual(list(cloud["stacks"]), ["orders-mirror"])
+        params = cloud["stacks"]["orders-mirror"]["parameters"]
+        (secret,) = cloud["secrets"].values()
+        self.assertEqual(secret["name"], "orders-mirror/data-key")
+        self.assertEqual(len(base64.b64decode(secret["value"])), 32)
+        self.assertEqual(params["DataKeySecretArn"], secret["arn"])
+        self.assertEqual(params["StreamArn"], cloud["tables"]["Orders"]["stream"]["arn"])
+        self.assertEqual(cloud["tables"]["Orders"]["stream"]["view"], "NEW_AND_OLD_IMAGES")
+        self.assertEqual((params["KeySchema"], params["Collections"], params["GcpProjectId"]),
+                         ("Orders=customer,order", "Orders=orders", "orders-prod"))
+        self.assertEqual(params["ImageUri"], cloud["pushed"][0])
+        image = [b for b in cloud["built"] if b["tag"] == cloud["pushed"][0]][0]
+        self.assertEqual(image["files"], ["Dockerfile", "sa.sealed"])  # no data key, no plain key
+        self.assertEqual(image["sealed_magic"], "D2FKEY")
+        self.assertIn("COPY --chmod=0444 sa.sealed /opt/ddb2fs/sa.sealed", image["dockerfile"])
+        # no key material on any command line or in the output
+        everything = json.dumps(calls) + p.stdout + p.stderr
+        self.assertNotIn(secret["value"], everything)
+        for s in self.key.secrets():
+            self.assertNotIn(s, everything)
+        self.assertEqual(sorted(os.listdir(self.tmp.path)),
+                         ["bin", "calls.jsonl", "cloud.json", "sa.json"]
+                         if os.path.exists(self.log) else ["bin", "cloud.json", "sa.json"])
+
+        # destroy --dry-run: prints exactly the undoing, changes nothing
+        p = self.run_tool(DESTROY, "--dry-run")
+        self.assertTrue(set(self.verbs(self.calls())) <= self.READ_ONLY)
+        self.assertEqual(self.cloud_now(), cloud)
+        self.assertEqual(self.printed(p), [
+            "aws cloudformation delete-stack --stack-name orders-mirror",
+            "aws cloudformation wait stack-delete-complete --stack-name orders-mirror",
+            "aws secretsmanager delete-secret --secret-id %s --force-delete-without-recovery"
+            % secret["arn"],
+            "aws dynamodb update-table --table-name Orders --stream-specification "
+            "StreamEnabled=false"])
+        # destroy, not confirmed: nothing
+        self.run_tool(DESTROY, code=1)
+        self.assertEqual(self.cloud_now(), cloud)
+        # destroy: back to what was there before, the stream off again
+        self.run_tool(DESTROY, "--yes")
+        after = self.cloud_now()
+        self.assertEqual(after["stacks"], {})
+        self.assertEqual(after["secrets"], {})
+        self.assertEqual(after["pushed"], [])
+        self.assertIs(after["tables"]["Orders"]["stream"]["enabled"], False)
+        self.assertEqual(after["tables"]["Users"], before["tables"]["Users"])
+
+    def test_a_stream_already_there_is_left_alone(self):
+        env = dict(self.env, DYNAMODB_TABLE="Users")
+        self.run_tool(DEPLOY, env=env)
+        verbs = self.verbs(self.calls())
+        self.assertNotIn("aws dynamodb update-table", verbs)
+        params = self.cloud_now()["stacks"]["orders-mirror"]["parameters"]
+        self.assertEqual((params["StreamEnabledByDeploy"], params["KeySchema"]),
+                         ("false", "Users=id"))
+        # a second deploy updates the stack and the secret, creates nothing new
+        self.run_tool(DEPLOY, env=env)
+        verbs = self.verbs(self.calls())
+        self.assertIn("aws secretsmanager put-secret-value", verbs)
+        self.assertNotIn("aws secretsmanager create-secret", verbs)
+        self.assertEqual(len(self.cloud_now()["pushed"]), 2)
+        p = self.run_tool(DESTROY, "--dry-run", env=env)
+        self.assertFalse([l for l in self.printed(p) if "update-table" in l])
+        self.run_tool(DESTROY, "--yes", env=env)
+        after = self.cloud_now()
+        self.assertEqual(after["tables"], self.cloud["tables"])
+        self.assertEqual((after["stacks"], after["secrets"]), ({}, {}))
+
+    def test_inputs_and_refusals(self):
+        env = {k: v for k, v in self.env.items()
+               if k not in ("AWS_REGION", "DYNAMODB_TABLE", "GCP_PROJECT_ID", "GCP_KEY_FILE")}
+        p = self.run_tool(DEPLOY, "--dry-run", env=env, code=2)
+        for flag in ("--region", "--table", "--gcp-project", "--key-file"):
+            self.assertIn(flag, p.stderr)
+        # flags instead of the variables
+        self.run_tool(DEPLOY, "--dry-run", "--region", REGION, "--table", "Users",
+                      "--gcp-project", "orders-prod", "--key-file", self.key.path, env=env)
+        p = self.run_tool(DEPLOY, "--dry-run", code=1)
+        self.assertIn("has no stream: run again with --enable-stream", p.stderr)
+        p = self.run_tool(DEPLOY, "--dry-run", env=dict(self.env, DYNAMODB_TABLE="Nope"), code=1)
+        self.assertIn("cannot describe table 'Nope'", p.stderr)
+        cloud = copy.deepcopy(self.cloud)
+        cloud["tables"]["Users"]["stream"]["view"] = "KEYS_ONLY"
+        self.save(cloud)
+        p = self.run_tool(DEPLOY, "--dry-run", env=dict(self.env, DYNAMODB_TABLE="Users"),
+                          code=1)
+        self.assertIn("streams KEYS_ONLY; ddb2fs needs NEW_IMAGE or NEW_AND_OLD_IMAGES", p.stderr)
+        p = self.run_tool(DEPLOY, "--dry-run", "--app", "Bad_Name", code=1)
+        self.assertIn("--app 'Bad_Name'", p.stderr)
+        p = self.run_tool(DEPLOY, "--dry-run", "--vpc-id", "vpc-1", code=1)
+        self.assertIn("two private subnets", p.stderr)
+        p = self.run_tool(DESTROY, "--dry-run", code=1)
+        self.assertIn("no stack 'orders-mirror'", p.stderr)
+        self.assertEqual(self.cloud_now(), cloud)
+
+
+if __name__ == "__main__":
+    unittest.main()
