@@ -829,6 +829,17 @@ int drain_lease_take(struct outbox *ob, int64_t deadline_ms, char *owner, size_t
     return 0;
 }
 
+int drain_lease_renew(struct outbox *ob, const char *owner, int64_t until_ms, struct d2f_err *err)
+{
+    char holder[400];
+    int taken,
+        rc = outbox_lease_take(ob, owner, until_ms, NULL, &taken, holder, sizeof(holder), err);
+
+    if (!rc && !taken)
+        rc = d2f_errf(err, D2F_EIO, "the drain lease went to another (%s)", holder);
+    return rc;
+}
+
 void drain_lease_release(struct outbox *ob, const char *owner)
 {
     struct d2f_err lease_err = {0};

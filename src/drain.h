@@ -74,6 +74,10 @@ int drain_run(struct outbox *ob, const struct config *cfg, struct firestore *fs,
 int drain_lease_take(struct outbox *ob, int64_t deadline_ms, char *owner, size_t cap,
                      struct d2f_err *err) D2F_WUR;
 
+/* Extends owner's lease to until_ms; D2F_EIO when another holds it now. */
+int drain_lease_renew(struct outbox *ob, const char *owner, int64_t until_ms,
+                      struct d2f_err *err) D2F_WUR;
+
 /* Gives the lease back (a failure is logged: the lease expires on its own). */
 void drain_lease_release(struct outbox *ob, const char *owner);
 

@@ -178,6 +178,8 @@ struct replay {
     char where[512];
     int64_t deadline;
     int64_t ramp_from;
+    char owner[320];    /* the drain lease's owner name, "" when not held */
+    int64_t lease_left; /* when the lease runs out (ms) */
     FILE *out;
     /* progress */
     FILE *progress;
@@ -228,6 +230,22 @@ static int count_rows(struct replay *rp, enum pick what, size_t *count, struct d
 
 /* ---- progress ------------------------------------------------------------------------- */
 
+/* The lease is held a few minutes at a time and renewed as the replay goes on, so that a replay
+ * that dies on another host holds the drain back for minutes, not for its whole budget. */
+#define LEASE_SPAN_MS (5 * 60 * 1000)
+
+static void renew_lease(struct replay *rp, int64_t now)
+{
+    struct d2f_err err = {0};
+
+    if (!rp->owner[0] || rp->lease_left - now > LEASE_SPAN_MS - 60000)
+        return;
+    if (drain_lease_renew(rp->ob, rp->owner, now + LEASE_SPAN_MS, &err) == 0)
+        rp->lease_left = now + LEASE_SPAN_MS;
+    else
+        log_write(LOG_ERROR, err.msg, NULL);
+}
+
 static void show(void *ctx, const struct drain_stats *st)
 {
     struct replay *rp = ctx;
@@ -237,6 +255,7 @@ static void show(void *ctx, const struct drain_stats *st)
     long eta = rate > 0 && rp->total > done ? (long)((double)(rp->total - done) / rate) : 0;
     int pct = rp->total ? (int)(done * 100 / rp->total) : 100;
 
+    renew_lease(rp, now);
     if (!rp->progress || now - rp->shown < (rp->tty ? 100 : 5000))
         return;
     rp->shown = now;
@@ -418,7 +437,6 @@ int replay_run(const struct replay_opts *o, const struct config *cfg, struct out
         .o = o, .cfg = &target, .ob = ob, .res = res, .out = out, .progress = progress};
     struct firestore *live = NULL;
     struct gauth *auth = NULL;
-    char owner[320] = "";
     int rc;
 
     memset(res, 0, sizeof(*res));
@@ -459,10 +477,13 @@ int replay_run(const struct replay_opts *o, const struct config *cfg, struct out
         goto out;
     }
     if (res->live && !o->dry_run) {
-        if ((rc = drain_lease_take(ob, rp.deadline, owner, sizeof(owner), err)) != 0) {
-            owner[0] = '\0';
+        /* drain_lease_take adds its margin to the span */
+        if ((rc = drain_lease_take(ob, rp.start + LEASE_SPAN_MS - 60000, rp.owner, sizeof(rp.owner),
+                                   err)) != 0) {
+            rp.owner[0] = '\0';
             goto out;
         }
+        rp.lease_left = rp.start + LEASE_SPAN_MS;
         if (cfg->ramp) {
             int found = 0;
             if ((rc = outbox_meta_get(ob, "ramp_started_at", &rp.ramp_from, &found, err)) != 0)
@@ -485,8 +506,8 @@ int replay_run(const struct replay_opts *o, const struct config *cfg, struct out
         rc = d2f_errf(err, D2F_EREMOTE, "%zu writes were refused for good (see the log)",
                       res->failed);
 out:
-    if (owner[0])
-        drain_lease_release(ob, owner);
+    if (rp.owner[0])
+        drain_lease_release(ob, rp.owner);
     firestore_free(live);
     firestore_free(rp.fs);
     gauth_free(auth);

@@ -190,6 +190,25 @@ class Ranges(ReplayBase):
         # another target needs no lease
         self.replay("--rebuild", "--project", OTHER)
 
+    def test_a_live_replay_holds_the_drain_back_for_minutes_not_hours(self):
+        self.server.control("wipe")
+        self.server.faults(latency_ms=300)
+        p = subprocess.Popen([BIN, "replay", "--rebuild"],
+                             env=dict(self.env, DDB2FS_COMMIT_WRITES="20", DDB2FS_CONCURRENCY="1"),
+                             stdout=subprocess.DEVNULL, stderr=subprocess.PIPE, text=True)
+        deadline = time.time() + 30
+        while time.time() < deadline and not query(self.db, "SELECT * FROM lease"):
+            time.sleep(0.05)
+        (owner, _, expires), = [r[1:] for r in query(self.db, "SELECT * FROM lease")]
+        self.assertLessEqual(expires, (time.time() + 5 * 60 + 1) * 1000)
+        d = run(["drain"], env=self.env)
+        self.assertEqual(d.returncode, 1)
+        self.assertIn("another drain holds the lease (%s" % owner, d.stderr)
+        _, err = p.communicate(timeout=300)
+        self.assertEqual(p.returncode, 0, err)
+        self.assertEqual(query(self.db, "SELECT * FROM lease"), [])
+        self.assertEqual(self.server.documents(), final_states(self.lines, self.server.prefix()))
+
     def test_progress_bar_on_a_terminal(self):
         master, slave = pty.openpty()
         p = subprocess.Popen([BIN, "replay", "--rebuild", "--project", OTHER], env=self.env,

@@ -75,6 +75,18 @@ class Valgrind(unittest.TestCase):
             server.faults(UNAVAILABLE=0.3, drop_after_apply=0.2, seed=5)
             self.assertEqual(self.grind(["drain"], dict(env, DDB2FS_COMMIT_WRITES="40"))
                              .returncode, 0)
+            # replay: rebuild, a dry run, dead retries; then pruning
+            server.faults()
+            server.control("wipe")
+            self.assertEqual(self.grind(["replay", "--rebuild"], env).returncode, 0)
+            self.assertEqual(self.grind(["replay", "--resend", "--dry-run", "--until",
+                                         "2025-01-01T00:00:03Z"], env).returncode, 0)
+            self.assertEqual(self.grind(["replay", "--dead"], env).returncode, 0)
+            self.assertEqual(self.grind(["replay", "--dead", "--project", "x"], env).returncode, 2)
+            subprocess.run(["sqlite3", tmp.file("o.db"), "UPDATE record_state SET committed_at "
+                            "= committed_at - 30 * 86400000"], check=True)
+            self.assertEqual(self.grind(["drain"], env).returncode, 0)
+            self.assertEqual(self.grind(["status"], env).returncode, 0)
             # through a service-account key and the token endpoint, then a refusal
             key = ServiceAccount(tmp.file("sa.json"), server.url + "/token")
             server.register(key)
