@@ -1,11 +1,13 @@
 # Shared by tools/demo and tools/test: installing what is missing, building.
 # shellcheck shell=bash
 
-# Debian packages the build needs, and those the tests add.
+# Debian packages the build needs, and those the tests add (used by the scripts that source this).
+# shellcheck disable=SC2034
 BUILD_PACKAGES=(gcc make cmake pkg-config libcjson-dev libsqlite3-dev libsodium-dev
                 libcurl4-openssl-dev libssl-dev sqlite3 python3 curl)
+# shellcheck disable=SC2034
 TEST_PACKAGES=(libcmocka-dev clang clang-format libclang-rt-dev valgrind python3-cryptography
-               python3-jmespath)
+               python3-jmespath shellcheck)
 
 say() {
     printf '\033[1m==> %s\033[0m\n' "$*"
@@ -97,6 +99,4 @@ install_node_package() {
 install_node_peer() {
     ensure_command ip iproute2 || return 1
     install_node_package "$ROOT/tests/bench/node-peer" "$1"
-}
-    fi
 }
