@@ -1,5 +1,7 @@
-"""The local Firestore server refuses what Firestore refuses, and serves get, batchGet and
-list: a server that accepted anything would make the drain's tests prove nothing."""
+"""The local servers refuse what the real services refuse: the Firestore server's validation,
+get, batchGet and list, and the Secrets Manager server's SigV4 check against AWS's published
+test vectors: a server that accepted anything would make the tests that use it prove
+nothing."""
 import json
 import unittest
 import urllib.error
@@ -175,3 +177,85 @@ class Tokens(unittest.TestCase):
 
 if __name__ == "__main__":
     unittest.main()
+
+
+class SigV4(unittest.TestCase):
+    """tests/servers/secrets_server.py's signature check, on AWS's SigV4 test suite (the
+    get-vanilla and post-vanilla requests, key AKIDEXAMPLE, 20150830T123600Z) and on requests
+    that differ from a signed one in one respect each."""
+
+    SECRET = "wJalrXUtnFEMI/K7MDENG+bPxRfiCYEXAMPLEKEY"
+    DATE = "20150830T123600Z"
+
+    @classmethod
+    def setUpClass(cls):
+        import datetime
+        import os
+        import sys
+        sys.path.insert(0, os.path.join(os.path.dirname(os.path.abspath(__file__)), "..",
+                                        "servers"))
+        import secrets_server
+        cls.s = secrets_server
+        cls.now = datetime.datetime(2015, 8, 30, 12, 36, tzinfo=datetime.timezone.utc)
+
+    def test_aws_published_vectors(self):
+        headers = [("Host", "example.amazonaws.com"), ("X-Amz-Date", self.DATE)]
+        for method, expected in (("GET", "5fa00fa31553b73ebf1942676e86291e8372ff2a2260956d9b8a"
+                                          "ae1d763fbf31"),
+                                 ("POST", "5da7c1a2acd57cee7505fc6676e4e544621c30862966e37ddd"
+                                          "b68e92efbe5d6b")):
+            creq = self.s.canonical_request(method, "/", "", headers, ["host", "x-amz-date"], b"")
+            self.assertEqual(self.s.signature(self.SECRET, self.DATE, "us-east-1", "service",
+                                              creq), expected)
+        # get-vanilla-query-order-key-case: the query is sorted before signing
+        creq = self.s.canonical_request("GET", "/", "Param2=value2&Param1=value1", headers,
+                                        ["host", "x-amz-date"], b"")
+        self.assertEqual(self.s.signature(self.SECRET, self.DATE, "us-east-1", "service", creq),
+                         "b97d918cfa904a5beff61c982a1b6f458b799221646efd99d3219ec94cdf2500")
+
+    def signed(self, body=b'{"SecretId":"k"}', token="tok", region="us-east-1"):
+        headers = [("Host", "sm.local"), ("X-Amz-Date", self.DATE),
+                   ("X-Amz-Target", "secretsmanager.GetSecretValue")]
+        signed = ["host", "x-amz-date", "x-amz-target"]
+        if token:
+            headers.append(("X-Amz-Security-Token", token))
+            signed.append("x-amz-security-token")
+        signed.sort()
+        creq = self.s.canonical_request("POST", "/", "", headers, signed, body)
+        sig = self.s.signature(self.SECRET, self.DATE, region, "secretsmanager", creq)
+        headers.append(("Authorization", "AWS4-HMAC-SHA256 Credential=AKIDEXAMPLE/%s/%s/"
+                        "secretsmanager/aws4_request, SignedHeaders=%s, Signature=%s"
+                        % (self.DATE[:8], region, ";".join(signed), sig)))
+        return headers, body
+
+    def verdict(self, headers, body, keys=None, now=None):
+        try:
+            self.s.verify("POST", "/", "", headers, body,
+                          keys or {"AKIDEXAMPLE": (self.SECRET, "tok")}, "us-east-1",
+                          now or self.now)
+            return None
+        except self.s.Refusal as r:
+            return r.type, r.message
+
+    def test_refusals(self):
+        import datetime
+        headers, body = self.signed()
+        self.assertIsNone(self.verdict(headers, body))
+        self.assertEqual(self.verdict(headers, body + b" ")[0], "InvalidSignatureException")
+        self.assertEqual(self.verdict(headers, body, {"AKIDEXAMPLE": ("other", "tok")})[0],
+                         "InvalidSignatureException")
+        self.assertEqual(self.verdict(headers, body, {"AKIDOTHER": (self.SECRET, None)})[0],
+                         "UnrecognizedClientException")
+        changed = [(k, "secretsmanager.ListSecrets" if k == "X-Amz-Target" else v)
+                   for k, v in headers]
+        self.assertEqual(self.verdict(changed, body)[0], "InvalidSignatureException")
+        later = self.now + datetime.timedelta(minutes=6)
+        self.assertIn("Signature expired", self.verdict(headers, body, now=later)[1])
+        earlier = self.now - datetime.timedelta(minutes=6)
+        self.assertIn("not yet current", self.verdict(headers, body, now=earlier)[1])
+        headers, body = self.signed(token=None)
+        self.assertEqual(self.verdict(headers, body)[0], "UnrecognizedClientException")
+        headers, body = self.signed(region="eu-west-1")
+        self.assertIn("valid region", self.verdict(headers, body)[1])
+        unsigned = [(k, v) for k, v in headers if k != "Authorization"]
+        self.assertEqual(self.verdict(unsigned, body)[0], "MissingAuthenticationTokenException")
