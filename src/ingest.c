@@ -114,11 +114,17 @@ int ingest_keys(struct outbox *ob, const struct config *cfg, const struct event_
     int found, rc;
 
     *pk = *sk = NULL;
-    if (rec->error || !rec->table[0])
+    if (!rec->table[0])
         return 0;
     if (ob && ((rc = outbox_keys_get(ob, rec->table, pk, sk, &found, err)) != 0 || found))
         return rc;
     k = config_keys_for(cfg, rec->table);
+    if (rec->error) {
+        /* dead anyway: named from a schema already known, never recorded or asked for */
+        *pk = k ? k->partition : NULL;
+        *sk = k ? k->sort : NULL;
+        return 0;
+    }
     single =
         rec->keys && rec->keys->child && !rec->keys->child->next ? rec->keys->child->string : NULL;
     if (!ob) {

@@ -114,11 +114,36 @@ static int map_image(const struct event_record *rec, const struct config *cfg, c
                     plan->doc_size);
 }
 
+/* The record's document, "collection/id", into plan->document from its Keys. Returns 0, or
+ * D2F_ENOMEM, or another code with err saying what is wrong with the Keys. */
+static int name_document(const struct event_record *rec, const struct config *cfg, const char *pk,
+                         const char *sk, struct record_plan *plan, struct d2f_err *err)
+{
+    const char *collection = config_collection_for(cfg, rec->table);
+    struct buf id;
+    int rc;
+
+    buf_reset(&plan->document);
+    rc = collection ? buf_adds(&plan->document, collection)
+                    : docid_collection(rec->table, &plan->document);
+    if (!rc)
+        rc = buf_addc(&plan->document, '/');
+    if (rc)
+        return rc;
+    buf_init(&id, DOCUMENT_PATH_MAX);
+    rc = docid_from_keys(rec->keys, pk, sk, cfg->separator, &id, err);
+    if (!rc)
+        rc = buf_add(&plan->document, id.data, id.len);
+    buf_release(&id);
+    if (rc)
+        buf_reset(&plan->document);
+    return rc;
+}
+
 int record_plan(const struct event_record *rec, const struct config *cfg, const char *pk,
                 const char *sk, const char *docs_prefix, struct record_plan *plan)
 {
     struct d2f_err err = {0};
-    const char *collection;
     cJSON *fields = NULL;
     int rc;
 
@@ -126,6 +151,11 @@ int record_plan(const struct event_record *rec, const struct config *cfg, const 
         snprintf(plan->error_buf, sizeof(plan->error_buf), "%s", rec->error);
         plan->error = plan->error_buf;
         plan->op = RECORD_DEAD;
+        /* the document it is about, when its Keys tell, so that the document's history shows
+         * it */
+        if (pk && rec->keys && rec->table[0] &&
+            name_document(rec, cfg, pk, sk, plan, &err) == D2F_ENOMEM)
+            return D2F_ENOMEM;
         return 0;
     }
     plan->op = rec->name == EVENT_REMOVE ? RECORD_DELETE : RECORD_UPDATE;
@@ -139,30 +169,11 @@ int record_plan(const struct event_record *rec, const struct config *cfg, const 
                  "DDB2FS_KEYS=%.100s=partitionKey,sortKey",
                  rec->index, rec->table, rec->table);
         plan->error = plan->error_buf;
-    } else {
-        collection = config_collection_for(cfg, rec->table);
-        buf_reset(&plan->document);
-        rc = collection ? buf_adds(&plan->document, collection)
-                        : docid_collection(rec->table, &plan->document);
-        if (!rc)
-            rc = buf_addc(&plan->document, '/');
-        if (rc)
-            return rc;
-        {
-            struct buf id;
-            buf_init(&id, DOCUMENT_PATH_MAX);
-            rc = docid_from_keys(rec->keys, pk, sk, cfg->separator, &id, &err);
-            if (!rc)
-                rc = buf_add(&plan->document, id.data, id.len);
-            buf_release(&id);
-        }
+    } else if ((rc = name_document(rec, cfg, pk, sk, plan, &err)) != 0) {
         if (rc == D2F_ENOMEM)
             return rc;
-        if (rc) {
-            buf_reset(&plan->document);
-            dead(plan, rec, "'dynamodb.Keys': %s", err.msg);
-            return 0;
-        }
+        dead(plan, rec, "'dynamodb.Keys': %s", err.msg);
+        return 0;
     }
 
     if (plan->op == RECORD_UPDATE) {
