@@ -25,7 +25,7 @@ sys.path.insert(0, os.path.join(HERE, "..", "integration"))
 import events  # noqa: E402
 from fsserver import FirestoreServer, RuntimeServer  # noqa: E402
 
-from benchlib import wait_peak  # noqa: E402
+from benchlib import NODE_PEER, isolate, node_peer, wait_peak  # noqa: E402
 
 
 def cold_start(binary, env):
@@ -71,7 +71,9 @@ def main():
     ap.add_argument("--ddb2fs", required=True)
     ap.add_argument("--runs", type=int, default=11)
     ap.add_argument("--smoke", action="store_true")
+    ap.add_argument("--node-peer", default=NODE_PEER)
     args = ap.parse_args()
+    isolate(__file__)
     if args.smoke:
         args.runs = 2
     work = tempfile.mkdtemp(prefix="d2f-bench-lambda-", dir=os.environ.get("BENCH_DIR",
@@ -92,6 +94,14 @@ def main():
             ms, rss, size = invocation(args.ddb2fs, env, n)
             inv[str(n)] = {"ms": round(ms, 1), "peak_rss_mb": round(rss, 1),
                            "event_bytes": size}
+        # the peer: a fresh Node.js process handling the largest event (its cold start, the
+        # client's set-up, and the batch written straight to Firestore)
+        n = 2000 if args.smoke else 10000
+        path = os.path.join(work, "event.json")
+        with open(path, "w") as f:
+            f.write(events.dumps(events.event(n, seed=n)))
+        peer = node_peer(fs, [path], env, 0, n, args.node_peer)
+        peer["records"] = n
     finally:
         fs.stop()
     cold = statistics.median(existing)
@@ -101,6 +111,7 @@ def main():
                              "new_outbox": round(statistics.median(fresh), 2),
                              "all_existing": [round(x, 2) for x in sorted(existing)]},
            "invocations": inv,
+           "node_peer_google_client_cold_process": peer,
            "targets": {"cold_start_ms_max": 10, "peak_rss_mb_max_for_6mb_event": 128},
            "met": cold < 10 and (not big or big["peak_rss_mb"] < 128)}
     print(json.dumps(out, indent=2))
