@@ -37,7 +37,25 @@ struct outbox {
     struct keys_entry *keys;
     struct asked *asked; /* tables whose schema could not be had, and when */
     int in_tx;
+    int64_t busy_since; /* when the current wait for another's lock began (ms) */
 };
+
+/* Waits for another connection's lock, polling often: a writer that releases its lock and
+ * takes it again a moment later (pruning, in small transactions) must not starve the one that
+ * waits, as SQLite's own handler, sleeping up to 100 ms between tries, lets it. Polls every
+ * millisecond for the first 100 tries, then every 5 ms, until the busy timeout. */
+static int busy_wait(void *arg, int count)
+{
+    struct outbox *ob = arg;
+    int64_t now = outbox_now_ms();
+
+    if (count == 0)
+        ob->busy_since = now;
+    if (now - ob->busy_since >= OUTBOX_BUSY_TIMEOUT_MS)
+        return 0;
+    usleep(count < 100 ? 1000 : 5000);
+    return 1;
+}
 
 static const char insert_sql[] =
     "INSERT INTO record_info (stream_arn, seq, seq_key, raw_sha256, event_id, event_name, "
@@ -239,7 +257,7 @@ int outbox_open(struct outbox **out, const char *path, enum config_journal journ
         goto fail;
     }
     sqlite3_extended_result_codes(ob->db, 1);
-    sqlite3_busy_timeout(ob->db, OUTBOX_BUSY_TIMEOUT_MS);
+    sqlite3_busy_handler(ob->db, busy_wait, ob);
     if (mode == OUTBOX_READONLY) {
         if ((rc = read_only(ob, err)) != 0)
             goto fail;
@@ -892,6 +910,8 @@ out:
 
 /* Rows pruned per transaction: a writer waits at most for this many. */
 #define PRUNE_BATCH 500
+/* The pause between two of them. */
+#define PRUNE_PAUSE_US 3000
 
 int outbox_prune(struct outbox *ob, int64_t cutoff_ms, int64_t deadline_ms, int64_t *pruned,
                  struct d2f_err *err)
@@ -949,6 +969,8 @@ int outbox_prune(struct outbox *ob, int64_t cutoff_ms, int64_t deadline_ms, int6
         if (!n)
             break;
         after = ids[n - 1];
+        /* a moment without the lock, for a writer that waits (busy_wait polls every ms) */
+        usleep(PRUNE_PAUSE_US);
     }
     /* give the freed pages back to the file system, a little at a time */
     while (!rc && *pruned && outbox_now_ms() < deadline_ms) {

@@ -312,6 +312,44 @@ class Retention(ReplayBase):
         self.assertEqual(p.returncode, 2)
         self.assertIn("DDB2FS_RETENTION", p.stderr)
 
+    def test_pruning_lets_ingest_in_between(self):
+        self.ingest([events.event(10, seed=130)])
+        # 300,000 old committed changes of 1,000 documents, made directly in SQL
+        rows = ("WITH RECURSIVE n(i) AS (SELECT 1 UNION ALL SELECT i + 1 FROM n "
+                "WHERE i < 300000) ")
+        subprocess.run(["sqlite3", self.db,
+                        rows + "INSERT INTO record_info (id, stream_arn, seq, seq_key, event_name,"
+                        " table_name, document, op, arrived_at) SELECT 1000 + i, 'arn:old', i, "
+                        "printf('%040d', i), 'MODIFY', 'Orders', 'Orders/old-' || (i % 1000), "
+                        "'update', 0 FROM n;" +
+                        rows + "INSERT INTO record_state (id, state, committed_at) "
+                        "SELECT 1000 + i, 'committed', 0 FROM n;" +
+                        rows + "INSERT INTO record_raw (id, raw) SELECT 1000 + i, '{}' FROM n;"],
+                       check=True)
+        prune = subprocess.Popen([BIN, "drain"], env=self.env, stdout=subprocess.DEVNULL,
+                                 stderr=subprocess.PIPE, text=True)
+        # once rows start to go, ingest meanwhile
+        total = query(self.db, "SELECT count(*) FROM record_info")[0][0]
+        while prune.poll() is None and \
+                query(self.db, "SELECT count(*) FROM record_info")[0][0] == total:
+            time.sleep(0.005)
+        start = time.time()
+        p = run(["ingest", "-"], env=self.env,
+                stdin=events.dumps(events.event(10, first=900000, seed=140)))
+        took = time.time() - start
+        self.assertEqual(p.returncode, 0, p.stderr)
+        _, err = prune.communicate(timeout=600)
+        self.assertEqual(prune.returncode, 0, err)
+        pruned = [json.loads(l) for l in err.splitlines() if '"pruned"' in l][0]
+        # the ingest waited for one small transaction at most, not for the whole pruning
+        self.assertEqual(pruned["pruned"], 300000 - 1000)
+        self.assertLess(took * 3, pruned["seconds"], (took, pruned))
+        print("ingest during pruning: %.3f s; pruning %.3f s" % (took, pruned["seconds"]))
+        self.assertEqual(query(self.db, "SELECT count(*) FROM records WHERE seq_key >= ?",
+                               "%040d" % 100000000000000900000)[0][0], 10)
+        self.assertEqual(query(self.db, "SELECT count(*) FROM documents "
+                                        "WHERE document LIKE 'Orders/old-%'")[0][0], 1000)
+
     def test_pending_and_dead_records_are_never_pruned(self):
         ev = events.event(200, seed=120)
         ev["Records"][5]["eventName"] = "BOGUS"
