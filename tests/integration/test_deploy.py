@@ -359,6 +359,13 @@ class Commands(unittest.TestCase):
         self.assertIn("--app 'Bad_Name'", p.stderr)
         p = self.run_tool(DEPLOY, "--dry-run", "--vpc-id", "vpc-1", code=1)
         self.assertIn("two private subnets", p.stderr)
+        inside = os.path.join(SOURCE, "build", "test-deploy-sa.json")
+        shutil.copy(self.key.path, inside)
+        try:
+            p = self.run_tool(DEPLOY, "--dry-run", "--key-file", inside, code=1)
+        finally:
+            os.remove(inside)
+        self.assertIn("the image's build context: move it out", p.stderr)
         p = self.run_tool(DESTROY, "--dry-run", code=1)
         self.assertIn("no stack 'orders-mirror'", p.stderr)
         self.assertEqual(self.cloud_now(), cloud)
