@@ -242,6 +242,16 @@ class Dead(ReplayBase):
         self.assertEqual(len(dead), 1)
         self.assertIn("poison", dead[0][2])
         self.assertNotIn(victim, self.server.documents())
+        # status says it in one screen, and what to do
+        st = run(["status"], env=self.env).stdout
+        self.assertIn("dead, most frequent reasons", st)
+        self.assertIn("Value for field 'x' is poison.", st)
+        self.assertIn("retry: ddb2fs replay --dead", st)
+        self.assertIn("last minutes (UTC)", st)
+        self.assertRegex(st, r"DDB2FS_COMMIT_WRITES +500")
+        js = json.loads(run(["status", "--json"], env=self.env).stdout)
+        self.assertEqual(js["dead_reasons"][0]["records"], 1)
+        self.assertEqual(sum(m["committed"] for m in js["throughput"]), 299)
         # still refused: stays dead, with the new reason
         self.server.faults(refuse={victim: "Still poison."})
         p = self.replay("--dead", code=1)
