@@ -56,7 +56,8 @@ int aws_json_call(const struct config *cfg, const struct aws_request *req, cJSON
     struct http *http = NULL;
     struct http_call call, *calls[1] = {&call};
     static const char room[ANSWER_ROOM];
-    char url[2048], sigv4[128], target[256], token[4096], *userpwd = NULL;
+    char url[2048], sigv4[128], target[256], token[4096], *userpwd = NULL, *body = NULL;
+    cJSON *request = NULL;
     size_t n = 0;
     int rc;
 
@@ -77,7 +78,9 @@ int aws_json_call(const struct config *cfg, const struct aws_request *req, cJSON
     snprintf(target, sizeof(target), "X-Amz-Target: %s", req->target);
     n = strlen(cfg->aws_key_id) + strlen(cfg->aws_secret) + 2;
     if (!(userpwd = malloc(n)) || buf_add(&call.response, room, sizeof(room)) != 0 ||
-        (rc = http_new(&http, err)) != 0) {
+        !(request = cJSON_CreateObject()) ||
+        !cJSON_AddStringToObject(request, req->key, req->value) ||
+        !(body = cJSON_PrintUnformatted(request)) || (rc = http_new(&http, err)) != 0) {
         rc = d2f_errf(err, D2F_ENOMEM, "out of memory");
         goto out;
     }
@@ -86,8 +89,8 @@ int aws_json_call(const struct config *cfg, const struct aws_request *req, cJSON
     call.method = "POST";
     call.url = url;
     call.content_type = req->content_type;
-    call.body = req->body;
-    call.body_len = strlen(req->body);
+    call.body = body;
+    call.body_len = strlen(body);
     call.aws_sigv4 = sigv4;
     call.userpwd = userpwd;
     call.extra_headers[0] = target;
@@ -112,6 +115,8 @@ int aws_json_call(const struct config *cfg, const struct aws_request *req, cJSON
         *answer = NULL;
     }
 out:
+    cJSON_free(body);
+    cJSON_Delete(request);
     sodium_memzero(userpwd, n);
     free(userpwd);
     sodium_memzero(token, sizeof(token));

@@ -18,7 +18,8 @@ struct aws_request {
     const char *endpoint;     /* base URL override (AWS_ENDPOINT_URL_…), or NULL for AWS's */
     const char *target;       /* X-Amz-Target, "DynamoDB_20120810.DescribeTable" */
     const char *content_type; /* "application/x-amz-json-1.0" or "…-1.1" */
-    const char *body;         /* the JSON request */
+    const char *key;          /* the request's one member, {"key": "value"}: "TableName" */
+    const char *value;        /* its value */
     const char *what;         /* names the call in errors: "DescribeTable 'Orders'" */
 };
 

@@ -27,8 +27,10 @@ int awssm_get_secret(const struct config *cfg, const char *id, char **value, siz
                               .endpoint = cfg->secrets_endpoint,
                               .target = "secretsmanager.GetSecretValue",
                               .content_type = "application/x-amz-json-1.1",
+                              .key = "SecretId",
+                              .value = id,
                               .what = what};
-    cJSON *body = cJSON_CreateObject(), *answer = NULL, *str, *bin;
+    cJSON *answer = NULL, *str, *bin;
     char *v = NULL;
     size_t n = 0;
     int rc;
@@ -37,11 +39,6 @@ int awssm_get_secret(const struct config *cfg, const char *id, char **value, siz
     *len = 0;
     *binary = 0;
     snprintf(what, sizeof(what), "GetSecretValue '%.1024s'", id);
-    if (!body || !cJSON_AddStringToObject(body, "SecretId", id) ||
-        !(req.body = cJSON_PrintUnformatted(body))) {
-        rc = d2f_errf(err, D2F_ENOMEM, "out of memory");
-        goto out;
-    }
     if ((rc = aws_json_call(cfg, &req, &answer, err)) != 0)
         goto out;
     str = cJSON_GetObjectItemCaseSensitive(answer, "SecretString");
@@ -75,7 +72,5 @@ out:
         cJSON_Delete(answer);
     }
     sodium_free(v);
-    cJSON_Delete(body);
-    cJSON_free((void *)req.body);
     return rc;
 }

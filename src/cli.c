@@ -375,7 +375,6 @@ static int cmd_drain(int argc, char **argv)
     struct gauth *auth = NULL;
     struct firestore *fs = NULL;
     struct drain_stats st = {0};
-    struct config_description settings;
     int64_t deadline;
     int rc, status = EXIT_USAGE;
 
@@ -396,8 +395,7 @@ static int cmd_drain(int argc, char **argv)
     if ((rc = outbox_open(&ob, cfg.outbox, cfg.journal, OUTBOX_EXISTING, &err)) != 0 ||
         (rc = outbox_check_keys(ob, &cfg, &err)) != 0)
         goto out;
-    config_describe(&cfg, &settings);
-    if ((rc = outbox_settings(ob, settings.pairs, settings.n, &err)) != 0)
+    if ((rc = outbox_settings(ob, &cfg, &err)) != 0)
         goto out;
     deadline = http_now_ms() + cfg.drain_seconds * 1000;
     rc = drain_run(ob, &cfg, fs, deadline, &st, &err);
@@ -558,6 +556,7 @@ static int cmd_replay(int argc, char **argv)
         {"--project", offsetof(struct replay_opts, project)},
         {"--database", offsetof(struct replay_opts, database)},
         {"--emulator", offsetof(struct replay_opts, emulator)},
+        {"--seconds", 0}, /* a number, read below */
     };
     struct replay_opts o = {.seconds = 3600};
     struct replay_result res = {0};
@@ -565,7 +564,7 @@ static int cmd_replay(int argc, char **argv)
     struct d2f_err err = {0};
     struct outbox *ob = NULL;
     struct http *http = NULL;
-    int modes = 0, rc, status = EXIT_USAGE;
+    int modes = 0, rc, status;
 
     if (wants_help(argc, argv)) {
         fputs(replay_help, stdout);
@@ -585,15 +584,6 @@ static int cmd_replay(int argc, char **argv)
             o.dry_run = 1;
             continue;
         }
-        if (strcmp(a, "--seconds") == 0 && i + 1 < argc) {
-            char *end;
-            o.seconds = strtol(argv[++i], &end, 10);
-            if (*end || o.seconds < 1 || o.seconds > 7 * 86400) {
-                fprintf(stderr, "ddb2fs replay: --seconds takes 1 to 604800\n");
-                return EXIT_USAGE;
-            }
-            continue;
-        }
         for (k = 0; k < sizeof(values) / sizeof(values[0]); k++)
             if (strcmp(a, values[k].name) == 0)
                 break;
@@ -603,7 +593,16 @@ static int cmd_replay(int argc, char **argv)
                     replay_help);
             return EXIT_USAGE;
         }
-        *(const char **)((char *)&o + values[k].offset) = argv[++i];
+        if (values[k].offset) {
+            *(const char **)((char *)&o + values[k].offset) = argv[++i];
+        } else {
+            char *end;
+            o.seconds = strtol(argv[++i], &end, 10);
+            if (*end || o.seconds < 1 || o.seconds > 7 * 86400) {
+                fprintf(stderr, "ddb2fs replay: --seconds takes 1 to 604800\n");
+                return EXIT_USAGE;
+            }
+        }
     }
     if (modes != 1) {
         fprintf(stderr, "ddb2fs replay: give one of --rebuild, --resend, --dead\n\n%s",
@@ -612,24 +611,30 @@ static int cmd_replay(int argc, char **argv)
     }
     if (load_config(&cfg))
         return EXIT_USAGE;
-    if ((rc = http_new(&http, &err)) != 0 ||
+    if ((rc = http_new(&http, &err)) == 0 &&
         (rc = outbox_open(&ob, cfg.outbox, cfg.journal,
-                          o.dry_run ? OUTBOX_READONLY : OUTBOX_EXISTING, &err)) != 0)
-        goto out;
-    rc = replay_run(&o, &cfg, ob, http, stdout, stderr, &res, &err);
-    if (rc != D2F_EUSAGE && rc != D2F_ECONFIG)
-        replay_log(&o, &res, rc ? err.msg : NULL);
+                          o.dry_run ? OUTBOX_READONLY : OUTBOX_EXISTING, &err)) == 0) {
+        rc = replay_run(&o, &cfg, ob, http, stdout, stderr, &res, &err);
+        if (rc != D2F_EUSAGE && rc != D2F_ECONFIG)
+            replay_log(&o, &res, rc ? err.msg : NULL);
+    }
     status = rc == D2F_EUSAGE || rc == D2F_ECONFIG ? EXIT_USAGE : rc ? EXIT_FAILED : 0;
-out:
     if (rc)
         fprintf(stderr, "ddb2fs replay: %s\n", err.msg);
-    if (rc && !ob && status == EXIT_USAGE)
-        status = EXIT_FAILED;
     outbox_close(ob);
     http_free(http);
     config_release(&cfg);
     return status;
 }
+
+static const struct {
+    const char *name;
+    int (*run)(int argc, char **argv);
+} commands[] = {
+    {"ingest", cmd_ingest},     {"convert", cmd_convert}, {"status", cmd_status},
+    {"drain", cmd_drain},       {"lambda", cmd_lambda},   {"replay", cmd_replay},
+    {"seal-key", cmd_seal_key},
+};
 
 int cli_main(int argc, char **argv)
 {
@@ -647,20 +652,9 @@ int cli_main(int argc, char **argv)
         puts("ddb2fs " DDB2FS_VERSION);
         return 0;
     }
-    if (strcmp(cmd, "ingest") == 0)
-        return cmd_ingest(argc, argv);
-    if (strcmp(cmd, "convert") == 0)
-        return cmd_convert(argc, argv);
-    if (strcmp(cmd, "status") == 0)
-        return cmd_status(argc, argv);
-    if (strcmp(cmd, "drain") == 0)
-        return cmd_drain(argc, argv);
-    if (strcmp(cmd, "lambda") == 0)
-        return cmd_lambda(argc, argv);
-    if (strcmp(cmd, "replay") == 0)
-        return cmd_replay(argc, argv);
-    if (strcmp(cmd, "seal-key") == 0)
-        return cmd_seal_key(argc, argv);
+    for (size_t i = 0; i < sizeof(commands) / sizeof(commands[0]); i++)
+        if (strcmp(cmd, commands[i].name) == 0)
+            return commands[i].run(argc, argv);
     fprintf(stderr, "ddb2fs: '%s' is not a command\n\n%s", cmd, usage_text);
     return EXIT_USAGE;
 }

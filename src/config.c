@@ -337,6 +337,7 @@ static int load(struct config *cfg, const char *(*get)(const char *), struct d2f
                            "DDB2FS_KEY_SEALED",
                            "DDB2FS_KEY_SECRET"};
     const char *v[V_COUNT];
+    char *k[V_COUNT];
     struct arena a = {0};
     int choice, rc;
 
@@ -349,33 +350,30 @@ static int load(struct config *cfg, const char *(*get)(const char *), struct d2f
     }
     a.cap += sizeof(DEFAULT_OUTBOX_LAMBDA) + sizeof("(default)") + sizeof("#") +
              sizeof(DEFAULT_ENDPOINT);
-    if (v[V_AWS_ENDPOINT]) /* kept for DynamoDB and for Secrets Manager */
-        a.cap += strlen(v[V_AWS_ENDPOINT]) + 1;
     a.data = cfg->storage = malloc(a.cap);
     if (!a.data)
         return d2f_errf(err, D2F_ENOMEM, "out of memory");
+    /* every variable set is kept once; the settings point into it (or at a kept default) */
+    for (size_t i = 0; i < V_COUNT; i++)
+        k[i] = v[i] ? keep(&a, v[i]) : NULL;
 
-    cfg->outbox = keep(&a, v[V_OUTBOX]        ? v[V_OUTBOX]
-                           : v[V_RUNTIME_API] ? DEFAULT_OUTBOX_LAMBDA
-                                              : DEFAULT_OUTBOX_LOCAL);
-    cfg->project = v[V_PROJECT] ? keep(&a, v[V_PROJECT]) : NULL;
-    cfg->database = keep(&a, v[V_DATABASE] ? v[V_DATABASE] : "(default)");
-    cfg->separator = keep(&a, v[V_SEPARATOR] ? v[V_SEPARATOR] : "#");
-    cfg->emulator = v[V_EMULATOR] ? keep(&a, v[V_EMULATOR]) : NULL;
-    cfg->endpoint = keep(&a, v[V_ENDPOINT] ? v[V_ENDPOINT] : DEFAULT_ENDPOINT);
-    cfg->credentials = v[V_CREDENTIALS] ? keep(&a, v[V_CREDENTIALS]) : NULL;
-    cfg->aws_region = v[V_REGION] ? keep(&a, v[V_REGION]) : NULL;
-    cfg->aws_key_id = v[V_KEY_ID] ? keep(&a, v[V_KEY_ID]) : NULL;
-    cfg->aws_secret = v[V_SECRET] ? keep(&a, v[V_SECRET]) : NULL;
-    cfg->aws_token = v[V_TOKEN] ? keep(&a, v[V_TOKEN]) : NULL;
-    cfg->dynamodb_endpoint = v[V_DDB_ENDPOINT]   ? keep(&a, v[V_DDB_ENDPOINT])
-                             : v[V_AWS_ENDPOINT] ? keep(&a, v[V_AWS_ENDPOINT])
-                                                 : NULL;
-    cfg->secrets_endpoint = v[V_SM_ENDPOINT]    ? keep(&a, v[V_SM_ENDPOINT])
-                            : v[V_AWS_ENDPOINT] ? keep(&a, v[V_AWS_ENDPOINT])
-                                                : NULL;
-    cfg->key_sealed = v[V_KEY_SEALED] ? keep(&a, v[V_KEY_SEALED]) : NULL;
-    cfg->key_secret = v[V_KEY_SECRET] ? keep(&a, v[V_KEY_SECRET]) : NULL;
+    cfg->outbox = k[V_OUTBOX]        ? k[V_OUTBOX]
+                  : k[V_RUNTIME_API] ? keep(&a, DEFAULT_OUTBOX_LAMBDA)
+                                     : keep(&a, DEFAULT_OUTBOX_LOCAL);
+    cfg->project = k[V_PROJECT];
+    cfg->database = k[V_DATABASE] ? k[V_DATABASE] : keep(&a, "(default)");
+    cfg->separator = k[V_SEPARATOR] ? k[V_SEPARATOR] : keep(&a, "#");
+    cfg->emulator = k[V_EMULATOR];
+    cfg->endpoint = k[V_ENDPOINT] ? k[V_ENDPOINT] : keep(&a, DEFAULT_ENDPOINT);
+    cfg->credentials = k[V_CREDENTIALS];
+    cfg->aws_region = k[V_REGION];
+    cfg->aws_key_id = k[V_KEY_ID];
+    cfg->aws_secret = k[V_SECRET];
+    cfg->aws_token = k[V_TOKEN];
+    cfg->dynamodb_endpoint = k[V_DDB_ENDPOINT] ? k[V_DDB_ENDPOINT] : k[V_AWS_ENDPOINT];
+    cfg->secrets_endpoint = k[V_SM_ENDPOINT] ? k[V_SM_ENDPOINT] : k[V_AWS_ENDPOINT];
+    cfg->key_sealed = k[V_KEY_SEALED];
+    cfg->key_secret = k[V_KEY_SECRET];
     if (cfg->aws_region && (strpbrk(cfg->aws_region, "/: ") || strlen(cfg->aws_region) > 32))
         return d2f_errf(err, D2F_ECONFIG, "AWS_REGION: '%.32s' is not a region", cfg->aws_region);
     if (cfg->dynamodb_endpoint && !url_ok(cfg->dynamodb_endpoint))
@@ -418,9 +416,9 @@ static int load(struct config *cfg, const char *(*get)(const char *), struct d2f
                             "UTF-8 without '/' or '%%'",
                             cfg->separator);
     }
-    if (v[V_KEYS] && (rc = parse_keys(cfg, keep(&a, v[V_KEYS]), err)) != 0)
+    if (k[V_KEYS] && (rc = parse_keys(cfg, k[V_KEYS], err)) != 0)
         return rc;
-    if (v[V_COLLECTIONS] && (rc = parse_collections(cfg, keep(&a, v[V_COLLECTIONS]), err)) != 0)
+    if (k[V_COLLECTIONS] && (rc = parse_collections(cfg, k[V_COLLECTIONS], err)) != 0)
         return rc;
 
     choice = CONFIG_NUMBERS_AUTO;

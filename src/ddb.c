@@ -17,17 +17,14 @@ int ddb_key_schema(const struct config *cfg, const char *table, struct buf *pk, 
                               .endpoint = cfg->dynamodb_endpoint,
                               .target = "DynamoDB_20120810.DescribeTable",
                               .content_type = "application/x-amz-json-1.0",
+                              .key = "TableName",
+                              .value = table,
                               .what = what};
-    cJSON *body = cJSON_CreateObject(), *answer = NULL;
+    cJSON *answer = NULL;
     const cJSON *schema, *k;
     int rc = 0;
 
     snprintf(what, sizeof(what), "DescribeTable '%s'", table);
-    if (!body || !cJSON_AddStringToObject(body, "TableName", table) ||
-        !(req.body = cJSON_PrintUnformatted(body))) {
-        rc = d2f_errf(err, D2F_ENOMEM, "out of memory");
-        goto out;
-    }
     if ((rc = aws_json_call(cfg, &req, &answer, err)) != 0) {
         if (rc == D2F_ECONFIG)
             d2f_errf(err, rc,
@@ -57,7 +54,5 @@ int ddb_key_schema(const struct config *cfg, const char *table, struct buf *pk, 
                       "DescribeTable '%s': the answer has no HASH key in Table.KeySchema", table);
 out:
     cJSON_Delete(answer);
-    cJSON_Delete(body);
-    cJSON_free((void *)req.body);
     return rc;
 }

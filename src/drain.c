@@ -68,11 +68,11 @@ static void sleep_ms(int64_t ms)
 
 /* Reads a kept row back into a record (rec->json NULL when it is not JSON); *op and *raw
  * belong to the caller, who releases rec first. */
-static int load_row(struct run *r, int64_t id, struct event_record *rec, char **op, char **raw,
+static int load_row(struct outbox *ob, int64_t id, struct event_record *rec, char **op, char **raw,
                     struct d2f_err *err)
 {
     size_t len = 0;
-    int rc = outbox_record(r->ob, id, op, raw, &len, err);
+    int rc = outbox_record(ob, id, op, raw, &len, err);
 
     memset(rec, 0, sizeof(*rec));
     if (rc)
@@ -85,29 +85,44 @@ static int load_row(struct run *r, int64_t id, struct event_record *rec, char **
     return 0;
 }
 
-/* Gives a row whose key schema was unknown at ingest its document, if the schema is known now.
- * Returns 0 (row->document set or still NULL) or an outbox error. */
-static int resolve(struct run *r, struct outbox_pending *row, struct d2f_err *err)
+int drain_plan_row(struct outbox *ob, const struct config *cfg, int64_t id, int may_record,
+                   const char *docs_prefix, struct record_plan *plan, int *parsed,
+                   struct d2f_err *err)
 {
     struct event_record rec;
-    struct record_plan plan;
     const char *pk, *sk;
     char *op = NULL, *raw = NULL;
     int rc;
 
-    if ((rc = load_row(r, row->id, &rec, &op, &raw, err)) != 0)
+    *parsed = 0;
+    if ((rc = load_row(ob, id, &rec, &op, &raw, err)) != 0)
         return rc;
+    if (rec.json) {
+        *parsed = 1;
+        if ((rc = ingest_keys(may_record ? ob : NULL, cfg, &rec, &pk, &sk, err)) == 0)
+            rc = record_plan(&rec, cfg, pk, sk, docs_prefix, plan);
+    }
+    event_record_release(&rec);
+    free(op);
+    free(raw);
+    return rc;
+}
+
+/* Gives a row whose key schema was unknown at ingest its document, if the schema is known now.
+ * Returns 0 (row->document set or still NULL) or an outbox error. */
+static int resolve(struct run *r, struct outbox_pending *row, struct d2f_err *err)
+{
+    struct record_plan plan;
+    int parsed, rc;
+
     record_plan_init(&plan);
-    if (rec.json && (rc = ingest_keys(r->ob, r->cfg, &rec, &pk, &sk, err)) == 0 && pk &&
-        (rc = record_plan(&rec, r->cfg, pk, sk, NULL, &plan)) == 0 && plan.document.len) {
+    rc = drain_plan_row(r->ob, r->cfg, row->id, 1, NULL, &plan, &parsed, err);
+    if (!rc && plan.document.len) {
         rc = outbox_set_document(r->ob, row->id, plan.document.data, err);
         if (!rc && !(row->document = strdup(plan.document.data)))
             rc = d2f_errf(err, D2F_ENOMEM, "out of memory");
     }
     record_plan_release(&plan);
-    event_record_release(&rec);
-    free(op);
-    free(raw);
     return rc;
 }
 
@@ -194,7 +209,7 @@ static int build_item(struct run *r, struct item *it, int *keep, struct d2f_err 
     int rc;
 
     *keep = 0;
-    if ((rc = load_row(r, it->ids[it->nids - 1], &rec, &op, &raw, err)) != 0)
+    if ((rc = load_row(r->ob, it->ids[it->nids - 1], &rec, &op, &raw, err)) != 0)
         return rc;
     if (!rec.json) {
         d2f_errf(&why, D2F_EINPUT, "row %lld: the kept record is not JSON",

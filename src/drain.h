@@ -40,6 +40,7 @@
 #include "d2f.h"
 #include "firestore.h"
 #include "outbox.h"
+#include "record.h"
 
 /* Pending rows read (id and document only) and coalesced at a time. */
 #define DRAIN_WINDOW 250000
@@ -67,6 +68,16 @@ struct drain_stats {
  */
 int drain_run(struct outbox *ob, const struct config *cfg, struct firestore *fs,
               int64_t deadline_ms, struct drain_stats *stats, struct d2f_err *err) D2F_WUR;
+
+/*
+ * Plans kept row id again, with today's settings and the table's key schema (recorded in the
+ * outbox; asked for and recorded only when may_record), into plan as record_plan does, with
+ * the Write when docs_prefix is given. *parsed is 0 when the kept record is not JSON (plan is
+ * then untouched). Returns 0, or an outbox error or D2F_ENOMEM.
+ */
+int drain_plan_row(struct outbox *ob, const struct config *cfg, int64_t id, int may_record,
+                   const char *docs_prefix, struct record_plan *plan, int *parsed,
+                   struct d2f_err *err) D2F_WUR;
 
 /* Takes the drain lease (one drainer or replay at a time) until deadline_ms and a margin; owner
  * (cap bytes) receives the name to release it with. D2F_EIO naming the holder when it is

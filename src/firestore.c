@@ -32,8 +32,9 @@ int firestore_new(struct firestore **out, const struct config *cfg, struct http 
 {
     struct firestore *fs;
     const char *project = cfg->project ? cfg->project : auth ? gauth_project(auth) : NULL;
-    char base[2048], db[1024];
+    char base[2048];
     size_t n;
+    int rc;
 
     *out = NULL;
     if (!cfg->emulator && !auth)
@@ -53,17 +54,15 @@ int firestore_new(struct firestore **out, const struct config *cfg, struct http 
     n = strlen(base);
     while (n && base[n - 1] == '/')
         base[--n] = '\0';
-    snprintf(db, sizeof(db), "projects/%s/databases/%s", project, cfg->database);
-    fs = calloc(1, sizeof(*fs));
-    if (!fs)
-        return d2f_errf(err, D2F_ENOMEM, "out of memory");
+    strncat(base, "/v1/", sizeof(base) - n - 1);
+    if ((rc = firestore_names(&fs, project, cfg->database, err)) != 0)
+        return rc;
     fs->http = http;
     fs->auth = cfg->emulator ? NULL : auth;
-    strncat(base, "/v1/", sizeof(base) - n - 1);
-    fs->commit_url = joined(base, db, "/documents:commit");
-    fs->batch_get_url = joined(base, db, "/documents:batchGet");
-    fs->docs_prefix = joined(db, "/documents", "");
-    if (!fs->commit_url || !fs->batch_get_url || !fs->docs_prefix) {
+    /* "projects/P/databases/D/documents" + ":commit" and ":batchGet" */
+    fs->commit_url = joined(base, fs->docs_prefix, ":commit");
+    fs->batch_get_url = joined(base, fs->docs_prefix, ":batchGet");
+    if (!fs->commit_url || !fs->batch_get_url) {
         firestore_free(fs);
         return d2f_errf(err, D2F_ENOMEM, "out of memory");
     }
@@ -80,11 +79,7 @@ int firestore_connect(const struct config *cfg, struct http *http, struct gauth 
 
     *auth = NULL;
     snprintf(audience, sizeof(audience), "%s/", cfg->endpoint);
-    if (!cfg->emulator && cfg->key_secret &&
-        (rc = secret_credentials(cfg, mode, audience, http, auth, err)) != 0)
-        return rc;
-    if (!cfg->emulator && cfg->credentials &&
-        (rc = gauth_from_file(auth, cfg->credentials, mode, audience, http, err)) != 0)
+    if (!cfg->emulator && (rc = secret_credentials(cfg, mode, audience, http, auth, err)) != 0)
         return rc;
     return firestore_new(out, cfg, http, *auth, err);
 }

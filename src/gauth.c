@@ -11,8 +11,7 @@
 #include <openssl/pem.h>
 #include <sodium.h>
 
-/* Caps on what we read: a key file, a token endpoint's answer. */
-#define KEY_FILE_MAX (64 * 1024)
+/* Cap on what we read of a token endpoint's answer. */
 #define TOKEN_ANSWER_MAX (64 * 1024)
 #define BEARER_MAX 8192
 
@@ -111,37 +110,6 @@ out:
         cJSON_Delete(key);
     }
     gauth_free(g);
-    return rc;
-}
-
-int gauth_from_file(struct gauth **out, const char *path, enum gauth_mode mode,
-                    const char *audience, struct http *http, struct d2f_err *err)
-{
-    FILE *f = fopen(path, "rb");
-    char *text;
-    size_t n;
-    int rc;
-
-    *out = NULL;
-    if (!f)
-        return d2f_errf(err, D2F_ECONFIG, "GOOGLE_APPLICATION_CREDENTIALS: cannot open '%s': %s",
-                        path, strerror(errno));
-    text = sodium_malloc(KEY_FILE_MAX);
-    if (!text) {
-        fclose(f);
-        return d2f_errf(err, D2F_ENOMEM, "out of memory");
-    }
-    n = fread(text, 1, KEY_FILE_MAX, f);
-    fclose(f);
-    if (n == KEY_FILE_MAX) {
-        sodium_free(text);
-        return d2f_errf(err, D2F_ECONFIG,
-                        "GOOGLE_APPLICATION_CREDENTIALS: '%s' is over %d bytes; not a key file",
-                        path, KEY_FILE_MAX);
-    }
-    rc = gauth_from_json(out, text, n, mode, audience, http, err);
-    sodium_memzero(text, n);
-    sodium_free(text);
     return rc;
 }
 

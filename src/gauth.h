@@ -13,7 +13,7 @@
  * logged or put in an error message.
  *
  * Calling sequence
- *   gauth_from_json(&g, json, len, mode, audience, http, &err);   (or gauth_from_file)
+ *   gauth_from_json(&g, json, len, mode, audience, http, &err);   (secret.h reads the key)
  *   gauth_token(g, deadline_ms, &bearer, &err);  "Bearer …", valid until the next call
  *   gauth_invalidate(g) after a 401; gauth_free(g).
  *
@@ -41,10 +41,6 @@ struct gauth;
  * copy). audience: the Firestore endpoint, for self-signed tokens ("https://…/"). http must
  * outlive the credentials. */
 int gauth_from_json(struct gauth **out, const char *json, size_t len, enum gauth_mode mode,
-                    const char *audience, struct http *http, struct d2f_err *err) D2F_WUR;
-
-/* The same from a file (GOOGLE_APPLICATION_CREDENTIALS); the text read is wiped. */
-int gauth_from_file(struct gauth **out, const char *path, enum gauth_mode mode,
                     const char *audience, struct http *http, struct d2f_err *err) D2F_WUR;
 
 /* Frees the credentials, wiping the key and token; accepts NULL. */

@@ -50,7 +50,6 @@ int handler_new(struct handler **out, const char *(*get)(const char *), struct h
                 struct d2f_err *err)
 {
     struct handler *h = calloc(1, sizeof(*h));
-    struct config_description settings;
     int rc;
 
     *out = NULL;
@@ -63,8 +62,7 @@ int handler_new(struct handler **out, const char *(*get)(const char *), struct h
         (rc = outbox_open(&h->ob, h->cfg.outbox, h->cfg.journal, OUTBOX_CREATE, err)) != 0 ||
         (rc = outbox_check_keys(h->ob, &h->cfg, err)) != 0)
         goto fail;
-    config_describe(&h->cfg, &settings);
-    if ((rc = outbox_settings(h->ob, settings.pairs, settings.n, err)) != 0)
+    if ((rc = outbox_settings(h->ob, &h->cfg, err)) != 0)
         goto fail;
     if (!(h->ing = ingest_new(h->ob, &h->cfg))) {
         rc = d2f_errf(err, D2F_ENOMEM, "out of memory");

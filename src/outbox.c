@@ -63,6 +63,8 @@ static const char insert_sql[] =
     "VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7, ?8, ?9, ?10, ?11) ON CONFLICT DO NOTHING";
 static const char insert_state_sql[] =
     "INSERT INTO record_state (id, state, last_error, committed_at) VALUES (?1, ?2, ?3, ?4)";
+static const char record_get_sql[] =
+    "SELECT i.op, x.raw FROM record_info i JOIN record_raw x USING (id) WHERE id = ?1";
 static const char insert_raw_sql[] = "INSERT INTO record_raw (id, raw) VALUES (?1, ?2)";
 static const char keys_get_sql[] =
     "SELECT partition_key, sort_key FROM key_schema WHERE table_name = ?1";
@@ -206,6 +208,8 @@ static int set_journal(struct outbox *ob, const char *mode, struct d2f_err *err)
 }
 
 static void forget_keys(struct outbox *ob);
+static int scalar(struct outbox *ob, const char *sql, const char *text, int64_t *value, int *found,
+                  struct d2f_err *err);
 
 /* Checks a file opened read-only: its schema must be this ddb2fs's (nothing is migrated). */
 static int read_only(struct outbox *ob, struct d2f_err *err)
@@ -226,10 +230,8 @@ static int read_only(struct outbox *ob, struct d2f_err *err)
         strcmp((const char *)sqlite3_column_text(st, 0), "wal") != 0)
         ob->journal = "delete";
     sqlite3_finalize(st);
-    if (sqlite3_prepare_v3(ob->db,
-                           "SELECT i.op, x.raw FROM record_info i JOIN record_raw x USING (id) "
-                           "WHERE id = ?1",
-                           -1, SQLITE_PREPARE_PERSISTENT, &ob->record_get, NULL) != SQLITE_OK)
+    if (sqlite3_prepare_v3(ob->db, record_get_sql, -1, SQLITE_PREPARE_PERSISTENT, &ob->record_get,
+                           NULL) != SQLITE_OK)
         return db_err(ob, err, "prepare statements");
     return 0;
 }
@@ -238,6 +240,8 @@ int outbox_open(struct outbox **out, const char *path, enum config_journal journ
                 enum outbox_open_mode mode, struct d2f_err *err)
 {
     struct outbox *ob;
+    int64_t pages = 0;
+    int found;
     int flags = mode == OUTBOX_READONLY
                     ? SQLITE_OPEN_READONLY
                     : SQLITE_OPEN_READWRITE | (mode == OUTBOX_CREATE ? SQLITE_OPEN_CREATE : 0);
@@ -264,8 +268,11 @@ int outbox_open(struct outbox **out, const char *path, enum config_journal journ
         *out = ob;
         return 0;
     }
-    /* a new file frees the pages of pruned rows back to the file system */
-    if ((rc = exec(ob, "PRAGMA auto_vacuum = INCREMENTAL", "set auto_vacuum", err)) != 0 ||
+    /* a new file frees the pages of pruned rows back to the file system; setting it on a file
+     * that exists would rewrite its header at every start */
+    if ((rc = scalar(ob, "PRAGMA page_count", NULL, &pages, &found, err)) != 0 ||
+        (pages == 0 &&
+         (rc = exec(ob, "PRAGMA auto_vacuum = INCREMENTAL", "set auto_vacuum", err)) != 0) ||
         (rc = set_journal(ob, choose_journal(path, journal), err)) != 0 ||
         (rc = exec(ob, "PRAGMA synchronous = FULL", "set synchronous", err)) != 0 ||
         (rc = exec(ob, "PRAGMA cache_size = -16384", "set the cache size", err)) != 0 ||
@@ -282,10 +289,8 @@ int outbox_open(struct outbox **out, const char *path, enum config_journal journ
                            NULL) != SQLITE_OK ||
         sqlite3_prepare_v3(ob->db, keys_put_sql, -1, SQLITE_PREPARE_PERSISTENT, &ob->keys_put,
                            NULL) != SQLITE_OK ||
-        sqlite3_prepare_v3(ob->db,
-                           "SELECT i.op, x.raw FROM record_info i JOIN record_raw x USING (id) "
-                           "WHERE id = ?1",
-                           -1, SQLITE_PREPARE_PERSISTENT, &ob->record_get, NULL) != SQLITE_OK) {
+        sqlite3_prepare_v3(ob->db, record_get_sql, -1, SQLITE_PREPARE_PERSISTENT, &ob->record_get,
+                           NULL) != SQLITE_OK) {
         rc = db_err(ob, err, "prepare statements");
         goto fail;
     }
@@ -989,12 +994,14 @@ out:
     return rc;
 }
 
-int outbox_settings(struct outbox *ob, const char *const *pairs, size_t n, struct d2f_err *err)
+int outbox_settings(struct outbox *ob, const struct config *cfg, struct d2f_err *err)
 {
+    struct config_description d;
     sqlite3_stmt *st = NULL;
     int64_t now = outbox_now_ms();
     int rc;
 
+    config_describe(cfg, &d);
     if ((rc = outbox_begin(ob, err)) != 0)
         return rc;
     if (sqlite3_prepare_v2(ob->db,
@@ -1005,9 +1012,9 @@ int outbox_settings(struct outbox *ob, const char *const *pairs, size_t n, struc
         rc = db_err(ob, err, "record the settings");
         goto out;
     }
-    for (size_t i = 0; i < n && !rc; i++) {
-        sqlite3_bind_text(st, 1, pairs[2 * i], -1, SQLITE_STATIC);
-        bind_text(st, 2, pairs[2 * i + 1]);
+    for (size_t i = 0; i < d.n && !rc; i++) {
+        sqlite3_bind_text(st, 1, d.pairs[2 * i], -1, SQLITE_STATIC);
+        bind_text(st, 2, d.pairs[2 * i + 1]);
         sqlite3_bind_int64(st, 3, now);
         if (sqlite3_step(st) != SQLITE_DONE)
             rc = db_err(ob, err, "record the settings");

@@ -175,10 +175,9 @@ int outbox_replan(struct outbox *ob, int64_t id, const char *op, const char *doc
 int outbox_prune(struct outbox *ob, int64_t cutoff_ms, int64_t deadline_ms, int64_t *pruned,
                  struct d2f_err *err) D2F_WUR;
 
-/* Records the settings in force (pairs: n names and values; a NULL value for unset) in the
- * settings table, touching only those that changed. */
-int outbox_settings(struct outbox *ob, const char *const *pairs, size_t n,
-                    struct d2f_err *err) D2F_WUR;
+/* Records cfg's settings in force (config_describe: no secrets) in the settings table, touching
+ * only those that changed (nothing is written when none did). */
+int outbox_settings(struct outbox *ob, const struct config *cfg, struct d2f_err *err) D2F_WUR;
 
 /* Takes the drain lease for owner until until_ms when it is free, expired, already owner's,
  * or held by an owner that gone(holder) says is gone (may be NULL); *taken says whether it

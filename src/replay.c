@@ -10,7 +10,6 @@
 #include "event.h"
 #include "firestore.h"
 #include "gauth.h"
-#include "ingest.h"
 #include "log.h"
 #include "record.h"
 
@@ -188,44 +187,51 @@ struct replay {
     int64_t start, shown;
 };
 
+/* Prepares a selection (count: its number of rows instead) after id after, up to limit rows. */
+static int prepare(struct replay *rp, enum pick what, int count, int64_t after, size_t limit,
+                   sqlite3_stmt **st, struct d2f_err *err)
+{
+    char sql[4096], counted[4200];
+
+    selection(rp->o, rp->res->live, what, rp->where, sql, sizeof(sql));
+    if (count)
+        snprintf(counted, sizeof(counted), "SELECT count(*) FROM (%s)", sql);
+    if (sqlite3_prepare_v2(outbox_db(rp->ob), count ? counted : sql, -1, st, NULL) != SQLITE_OK)
+        return d2f_errf(err, D2F_EDB, "cannot read outbox '%s': %s", outbox_path(rp->ob),
+                        sqlite3_errmsg(outbox_db(rp->ob)));
+    bind_filters(*st, rp->o, &rp->since, &rp->until);
+    sqlite3_bind_int64(*st, sqlite3_bind_parameter_index(*st, ":after"), after);
+    sqlite3_bind_int64(*st, sqlite3_bind_parameter_index(*st, ":limit"), (sqlite3_int64)limit);
+    return 0;
+}
+
 /* Reads up to limit rows of a selection after id after. */
 static int select_rows(struct replay *rp, enum pick what, int64_t after, size_t limit,
                        struct outbox_pending **rows, size_t *n, struct d2f_err *err)
 {
-    char sql[4096];
     sqlite3_stmt *st = NULL;
-    int rc;
+    int rc = prepare(rp, what, 0, after, limit, &st, err);
 
-    selection(rp->o, rp->res->live, what, rp->where, sql, sizeof(sql));
-    if (sqlite3_prepare_v2(outbox_db(rp->ob), sql, -1, &st, NULL) != SQLITE_OK)
-        return d2f_errf(err, D2F_EDB, "cannot read outbox '%s': %s", outbox_path(rp->ob),
-                        sqlite3_errmsg(outbox_db(rp->ob)));
-    bind_filters(st, rp->o, &rp->since, &rp->until);
-    sqlite3_bind_int64(st, sqlite3_bind_parameter_index(st, ":after"), after);
-    sqlite3_bind_int64(st, sqlite3_bind_parameter_index(st, ":limit"), (sqlite3_int64)limit);
-    rc = outbox_select_rows(rp->ob, st, limit, rows, n, err);
+    if (!rc)
+        rc = outbox_select_rows(rp->ob, st, limit, rows, n, err);
     sqlite3_finalize(st);
     return rc;
 }
 
-/* How many rows a selection has. */
+/* How many rows a selection has, in one query. */
 static int count_rows(struct replay *rp, enum pick what, size_t *count, struct d2f_err *err)
 {
-    int64_t after = 0;
-    int rc = 0;
+    sqlite3_stmt *st = NULL;
+    int rc = prepare(rp, what, 1, 0, (size_t)-1 >> 1, &st, err);
 
     *count = 0;
-    for (;;) {
-        struct outbox_pending *rows = NULL;
-        size_t n = 0;
-        if ((rc = select_rows(rp, what, after, DRAIN_WINDOW, &rows, &n, err)) != 0 || !n) {
-            outbox_pending_free(rows, n);
-            return rc;
-        }
-        *count += n;
-        after = rows[n - 1].id;
-        outbox_pending_free(rows, n);
-    }
+    if (!rc && sqlite3_step(st) == SQLITE_ROW)
+        *count = (size_t)sqlite3_column_int64(st, 0);
+    else if (!rc)
+        rc = d2f_errf(err, D2F_EDB, "cannot count in outbox '%s': %s", outbox_path(rp->ob),
+                      sqlite3_errmsg(outbox_db(rp->ob)));
+    sqlite3_finalize(st);
+    return rc;
 }
 
 /* ---- progress ------------------------------------------------------------------------- */
@@ -246,21 +252,22 @@ static void renew_lease(struct replay *rp, int64_t now)
         log_write(LOG_ERROR, err.msg, NULL);
 }
 
-static void show(void *ctx, const struct drain_stats *st)
+/* Shows how far the replay is: a bar on a terminal, a line every 5 s otherwise. */
+static void show(struct replay *rp, const struct drain_stats *st, int64_t now)
 {
-    struct replay *rp = ctx;
-    int64_t now = http_now_ms(), took = now - rp->start;
+    int64_t took = now - rp->start;
     size_t done = rp->base + st->writes + st->rows_dead;
     double rate = took > 0 ? (double)done * 1000.0 / (double)took : 0;
-    long eta = rate > 0 && rp->total > done ? (long)((double)(rp->total - done) / rate) : 0;
-    int pct = rp->total ? (int)(done * 100 / rp->total) : 100;
+    long eta;
+    int pct;
 
-    renew_lease(rp, now);
     if (!rp->progress || now - rp->shown < (rp->tty ? 100 : 5000))
         return;
     rp->shown = now;
     if (done > rp->total)
         done = rp->total;
+    eta = rate > 0 ? (long)((double)(rp->total - done) / rate) : 0;
+    pct = rp->total ? (int)(done * 100 / rp->total) : 100;
     if (rp->tty) {
         char bar[31];
         int fill = pct * 30 / 100;
@@ -276,6 +283,16 @@ static void show(void *ctx, const struct drain_stats *st)
     fflush(rp->progress);
 }
 
+/* After each wave of commits: keep the lease, show the progress. */
+static void after_wave(void *ctx, const struct drain_stats *st)
+{
+    struct replay *rp = ctx;
+    int64_t now = http_now_ms();
+
+    renew_lease(rp, now);
+    show(rp, st, now);
+}
+
 /* ---- the steps ---------------------------------------------------------------------------- */
 
 static void add_stats(struct drain_stats *sum, const struct drain_stats *st)
@@ -288,6 +305,48 @@ static void add_stats(struct drain_stats *sum, const struct drain_stats *st)
     sum->bisections += st->bisections;
 }
 
+/* Prints what a dead row planned again would be: its Write, or why it stays dead. */
+static void print_plan(FILE *out, const struct record_plan *plan)
+{
+    cJSON *line = plan->write ? NULL : cJSON_CreateObject();
+    char *text;
+
+    if (line)
+        cJSON_AddStringToObject(line, "error", plan->error ? plan->error : "not planned");
+    text = cJSON_PrintUnformatted(plan->write ? plan->write : line);
+    if (text)
+        fprintf(out, "%s\n", text);
+    cJSON_free(text);
+    cJSON_Delete(line);
+}
+
+/* Plans one dead row kept without an operation again. */
+static int replan_row(struct replay *rp, int64_t id, struct d2f_err *err)
+{
+    const char *prefix = rp->o->dry_run ? firestore_docs_prefix(rp->fs) : NULL;
+    struct record_plan plan;
+    int parsed, ok, rc;
+
+    record_plan_init(&plan);
+    rc = drain_plan_row(rp->ob, rp->cfg, id, !rp->o->dry_run, prefix, &plan, &parsed, err);
+    ok = plan.op == RECORD_UPDATE || plan.op == RECORD_DELETE;
+    if (rc || !parsed || plan.unresolved) {
+        rp->res->still_dead += !rc;
+    } else {
+        rp->res->still_dead += !ok;
+        if (rp->o->dry_run)
+            print_plan(rp->out, &plan);
+        else if (ok)
+            rc = outbox_replan(rp->ob, id, plan.op == RECORD_UPDATE ? "update" : "delete",
+                               plan.document.data, "planned again by replay --dead", err);
+        else
+            rc = outbox_replan(rp->ob, id, NULL, plan.document.len ? plan.document.data : NULL,
+                               plan.error, err);
+    }
+    record_plan_release(&plan);
+    return rc;
+}
+
 /* Plans dead rows kept without an operation again (a fix may have come since): those that now
  * plan get their operation and document, and are sent with the others; the rest stay dead with
  * today's reason. A dry run prints what they would become. */
@@ -296,66 +355,18 @@ static int replan(struct replay *rp, struct d2f_err *err)
     int64_t after = 0;
     int rc = 0;
 
-    for (;;) {
+    while (!rc) {
         struct outbox_pending *rows = NULL;
         size_t n = 0;
-        if ((rc = select_rows(rp, PICK_UNPLANNED, after, 1000, &rows, &n, err)) != 0 || !n) {
-            outbox_pending_free(rows, n);
-            return rc;
-        }
-        after = rows[n - 1].id;
-        for (size_t k = 0; k < n && !rc; k++) {
-            struct event_record rec = {0};
-            struct record_plan plan;
-            const char *pk = NULL, *sk = NULL;
-            char *op = NULL, *raw = NULL;
-            size_t len = 0;
-
-            record_plan_init(&plan);
-            if ((rc = outbox_record(rp->ob, rows[k].id, &op, &raw, &len, err)) == 0) {
-                rec.raw = raw;
-                rec.raw_len = len;
-                rec.json = cJSON_ParseWithLength(raw, len);
-                if (rec.json)
-                    event_record_check(&rec);
-                if (rec.json && (rc = ingest_keys(rp->o->dry_run ? NULL : rp->ob, rp->cfg, &rec,
-                                                  &pk, &sk, err)) == 0)
-                    rc = record_plan(&rec, rp->cfg, pk, sk,
-                                     rp->o->dry_run ? firestore_docs_prefix(rp->fs) : NULL, &plan);
-            }
-            if (!rc && rec.json && !plan.unresolved) {
-                int ok = plan.op == RECORD_UPDATE || plan.op == RECORD_DELETE;
-                if (rp->o->dry_run) {
-                    char *text = ok && plan.write ? cJSON_PrintUnformatted(plan.write) : NULL;
-                    if (text)
-                        fprintf(rp->out, "%s\n", text);
-                    else
-                        fprintf(rp->out, "{\"error\":\"row %lld: %s\"}\n", (long long)rows[k].id,
-                                ok ? "not planned" : "still dead");
-                    cJSON_free(text);
-                } else if (ok) {
-                    rc = outbox_replan(rp->ob, rows[k].id,
-                                       plan.op == RECORD_UPDATE ? "update" : "delete",
-                                       plan.document.data, "planned again by replay --dead", err);
-                } else {
-                    rc = outbox_replan(rp->ob, rows[k].id, NULL,
-                                       plan.document.len ? plan.document.data : NULL, plan.error,
-                                       err);
-                }
-                if (!ok)
-                    rp->res->still_dead++;
-            } else if (!rc) {
-                rp->res->still_dead++;
-            }
-            record_plan_release(&plan);
-            event_record_release(&rec);
-            free(op);
-            free(raw);
-        }
+        if ((rc = select_rows(rp, PICK_UNPLANNED, after, 1000, &rows, &n, err)) == 0 && n)
+            after = rows[n - 1].id;
+        for (size_t k = 0; k < n && !rc; k++)
+            rc = replan_row(rp, rows[k].id, err);
         outbox_pending_free(rows, n);
-        if (rc)
-            return rc;
+        if (!n)
+            break;
     }
+    return rc;
 }
 
 /* Dead rows with a newer live row of their document: committed in effect, nothing to send. */
@@ -394,7 +405,7 @@ static int send_all(struct replay *rp, struct d2f_err *err)
     struct drain_how how = {.mark = rp->o->mode == REPLAY_DEAD,
                             .ramp_from = rp->ramp_from,
                             .dry_run = rp->o->dry_run ? rp->out : NULL,
-                            .progress = show,
+                            .progress = after_wave,
                             .ctx = rp};
     int64_t after = 0;
     int rc;
@@ -422,7 +433,7 @@ static int send_all(struct replay *rp, struct d2f_err *err)
     rp->res->written = rp->res->st.writes;
     rp->res->failed = rp->res->st.rows_dead;
     rp->shown = 0;
-    show(rp, &(struct drain_stats){0});
+    show(rp, &(struct drain_stats){0}, http_now_ms());
     if (rp->tty && rp->progress)
         fputc('\n', rp->progress);
     return rc;
@@ -435,7 +446,7 @@ int replay_run(const struct replay_opts *o, const struct config *cfg, struct out
     struct config target = *cfg;
     struct replay rp = {
         .o = o, .cfg = &target, .ob = ob, .res = res, .out = out, .progress = progress};
-    struct firestore *live = NULL;
+    char live[2400];
     struct gauth *auth = NULL;
     int rc;
 
@@ -460,16 +471,17 @@ int replay_run(const struct replay_opts *o, const struct config *cfg, struct out
         rc = firestore_connect(&target, http, &auth, &rp.fs, err);
     if (rc)
         goto out;
-    if (!o->dry_run && (rc = firestore_new(&live, cfg, http, auth, err)) != 0) {
-        if (rc != D2F_ECONFIG)
-            goto out;
-        rc = 0; /* the configured target is not complete: this one is another */
-    }
-    res->live = live && strcmp(firestore_docs_prefix(live), firestore_docs_prefix(rp.fs)) == 0 &&
-                (cfg->emulator ? target.emulator && strcmp(cfg->emulator, target.emulator) == 0
-                               : !target.emulator);
-    if (o->dry_run)
-        res->live = !o->project && !o->database && !o->emulator;
+    /* the drain's own target: the configured server, project (or the key's) and database */
+    snprintf(live, sizeof(live), "projects/%s/databases/%s/documents",
+             cfg->project ? cfg->project
+             : auth       ? gauth_project(auth)
+                          : "-",
+             cfg->database);
+    res->live = o->dry_run ? !o->project && !o->database && !o->emulator
+                           : strcmp(live, firestore_docs_prefix(rp.fs)) == 0 &&
+                                 (cfg->emulator ? target.emulator &&
+                                                      strcmp(cfg->emulator, target.emulator) == 0
+                                                : !target.emulator);
     if (o->mode == REPLAY_DEAD && !res->live) {
         rc = d2f_errf(err, D2F_EUSAGE,
                       "--dead retries against the drain's own target: drop --project, "
@@ -508,7 +520,6 @@ int replay_run(const struct replay_opts *o, const struct config *cfg, struct out
 out:
     if (rp.owner[0])
         drain_lease_release(ob, rp.owner);
-    firestore_free(live);
     firestore_free(rp.fs);
     gauth_free(auth);
     return rc;

@@ -244,6 +244,22 @@ static void trimmed(const char *s, size_t len, const char **start, size_t *n)
     *n = len;
 }
 
+/* The plain key file of GOOGLE_APPLICATION_CREDENTIALS (local use). */
+static int key_file_credentials(const struct config *cfg, enum gauth_mode mode,
+                                const char *audience, struct http *http, struct gauth **out,
+                                struct d2f_err *err)
+{
+    char *text = NULL;
+    size_t n = 0;
+    int rc = read_guarded(cfg->credentials, SECRET_PLAIN_MAX, "GOOGLE_APPLICATION_CREDENTIALS",
+                          &text, &n, err);
+
+    if (!rc)
+        rc = gauth_from_json(out, text, n, mode, audience, http, err);
+    sodium_free(text); /* wipes */
+    return rc;
+}
+
 int secret_credentials(const struct config *cfg, enum gauth_mode mode, const char *audience,
                        struct http *http, struct gauth **out, struct d2f_err *err)
 {
@@ -254,6 +270,8 @@ int secret_credentials(const struct config *cfg, enum gauth_mode mode, const cha
     int binary, rc;
 
     *out = NULL;
+    if (!cfg->key_secret)
+        return cfg->credentials ? key_file_credentials(cfg, mode, audience, http, out, err) : 0;
     if ((rc = awssm_get_secret(cfg, cfg->key_secret, &value, &len, &binary, err)) != 0) {
         char why[D2F_ERR_MSG];
         snprintf(why, sizeof(why), "%s", err->msg);

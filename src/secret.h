@@ -68,11 +68,13 @@ int secret_open_bytes(const unsigned char *sealed, size_t n, const unsigned char
                       struct d2f_err *err) D2F_WUR;
 
 /*
- * The credentials from DDB2FS_KEY_SECRET (and DDB2FS_KEY_SEALED): fetches the secret, opens the
- * sealed file, builds the signing key (gauth_from_json), and wipes every plaintext copy. A
- * secret holding the base64 key file itself (the older setup) is used as it is, with a log line
- * recommending sealing. Errors are D2F_ECONFIG (file, format, authentication), D2F_EAUTH
- * (Secrets Manager refused the signature), D2F_EREMOTE, D2F_EIO; none holds key material.
+ * The credentials cfg names, into *out (NULL when it names none): the sealed key of
+ * DDB2FS_KEY_SEALED opened with the data key in the secret DDB2FS_KEY_SECRET, or the plain key
+ * file of GOOGLE_APPLICATION_CREDENTIALS. The key is read into guarded memory and every
+ * plaintext copy wiped once the signing key is built (gauth_from_json). A secret holding the
+ * base64 key file itself (the older setup) is used as it is, with a log line recommending
+ * sealing. Errors are D2F_ECONFIG (file, format, authentication), D2F_EAUTH (Secrets Manager
+ * refused the signature), D2F_EREMOTE, D2F_EIO; none holds key material.
  */
 int secret_credentials(const struct config *cfg, enum gauth_mode mode, const char *audience,
                        struct http *http, struct gauth **out, struct d2f_err *err) D2F_WUR;

@@ -19,8 +19,8 @@ import subprocess
 import sys
 import tempfile
 
-from benchlib import (INTEGRATION, NODE_PEER, commit_bodies, curl_floor, event_files,
-                      ingest_files, isolate, measure, node_peer, relay_env)
+from benchlib import (INTEGRATION, NODE_PEER, event_files, ingest_files, isolate, node_peer,
+                      relay_env, runs_with_floor)
 from fsserver import FirestoreServer
 
 # every record its own document, as a table's items are
@@ -61,45 +61,31 @@ def main():
                     "record_state.id"], check=True)
 
     server = FirestoreServer()
-    runs, floors = [], []
     try:
         env.update(server.env())  # the emulator: no tokens to fetch
-        for _ in range(args.runs):
-            server.control("reset")
-            server.faults(latency_ms=args.latency_ms, record_bodies=True)
-            wall, cpu, rss, err = measure([args.ddb2fs, "replay", "--rebuild"], env)
-            summary = json.loads(err.strip().splitlines()[-1])
-            bodies = commit_bodies(server)
-            runs.append((wall, cpu, rss, summary, len(server.documents()),
-                         server.stats()["writes"]))
-            floor, floor_docs = curl_floor(server, bodies, work, args.latency_ms)
-            floors.append((floor, len(bodies), floor_docs))
+        run, floor = runs_with_floor(server, [args.ddb2fs, "replay", "--rebuild"], env,
+                                     args.runs, args.latency_ms, work)
         peer = node_peer(server, event_files(work), env, args.latency_ms, args.documents,
                          args.node_peer)
     finally:
         server.stop()
         shutil.rmtree(work)
 
-    runs.sort(key=lambda x: x[0])
-    wall, cpu, rss, summary, docs, writes = runs[len(runs) // 2]
-    floors.sort()
-    floor, ncommits, floor_docs = floors[len(floors) // 2]
+    wall, docs, writes = run["seconds"], run["documents"], run["writes"]
     if "records_per_s" in peer:
         peer["documents_per_s"] = peer.pop("records_per_s")
     out = {"benchmark": "rebuild", "smoke": args.smoke, "documents": args.documents,
            "latency_ms": args.latency_ms, "ramp_up": "off",
            "ddb2fs": {"seconds": round(wall, 3), "documents_per_s": round(docs / wall),
-                      "writes": writes, "commits": summary["commits"],
-                      "retries": summary["retries"], "cpu_seconds": round(cpu, 3),
-                      "peak_rss_mb": round(rss, 1), "documents_after": docs},
-           "runs": args.runs, "all_seconds": [round(x[0], 3) for x in runs],
-           "all_peak_rss_mb": [round(x[2], 1) for x in runs],
+                      "writes": writes, "commits": run["summary"]["commits"],
+                      "retries": run["summary"]["retries"], "cpu_seconds": round(run["cpu"], 3),
+                      "peak_rss_mb": round(run["rss"], 1), "documents_after": docs},
+           "runs": args.runs, "all_seconds": run["all_seconds"],
+           "all_peak_rss_mb": run["all_peak_rss_mb"],
            "node_peer_google_client": peer,
-           "floor_curl_sequential": {"seconds": round(floor, 3), "commits": ncommits,
-                                     "documents_after": floor_docs,
-                                     "all_seconds": [round(x[0], 3) for x in floors]},
+           "floor_curl_sequential": floor,
            "targets": {"one_write_per_document": True, "faster_than_floor": True},
-           "met": writes == args.documents == docs and wall < floor}
+           "met": writes == args.documents == docs and wall < floor["seconds"]}
     print(json.dumps(out, indent=2))
 
 

@@ -2,6 +2,7 @@
 the curl floor (the same commits sent one after another over one kept-alive connection), and the
 Node.js peer with Google's official client (tests/bench/node-peer, installed by tools/test)."""
 import glob
+import json
 import os
 import shutil
 import subprocess
@@ -87,6 +88,33 @@ def curl_floor(server, bodies, work, latency_ms):
     start = time.perf_counter()
     subprocess.run(curl_args, check=True)
     return time.perf_counter() - start, len(server.documents())
+
+
+def runs_with_floor(server, argv, env, runs, latency_ms, work, before=None):
+    """Runs argv against the server runs times, each followed by the curl floor on the commits
+    it sent; returns the median run and the median floor as dicts. before() prepares a run."""
+    measured, floors = [], []
+    for _ in range(runs):
+        server.control("reset")
+        server.faults(latency_ms=latency_ms, record_bodies=True)
+        if before:
+            before()
+        wall, cpu, rss, err = measure(argv, env)
+        bodies = commit_bodies(server)
+        measured.append({"seconds": wall, "cpu": cpu, "rss": rss,
+                         "summary": json.loads(err.strip().splitlines()[-1]),
+                         "documents": len(server.documents()),
+                         "writes": server.stats()["writes"]})
+        floor, floor_docs = curl_floor(server, bodies, work, latency_ms)
+        floors.append({"seconds": floor, "commits": len(bodies), "documents_after": floor_docs})
+    measured.sort(key=lambda x: x["seconds"])
+    floors.sort(key=lambda x: x["seconds"])
+    run, floor = dict(measured[runs // 2]), dict(floors[runs // 2])
+    run["all_seconds"] = [round(x["seconds"], 3) for x in measured]
+    run["all_peak_rss_mb"] = [round(x["rss"], 1) for x in measured]
+    floor["all_seconds"] = [round(x["seconds"], 3) for x in floors]
+    floor["seconds"] = round(floor["seconds"], 3)
+    return run, floor
 
 
 def node_peer(server, files, env, latency_ms, records, node_peer_dir=NODE_PEER):

@@ -156,6 +156,34 @@ class Lambda(unittest.TestCase):
         posts = [p for p in self.rt.results()["posts"] if p[0] == rid]
         self.assertEqual([p[2] for p in posts], [503, 503, 202])
 
+    def cold_start(self, env=None):
+        """Starts the runtime, waits for its first invocation/next, and stops it."""
+        nexts = self.rt.results()["nexts"]
+        self.start(env)
+        deadline = time.time() + 30
+        while self.rt.results()["nexts"] == nexts and time.time() < deadline:
+            time.sleep(0.01)
+        self.proc.kill()
+        self.proc.wait()
+        self.log.close()
+        self.proc = self.log = None
+
+    def test_settings_recorded_at_start_only_when_they_change(self):
+        import sqlite3
+        self.cold_start()
+        con = sqlite3.connect(self.db)
+        try:
+            version = lambda: con.execute("PRAGMA data_version").fetchone()[0]
+            before = version()
+            self.cold_start()  # the same settings: start-up writes nothing
+            self.assertEqual(version(), before)
+            self.cold_start(dict(self.env, DDB2FS_NUMBERS="string"))
+            self.assertNotEqual(version(), before)
+            self.assertEqual(con.execute("SELECT value FROM settings WHERE name = "
+                                         "'DDB2FS_NUMBERS'").fetchall(), [("string",)])
+        finally:
+            con.close()
+
     def test_bad_configuration_is_an_init_error(self):
         self.start(dict(self.env, DDB2FS_NUMBERS="decimal"))
         self.assertEqual(self.proc.wait(timeout=30), 1)

@@ -130,6 +130,21 @@ static void test_trimmed(void **state)
     assert_int_equal(n, 0);
 }
 
+static void test_key_file_that_cannot_be_read(void **state)
+{
+    struct config cfg = {.credentials = "/no/such/key.json"};
+    struct gauth *g = NULL;
+    struct d2f_err err = {0};
+
+    (void)state;
+    assert_int_equal(secret_credentials(&cfg, GAUTH_OAUTH, NULL, NULL, &g, &err), D2F_ECONFIG);
+    assert_null(g);
+    assert_non_null(strstr(err.msg, "GOOGLE_APPLICATION_CREDENTIALS: cannot open"));
+    cfg.credentials = NULL; /* nothing named: no credentials, no error */
+    assert_int_equal(secret_credentials(&cfg, GAUTH_OAUTH, NULL, NULL, &g, &err), 0);
+    assert_null(g);
+}
+
 int main(void)
 {
     const struct CMUnitTest tests[] = {
@@ -137,6 +152,7 @@ int main(void)
         cmocka_unit_test(test_every_flipped_byte_is_refused),
         cmocka_unit_test(test_every_truncation_and_wrong_key_is_refused),
         cmocka_unit_test(test_trimmed),
+        cmocka_unit_test(test_key_file_that_cannot_be_read),
     };
 
     if (sodium_init() < 0)
