@@ -11,7 +11,7 @@ import unittest
 
 import events
 from common import BIN, query, run
-from fsserver import PROJECT, final_states
+from fsserver import PROJECT, FirestoreServer, final_states
 from test_drain import DrainBase
 
 OTHER = "mirror-project"
@@ -166,13 +166,35 @@ class Ranges(ReplayBase):
         self.replay("--rebuild", "--since", events.seq_number(1000), "--project", OTHER)
         self.assertEqual(set(self.server.documents()), expected)
 
+    def test_another_database_or_emulator(self):
+        final = final_states(self.lines, self.server.prefix())
+        before = self.server.stats()["writes"]
+        p = self.replay("--rebuild", "--database", "mirror-db")
+        self.assertEqual(self.summary(p)["target"], "other")
+        docs = self.server.documents()
+        theirs = {n: f for n, f in docs.items()
+                  if n.startswith(self.server.prefix(database="mirror-db"))}
+        self.assertEqual(theirs, {n.replace("/(default)/", "/mirror-db/"): f
+                                  for n, f in final.items()})
+        second = FirestoreServer()
+        try:
+            p = self.replay("--rebuild", "--emulator", second.host)
+            self.assertEqual(self.summary(p)["target"], "other")
+            self.assertEqual(second.documents(), final)
+        finally:
+            second.stop()
+        # neither touched the live database
+        self.assertEqual(self.server.stats()["writes"] - before, len(final))
+
     def test_bad_options(self):
         for args, phrase in [([], "give one of"), (["--rebuild", "--dead"], "give one of"),
                              (["--rebuild", "--since", "yesterday"], "neither a sequence"),
                              (["--rebuild", "--until", "2025-13-01"], "neither a sequence"),
                              (["--dead", "--project", OTHER], "--dead retries against"),
                              (["--rebuild", "--bogus"], "unknown option"),
-                             (["--rebuild", "--doc"], "no value for")]:
+                             (["--rebuild", "--doc"], "no value for"),
+                             (["--rebuild", "--seconds", "0"], "--seconds takes 1 to 604800"),
+                             (["--rebuild", "--seconds", "ten"], "--seconds takes 1 to 604800")]:
             p = self.replay(*args, code=2)
             self.assertIn(phrase, p.stderr)
         p = self.replay("--rebuild", env=dict(self.env, DDB2FS_OUTBOX=self.tmp.file("none.db")),
@@ -268,6 +290,33 @@ class Dead(ReplayBase):
         self.assertEqual(self.server.documents(), final)
         s = self.summary(p)
         self.assertEqual((s["written"], s["committed"], s["superseded"]), (1, 1, 0))
+
+    def test_dead_record_behind_a_pending_one_waits_for_the_drain(self):
+        ev = events.event(2, seed=92, customers=1)
+        for i, r in enumerate(ev["Records"]):
+            r["eventName"] = "MODIFY"
+            r["dynamodb"]["Keys"] = {"customer": {"S": "c"}, "order": {"N": "1"}}
+            r["dynamodb"]["NewImage"] = {"customer": {"S": "c"}, "order": {"N": "1"},
+                                         "v": {"N": str(i)}}
+        lines = self.ingest([ev])
+        # the later record dead (as a refusal makes it), the earlier one still pending
+        subprocess.run(["sqlite3", self.db, "UPDATE record_state SET state = 'dead', "
+                        "last_error = 'refused' WHERE id = (SELECT max(id) FROM record_state)"],
+                       check=True)
+        before = self.server.stats()
+        p = self.replay("--dead")
+        s = self.summary(p)
+        self.assertEqual((s["waiting"], s["written"]), (1, 0))
+        self.assertEqual(self.server.stats(), before)
+        self.assertEqual(query(self.db, "SELECT state FROM records ORDER BY id"),
+                         [("pending",), ("dead",)])
+        # once the drain sent the earlier one, the retry sends the later
+        self.drain()
+        p = self.replay("--dead")
+        self.assertEqual(self.summary(p)["written"], 1)
+        self.assertEqual(query(self.db, "SELECT state FROM records ORDER BY id"),
+                         [("committed",), ("committed",)])
+        self.assertEqual(self.server.documents(), final_states(lines, self.server.prefix()))
 
     def test_dead_record_with_a_newer_live_record_is_superseded(self):
         ev = events.event(10, seed=91, customers=1)

@@ -169,6 +169,10 @@ class SealedKey(unittest.TestCase):
         self.assertEqual(p.returncode, 1)
         self.assertIn("cannot open", p.stderr)
         self.assertEqual(run(["seal-key"]).returncode, 2)
+        p = run(["seal-key", self.key.path, "--out", self.tmp.file("same"), "--data-key-out",
+                 self.tmp.file("same")])
+        self.assertEqual(p.returncode, 2)
+        self.assertIn("the sealed file and the data key file are one", p.stderr)
         self.assertEqual(run(["seal-key", self.key.path, "--bogus"]).returncode, 2)
         self.assertEqual(sorted(os.listdir(self.tmp.path)),
                          sorted(["sa.json", "sa.json.sealed", "sa.sealed", "data.key", "bad.json"]))
@@ -282,6 +286,12 @@ class SealedKey(unittest.TestCase):
         self.assertEqual(len(warn), 1, p.stderr)
         self.assertEqual((warn[0]["level"], warn[0]["secret"]), ("warn", SECRET_ID))
         self.assertNotIn(self.key.secrets()[0], p.stderr)
+        # the key file's JSON itself, not base64, works the same
+        self.sm.put(SECRET_ID, self.key_text.decode())
+        self.fs.control("wipe")
+        p = run(["replay", "--rebuild"], env=env)
+        self.assertEqual(p.returncode, 0, p.stderr)
+        self.assertEqual(self.fs.documents(), final_states(lines, self.fs.prefix()))
 
     # -- the Lambda runtime --------------------------------------------------------------------
 
