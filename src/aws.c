@@ -8,6 +8,7 @@
 #include <sodium.h>
 
 #include "http.h"
+#include "json.h"
 
 /* The answers we ask for are small; this is generous. */
 #define ANSWER_MAX (1024 * 1024)
@@ -79,8 +80,8 @@ int aws_json_call(const struct config *cfg, const struct aws_request *req, cJSON
     n = strlen(cfg->aws_key_id) + strlen(cfg->aws_secret) + 2;
     if (!(userpwd = malloc(n)) || buf_add(&call.response, room, sizeof(room)) != 0 ||
         !(request = cJSON_CreateObject()) ||
-        !cJSON_AddStringToObject(request, req->key, req->value) ||
-        !(body = cJSON_PrintUnformatted(request)) || (rc = http_new(&http, err)) != 0) {
+        !cJSON_AddStringToObject(request, req->key, req->value) || !(body = json_print(request)) ||
+        (rc = http_new(&http, err)) != 0) {
         rc = d2f_errf(err, D2F_ENOMEM, "out of memory");
         goto out;
     }

@@ -15,6 +15,7 @@
 #include "handler.h"
 #include "http.h"
 #include "ingest.h"
+#include "json.h"
 #include "log.h"
 #include "outbox.h"
 #include "record.h"
@@ -265,7 +266,7 @@ static int print_plan(const struct record_plan *plan)
         cJSON_AddStringToObject(line, "skip", plan->document.data);
         cJSON_AddStringToObject(line, "reason", "TTL expiry ignored (DDB2FS_TTL_DELETES=ignore)");
     }
-    text = cJSON_PrintUnformatted(line ? line : plan->write);
+    text = json_print(line ? line : plan->write);
     cJSON_Delete(line);
     if (!text)
         return D2F_ENOMEM;
@@ -351,7 +352,7 @@ static int cmd_status(int argc, char **argv)
     if (!rc)
         rc = status_collect(ob, &s, &err);
     if (!rc && json) {
-        char *text = cJSON_PrintUnformatted(s);
+        char *text = json_print(s);
         if (text)
             puts(text);
         free(text);

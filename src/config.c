@@ -313,6 +313,7 @@ static int load(struct config *cfg, const char *(*get)(const char *), struct d2f
 {
     static const char *const numbers[] = {"auto", "string", NULL};
     static const char *const ttl[] = {"delete", "ignore", NULL};
+    static const char *const reserved[] = {"dead", "escape", NULL};
     static const char *const journal[] = {"auto", "wal", "delete", NULL};
     static const char *const tokens[] = {"oauth", "self-signed", NULL};
     static const char *const onoff[] = {"off", "on", NULL};
@@ -429,6 +430,10 @@ static int load(struct config *cfg, const char *(*get)(const char *), struct d2f
     if ((rc = parse_choice(get, "DDB2FS_TTL_DELETES", ttl, "delete or ignore", &choice, err)))
         return rc;
     cfg->ttl = (enum config_ttl)choice;
+    choice = CONFIG_RESERVED_DEAD;
+    if ((rc = parse_choice(get, "DDB2FS_RESERVED_NAMES", reserved, "dead or escape", &choice, err)))
+        return rc;
+    cfg->reserved = (enum config_reserved)choice;
     choice = CONFIG_JOURNAL_AUTO;
     if ((rc = parse_choice(get, "DDB2FS_JOURNAL", journal, "auto, wal or delete", &choice, err)))
         return rc;
@@ -510,6 +515,7 @@ void config_describe(const struct config *cfg, struct config_description *d)
 {
     static const char *const numbers[] = {"auto", "string"};
     static const char *const ttl[] = {"delete", "ignore"};
+    static const char *const reserved[] = {"dead", "escape"};
     static const char *const journal[] = {"auto", "wal", "delete"};
     static const char *const tokens[] = {"oauth", "self-signed"};
     const size_t room = sizeof(d->text) - 256; /* the rest holds the numbers */
@@ -531,6 +537,7 @@ void config_describe(const struct config *cfg, struct config_description *d)
     describe(d, "DDB2FS_KEY_SEPARATOR", cfg->separator);
     describe(d, "DDB2FS_NUMBERS", numbers[cfg->numbers]);
     describe(d, "DDB2FS_TTL_DELETES", ttl[cfg->ttl]);
+    describe(d, "DDB2FS_RESERVED_NAMES", reserved[cfg->reserved]);
     describe(d, "DDB2FS_JOURNAL", journal[cfg->journal]);
     describe(d, "DDB2FS_RETENTION_SECONDS", number_text(d, &used, cfg->retention_s));
     describe(d, "GOOGLE_CLOUD_PROJECT", cfg->project);

@@ -12,6 +12,7 @@
 
 enum config_numbers { CONFIG_NUMBERS_AUTO, CONFIG_NUMBERS_STRING };
 enum config_ttl { CONFIG_TTL_DELETE, CONFIG_TTL_IGNORE };
+enum config_reserved { CONFIG_RESERVED_DEAD, CONFIG_RESERVED_ESCAPE };
 enum config_journal { CONFIG_JOURNAL_AUTO, CONFIG_JOURNAL_WAL, CONFIG_JOURNAL_DELETE };
 enum config_token { CONFIG_TOKEN_OAUTH, CONFIG_TOKEN_SELF_SIGNED };
 
@@ -42,6 +43,7 @@ struct config {
     const char *separator;                 /* DDB2FS_KEY_SEPARATOR, default "#" */
     enum config_numbers numbers;           /* DDB2FS_NUMBERS */
     enum config_ttl ttl;                   /* DDB2FS_TTL_DELETES */
+    enum config_reserved reserved;         /* DDB2FS_RESERVED_NAMES */
     enum config_journal journal;           /* DDB2FS_JOURNAL */
     const char *emulator; /* FIRESTORE_EMULATOR_HOST (host:port), NULL when unset */
     const char *endpoint; /* DDB2FS_FIRESTORE_ENDPOINT, default https://firestore.googleapis.com */
@@ -71,7 +73,7 @@ int config_load(struct config *cfg, const char *(*get)(const char *name),
 
 /* The settings in force, as name and value texts (no secrets), for the outbox's settings
  * table. */
-#define CONFIG_DESCRIBED 18
+#define CONFIG_DESCRIBED 19
 struct config_description {
     const char *pairs[2 * CONFIG_DESCRIBED]; /* name, value (NULL when unset), … */
     size_t n;                                /* pairs */

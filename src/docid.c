@@ -6,6 +6,7 @@
 
 #include <sodium.h>
 
+#include "json.h"
 #include "number.h"
 
 static int is_reserved(const char *s, size_t n)
@@ -17,7 +18,7 @@ const char *docid_segment_problem(const char *s, size_t n)
 {
     if (n == 0)
         return "is empty";
-    if (n > DOCID_MAX_BYTES)
+    if (json_text_len(s, n) > DOCID_MAX_BYTES)
         return "is longer than 1,500 bytes";
     if (memchr(s, '/', n))
         return "contains '/'";
@@ -25,7 +26,7 @@ const char *docid_segment_problem(const char *s, size_t n)
         return "is '.' or '..'";
     if (is_reserved(s, n))
         return "matches the reserved pattern __.*__";
-    if (!d2f_utf8_valid(s, n))
+    if (!json_text_valid(s, n))
         return "is not valid UTF-8";
     return NULL;
 }
@@ -38,19 +39,41 @@ static int add_escaped_byte(struct buf *out, unsigned char c)
     return buf_add(out, e, 3);
 }
 
+/* The bytes of the UTF-8 character at s (at most n); 1 for a byte that starts none. */
+static size_t char_len(const char *s, size_t n)
+{
+    unsigned char c = (unsigned char)s[0];
+    size_t len = c >= 0xF0 ? 4 : c >= 0xE0 ? 3 : c >= 0xC0 ? 2 : 1;
+
+    return len < n ? len : n;
+}
+
+/* 1 when the character c (len bytes) is one of the characters of sep. */
+static int sep_has(const char *sep, const char *c, size_t len)
+{
+    for (size_t i = 0, n = strlen(sep); i < n;) {
+        size_t k = char_len(sep + i, n - i);
+        if (k == len && memcmp(sep + i, c, len) == 0)
+            return 1;
+        i += k;
+    }
+    return 0;
+}
+
 int docid_escape(const char *s, size_t n, const char *sep, struct buf *out)
 {
     int rc = 0;
     size_t start = 0;
 
-    for (size_t i = 0; i < n && !rc; i++) {
-        char c = s[i];
-        if (c == '%' || c == '/' || (sep && c && strchr(sep, c))) {
+    for (size_t i = 0; i < n && !rc;) {
+        size_t len = char_len(s + i, n - i);
+        if (s[i] == '%' || s[i] == '/' || (sep && sep_has(sep, s + i, len))) {
             rc = buf_add(out, s + start, i - start);
-            if (!rc)
-                rc = add_escaped_byte(out, (unsigned char)c);
-            start = i + 1;
+            for (size_t k = 0; k < len && !rc; k++)
+                rc = add_escaped_byte(out, (unsigned char)s[i + k]);
+            start = i + len;
         }
+        i += len;
     }
     if (!rc)
         rc = buf_add(out, s + start, n - start);
@@ -71,11 +94,15 @@ int docid_finish(struct buf *id)
         rc = buf_adds(&tmp, "%5F");
         if (!rc)
             rc = buf_add(&tmp, id->data + 1, id->len - 1);
-    } else if (id->len > DOCID_MAX_BYTES) {
-        unsigned char h[crypto_hash_sha256_BYTES];
+    } else if (json_text_len(id->data, id->len) > DOCID_MAX_BYTES) {
+        unsigned char h[crypto_hash_sha256_BYTES], *utf8 = malloc(id->len);
         char hex[crypto_hash_sha256_BYTES * 2 + 1];
 
-        crypto_hash_sha256(h, (const unsigned char *)id->data, id->len);
+        if (!utf8)
+            return D2F_ENOMEM;
+        /* the hash is of the id's UTF-8 bytes, a U+0000 as the zero byte */
+        crypto_hash_sha256(h, utf8, json_text_utf8(id->data, id->len, utf8));
+        free(utf8);
         sodium_bin2hex(hex, sizeof(hex), h, sizeof(h));
         rc = buf_adds(&tmp, DOCID_HASH_PREFIX);
         if (!rc)
@@ -109,7 +136,7 @@ static int key_text(const cJSON *av, const char *name, const char *sep, struct b
         size_t n = strlen(v->valuestring);
         if (n == 0)
             return d2f_errf(err, D2F_EINPUT, "key attribute '%s' is an empty string", name);
-        if (!d2f_utf8_valid(v->valuestring, n))
+        if (!json_text_valid(v->valuestring, n))
             return d2f_errf(err, D2F_EINPUT, "key attribute '%s' is not valid UTF-8", name);
         rc = docid_escape(v->valuestring, n, sep, out);
     } else if (strcmp(v->string, "N") == 0) {

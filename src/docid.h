@@ -8,6 +8,9 @@
  * id matching __.*__. An id longer than Firestore's 1,500 bytes becomes
  * DOCID_HASH_PREFIX + the SHA-256 (hex) of the escaped id; a plain escaped id never starts
  * that way, since '%' is always followed by two hex digits there.
+ *
+ * Ids are JSON text (json.h): a U+0000 in a key is kept in the id as it is (Firestore accepts
+ * it), carried as C0 80; lengths and the hash count it as the one zero byte it stands for.
  */
 #ifndef DOCID_H
 #define DOCID_H
@@ -26,7 +29,8 @@
  * reason ("contains '/'", …). */
 const char *docid_segment_problem(const char *s, size_t n);
 
-/* Appends s (n bytes) escaped; the bytes of sep (may be NULL) are escaped too. */
+/* Appends s (n bytes) escaped: '%', '/', and each character of s that is one of sep's (sep may
+ * be NULL), every byte of that character. */
 int docid_escape(const char *s, size_t n, const char *sep, struct buf *out) D2F_WUR;
 
 /* Applies the whole-id rules to id in place: "." and "..", __.*__, and the length limit. */

@@ -14,6 +14,7 @@
 
 #include "event.h"
 #include "ingest.h"
+#include "json.h"
 #include "log.h"
 #include "record.h"
 
@@ -79,7 +80,7 @@ static int load_row(struct outbox *ob, int64_t id, struct event_record *rec, cha
         return rc;
     rec->raw = *raw;
     rec->raw_len = len;
-    rec->json = cJSON_ParseWithLength(*raw, len);
+    rec->json = json_parse(*raw, len);
     if (rec->json)
         event_record_check(rec);
     return 0;
@@ -171,15 +172,14 @@ static int bury(struct run *r, struct item *it, const char *why, struct d2f_err 
         /* replay: the row keeps its state; the write is reported */
         cJSON *f = cJSON_CreateObject();
         if (f) {
-            cJSON_AddNumberToObject(f, "row", (double)it->ids[it->nids - 1]);
+            json_add_number(f, "row", (double)it->ids[it->nids - 1]);
             cJSON_AddStringToObject(f, "document", it->doc);
         }
         log_write(LOG_WARN, why, f);
         if (r->dry_run) {
             cJSON *line = cJSON_CreateObject();
             char *text = NULL;
-            if (line && cJSON_AddStringToObject(line, "error", why) &&
-                (text = cJSON_PrintUnformatted(line)))
+            if (line && cJSON_AddStringToObject(line, "error", why) && (text = json_print(line)))
                 fprintf(r->dry_run, "%s\n", text);
             cJSON_free(text);
             cJSON_Delete(line);
@@ -981,14 +981,14 @@ void drain_log(const struct drain_stats *st, const char *stopped)
 {
     cJSON *f = cJSON_CreateObject();
 
-    cJSON_AddNumberToObject(f, "committed", (double)st->rows_committed);
-    cJSON_AddNumberToObject(f, "dead", (double)st->rows_dead);
-    cJSON_AddNumberToObject(f, "pending", (double)st->pending_left);
-    cJSON_AddNumberToObject(f, "writes", (double)st->writes);
-    cJSON_AddNumberToObject(f, "commits", (double)st->commits);
-    cJSON_AddNumberToObject(f, "retries", (double)st->retries);
-    cJSON_AddNumberToObject(f, "bisections", (double)st->bisections);
-    cJSON_AddNumberToObject(f, "seconds", (double)st->elapsed_ms / 1000.0);
+    json_add_number(f, "committed", (double)st->rows_committed);
+    json_add_number(f, "dead", (double)st->rows_dead);
+    json_add_number(f, "pending", (double)st->pending_left);
+    json_add_number(f, "writes", (double)st->writes);
+    json_add_number(f, "commits", (double)st->commits);
+    json_add_number(f, "retries", (double)st->retries);
+    json_add_number(f, "bisections", (double)st->bisections);
+    json_add_number(f, "seconds", (double)st->elapsed_ms / 1000.0);
     if (stopped)
         cJSON_AddStringToObject(f, "stopped", stopped);
     log_write(stopped ? LOG_ERROR : LOG_INFO,
@@ -1008,9 +1008,9 @@ void drain_prune(struct outbox *ob, const struct config *cfg, int64_t deadline_m
     if (!rc && !pruned)
         return;
     f = cJSON_CreateObject();
-    cJSON_AddNumberToObject(f, "pruned", (double)pruned);
-    cJSON_AddNumberToObject(f, "retention_s", (double)cfg->retention_s);
-    cJSON_AddNumberToObject(f, "seconds", (double)(http_now_ms() - start) / 1000.0);
+    json_add_number(f, "pruned", (double)pruned);
+    json_add_number(f, "retention_s", (double)cfg->retention_s);
+    json_add_number(f, "seconds", (double)(http_now_ms() - start) / 1000.0);
     if (rc)
         cJSON_AddStringToObject(f, "stopped", err.msg);
     log_write(rc ? LOG_WARN : LOG_INFO, rc ? "pruning stopped" : "pruned", f);

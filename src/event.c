@@ -5,6 +5,8 @@
 #include <stdio.h>
 #include <string.h>
 
+#include "json.h"
+
 enum { IN_OBJECT, IN_RECORDS, AT_END };
 
 static void skip_ws(struct event_reader *r)
@@ -40,11 +42,11 @@ int event_reader_init(struct event_reader *r, const char *text, size_t len, stru
     return 0;
 }
 
-/* Parses one JSON value at the reader's position with cJSON; moves past it. */
+/* Parses one JSON value at the reader's position (json.h: U+0000 kept); moves past it. */
 static cJSON *parse_here(struct event_reader *r)
 {
     const char *end = NULL;
-    cJSON *v = cJSON_ParseWithLengthOpts(r->text + r->pos, r->len - r->pos, &end, 0);
+    cJSON *v = json_parse_prefix(r->text + r->pos, r->len - r->pos, &end);
 
     if (v)
         r->pos = (size_t)(end - r->text);

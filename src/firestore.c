@@ -7,6 +7,7 @@
 
 #include <cjson/cJSON.h>
 
+#include "json.h"
 #include "secret.h"
 
 struct firestore {
@@ -151,7 +152,7 @@ static int authorization(struct firestore *fs, int64_t deadline_ms, const char *
 static void read_status(const struct http_call *call, enum retry_status *status, char *message,
                         size_t cap)
 {
-    cJSON *body = cJSON_ParseWithLength(buf_str(&call->response), call->response.len);
+    cJSON *body = json_parse(buf_str(&call->response), call->response.len);
     const cJSON *e = cJSON_IsArray(body) ? cJSON_GetArrayItem(body, 0) : body;
     const cJSON *s, *m;
 
@@ -232,7 +233,7 @@ int firestore_batch_get(struct firestore *fs, const char *const *names, size_t n
     list = req ? cJSON_AddArrayToObject(req, "documents") : NULL;
     for (size_t i = 0; list && i < n; i++)
         cJSON_AddItemToArray(list, cJSON_CreateString(names[i]));
-    if (!list || !(body = cJSON_PrintUnformatted(req))) {
+    if (!list || !(body = json_print(req))) {
         d2f_errf(err, rc, "out of memory");
         goto out;
     }
@@ -255,7 +256,7 @@ int firestore_batch_get(struct firestore *fs, const char *const *names, size_t n
         rc = d2f_errf(err, D2F_EREMOTE, "batchGet refused: %s", msg);
         goto out;
     }
-    answer = cJSON_ParseWithLength(buf_str(&call.response), call.response.len);
+    answer = json_parse(buf_str(&call.response), call.response.len);
     if (!cJSON_IsArray(answer)) {
         cJSON_Delete(answer);
         rc = d2f_errf(err, D2F_EREMOTE, "batchGet: the answer is not a JSON array");

@@ -12,6 +12,7 @@
 #include "firestore.h"
 #include "gauth.h"
 #include "ingest.h"
+#include "json.h"
 #include "log.h"
 #include "outbox.h"
 #include "status.h"
@@ -115,7 +116,7 @@ static void metrics(struct handler *h, const struct ingest_result *res,
     values[7] = (double)st->commits;
     values[8] = (double)st->retries;
     aws = cJSON_AddObjectToObject(line, "_aws");
-    cJSON_AddNumberToObject(aws, "Timestamp", (double)http_now_ms());
+    json_add_number(aws, "Timestamp", (double)http_now_ms());
     cwm = cJSON_AddArrayToObject(aws, "CloudWatchMetrics");
     m = cJSON_CreateObject();
     cJSON_AddItemToArray(cwm, m);
@@ -131,9 +132,9 @@ static void metrics(struct handler *h, const struct ingest_result *res,
         cJSON_AddStringToObject(d, "Name", names[i].name);
         cJSON_AddStringToObject(d, "Unit", names[i].unit);
         cJSON_AddItemToArray(list, d);
-        cJSON_AddNumberToObject(line, names[i].name, values[i]);
+        json_add_number(line, names[i].name, values[i]);
     }
-    text = cJSON_PrintUnformatted(line);
+    text = json_print(line);
     if (text) {
         fputs(text, stdout);
         fputc('\n', stdout);
@@ -155,7 +156,7 @@ static enum kind kind_of(const char *event, size_t len)
 
     if (len >= HANDLER_SNIFF_MAX)
         return STREAM;
-    e = cJSON_ParseWithLength(event, len);
+    e = json_parse(event, len);
     if (!cJSON_IsObject(e)) {
         cJSON_Delete(e);
         return STREAM; /* ingest says what is wrong with it */
@@ -212,7 +213,7 @@ int handler_invoke(struct handler *h, const char *event, size_t len, int64_t dea
             *error_type = handler_error_type(rc);
             return rc;
         }
-        text = cJSON_PrintUnformatted(status);
+        text = json_print(status);
         cJSON_Delete(status);
         rc = text ? buf_adds(answer, text) : D2F_ENOMEM;
         cJSON_free(text);

@@ -9,6 +9,7 @@
 
 #include "ddb.h"
 #include "event.h"
+#include "json.h"
 #include "log.h"
 #include "record.h"
 
@@ -259,12 +260,12 @@ void ingest_log(const struct ingest_result *res, const char *msg)
 {
     cJSON *f = cJSON_CreateObject();
 
-    cJSON_AddNumberToObject(f, "records", (double)res->records);
-    cJSON_AddNumberToObject(f, "inserted", (double)res->inserted);
-    cJSON_AddNumberToObject(f, "duplicates", (double)res->duplicates);
-    cJSON_AddNumberToObject(f, "dead", (double)res->dead);
-    cJSON_AddNumberToObject(f, "unresolved", (double)res->unresolved);
-    cJSON_AddNumberToObject(f, "rounded", (double)res->rounded);
+    json_add_number(f, "records", (double)res->records);
+    json_add_number(f, "inserted", (double)res->inserted);
+    json_add_number(f, "duplicates", (double)res->duplicates);
+    json_add_number(f, "dead", (double)res->dead);
+    json_add_number(f, "unresolved", (double)res->unresolved);
+    json_add_number(f, "rounded", (double)res->rounded);
     log_write(LOG_INFO, msg, f);
 }
 
@@ -297,7 +298,7 @@ int ingest_answer(const char *text, size_t len, int failed, struct buf *out)
         }
     }
     rc = D2F_ENOMEM;
-    json = cJSON_PrintUnformatted(answer);
+    json = json_print(answer);
     if (json)
         rc = buf_adds(out, json);
 out:

@@ -3,6 +3,8 @@
 
 #include <stdlib.h>
 
+#include "json.h"
+
 static FILE *log_out;
 static enum log_level log_min = LOG_INFO;
 static char log_request[128];
@@ -40,7 +42,7 @@ void log_write(enum log_level level, const char *msg, cJSON *fields)
             cJSON_AddItemToObject(line, f->string, f);
         }
     }
-    text = cJSON_PrintUnformatted(line);
+    text = json_print(line);
     if (text) {
         fputs(text, out);
         fputc('\n', out);

@@ -8,6 +8,7 @@
 
 #include <sodium.h>
 
+#include "json.h"
 #include "number.h"
 
 /* One step of the path to the value being mapped, for messages. */
@@ -47,17 +48,40 @@ static int failf(struct walk *w, int code, const char *what)
     return d2f_errf(w->err, code, "attribute '%s' %s", path, what);
 }
 
+static int is_reserved(const char *name, size_t n)
+{
+    return n >= 4 && name[0] == '_' && name[1] == '_' && name[n - 2] == '_' && name[n - 1] == '_';
+}
+
 const char *mapping_field_name_problem(const char *name, size_t n)
 {
     if (n == 0)
         return "has an empty name, which Firestore refuses";
-    if (n > MAPPING_MAX_NAME_BYTES)
+    if (json_text_len(name, n) > MAPPING_MAX_NAME_BYTES)
         return "has a name over Firestore's 1,500-byte limit for field names";
-    if (n >= 4 && name[0] == '_' && name[1] == '_' && name[n - 2] == '_' && name[n - 1] == '_')
-        return "has a name matching __.*__, which Firestore reserves";
-    if (!d2f_utf8_valid(name, n))
+    if (is_reserved(name, n))
+        return "has a name matching __.*__, which Firestore reserves (DDB2FS_RESERVED_NAMES=escape "
+               "writes it escaped)";
+    if (!json_text_valid(name, n))
         return "has a name that is not valid UTF-8";
     return NULL;
+}
+
+int mapping_name_needs_escape(const char *name, size_t n)
+{
+    return is_reserved(name, n) || (n > 0 && name[0] == '%');
+}
+
+/* name with its first character percent-encoded ('_' or '%'), in a new string (free it). */
+static char *escape_name(const char *name, size_t n)
+{
+    char *e = malloc(n + 3);
+
+    if (!e)
+        return NULL;
+    memcpy(e, name[0] == '_' ? "%5F" : "%25", 3);
+    memcpy(e + 3, name + 1, n); /* the rest and its NUL */
+    return e;
 }
 
 static int value(struct walk *w, const cJSON *av, int depth, int in_array, cJSON **out,
@@ -92,11 +116,20 @@ static int fields(struct walk *w, const cJSON *item, int depth, cJSON **out, siz
         return nomem(w);
     for (const cJSON *m = item->child; m && !rc; m = m->next) {
         size_t n = strlen(m->string), vsize = 0;
-        const char *why = mapping_field_name_problem(m->string, n);
+        char *escaped = NULL;
+        const char *name = m->string, *why;
         cJSON *v = NULL;
 
         w->path[w->depth++] = (struct step){m->string, 0};
-        if (why)
+        if (w->opts->escape_reserved && mapping_name_needs_escape(name, n)) {
+            if (!(escaped = escape_name(name, n))) {
+                cJSON_Delete(o);
+                return nomem(w);
+            }
+            name = escaped;
+            n += 2;
+        }
+        if ((why = mapping_field_name_problem(name, n)) != NULL)
             rc = failf(w, D2F_ELIMIT, why);
         else if (++w->res->fields > MAPPING_MAX_FIELDS)
             rc = failf(w, D2F_ELIMIT, "is past Firestore's limit of 20,000 fields in a document");
@@ -104,8 +137,9 @@ static int fields(struct walk *w, const cJSON *item, int depth, cJSON **out, siz
             rc = value(w, m, depth, 0, o ? &v : NULL, &vsize);
         w->depth--;
         if (!rc && o)
-            cJSON_AddItemToObject(o, m->string, v);
-        *size += n + 1 + vsize;
+            cJSON_AddItemToObject(o, name, v);
+        *size += json_text_len(name, n) + 1 + vsize;
+        free(escaped);
     }
     if (rc) {
         cJSON_Delete(o);
@@ -118,7 +152,8 @@ static int fields(struct walk *w, const cJSON *item, int depth, cJSON **out, siz
 
 static int cmp_strings(const void *a, const void *b)
 {
-    return strcmp((*(const cJSON *const *)a)->valuestring, (*(const cJSON *const *)b)->valuestring);
+    return json_text_cmp((*(const cJSON *const *)a)->valuestring,
+                         (*(const cJSON *const *)b)->valuestring);
 }
 
 struct num_member {
@@ -198,7 +233,7 @@ static int number_value(struct walk *w, const char *text, cJSON **out, size_t *s
     d = number_to_double(&n, &exact);
     if (!exact && w->res->rounded++ == 0)
         path_text(w, w->res->rounded_field, sizeof(w->res->rounded_field));
-    if (out && !(*out = wrap("doubleValue", cJSON_CreateNumber(d))))
+    if (out && !(*out = wrap("doubleValue", json_number(d))))
         return nomem(w);
     return 0;
 }
@@ -235,10 +270,10 @@ static int set_value(struct walk *w, const cJSON *set, char tag, cJSON **out, si
         w->path[w->depth++] = (struct step){NULL, i};
         if (tag == 'S') {
             size_t len = strlen(m->valuestring);
-            if (!d2f_utf8_valid(m->valuestring, len))
+            if (!json_text_valid(m->valuestring, len))
                 rc = failf(w, D2F_EINPUT, "is a string that is not valid UTF-8");
             ((const cJSON **)sorted)[i] = m;
-            msize = len + 1;
+            msize = json_text_len(m->valuestring, len) + 1;
         } else if (tag == 'N') {
             struct num_member *nm = &((struct num_member *)sorted)[i];
             const char *why;
@@ -372,9 +407,9 @@ static int value(struct walk *w, const cJSON *av, int depth, int in_array, cJSON
             return number_value(w, v->valuestring, out, size);
         if (tag[0] == 'S') {
             size_t n = strlen(v->valuestring);
-            if (!d2f_utf8_valid(v->valuestring, n))
+            if (!json_text_valid(v->valuestring, n))
                 return failf(w, D2F_EINPUT, "is a string that is not valid UTF-8");
-            *size = n + 1;
+            *size = json_text_len(v->valuestring, n) + 1;
         } else {
             int d = decode_b64(v->valuestring, NULL, size);
             if (d == -2)

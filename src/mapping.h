@@ -10,6 +10,10 @@
  * Firestore's limits are checked on the way: nesting depth, field names, and the storage size
  * the caller needs for the 1 MiB document limit (https://firebase.google.com/docs/firestore/
  * storage-size). A top-level field is at depth 1; each map or array adds one level.
+ *
+ * Strings and names are JSON text (json.h): U+0000 is carried as C0 80, counted, checked and
+ * sorted as the one byte it stands for, and printed by json_print as \u0000. A doubleValue is
+ * the nearest double, printed as the shortest text that reads back as it.
  */
 #ifndef MAPPING_H
 #define MAPPING_H
@@ -26,6 +30,8 @@
 
 struct mapping_opts {
     int numbers_as_strings; /* 1: every N as stringValue in DynamoDB's own text */
+    int escape_reserved;    /* 1: a field name matching __.*__ or starting with '%' has its first
+                               character percent-encoded ("%5F", "%25"); 0: such an item fails */
 };
 
 struct mapping_result {
@@ -41,7 +47,12 @@ struct mapping_result {
 int mapping_item(const cJSON *item, const struct mapping_opts *opts, cJSON **out,
                  struct mapping_result *res, struct d2f_err *err) D2F_WUR;
 
-/* Firestore's rules for a field name: NULL when fine, else a static reason. */
+/* Firestore's rules for a field name (n bytes of JSON text): NULL when fine, else a static
+ * reason. */
 const char *mapping_field_name_problem(const char *name, size_t n);
+
+/* 1 when DDB2FS_RESERVED_NAMES=escape changes the field name: it matches __.*__ or starts
+ * with '%'. */
+int mapping_name_needs_escape(const char *name, size_t n);
 
 #endif

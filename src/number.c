@@ -28,10 +28,8 @@ int number_parse(const char *text, struct number *n, const char **why)
         *why = "is too long to be a DynamoDB number";
         return -1;
     }
-    if (*p == '-') {
-        negative = 1;
-        p++;
-    }
+    if (*p == '-' || *p == '+') /* DynamoDB reads "+3" and keeps it so in a stream */
+        negative = *p++ == '-';
     for (; is_digit(*p) || *p == '.'; p++) {
         if (*p == '.') {
             if (point >= 0) {

@@ -21,7 +21,9 @@ struct number {
     int exponent;                       /* value = digits × 10^exponent */
 };
 
-/* Parses DynamoDB number text. Returns 0, or -1 with *why set to a static reason. */
+/* Parses DynamoDB number text, every form DynamoDB accepts: [+-]digits[.digits][(e|E)[+-]digits],
+ * ".5", "5.", "+3", "-0". Nothing may follow the number. Returns 0, or -1 with *why set to a
+ * static reason. */
 int number_parse(const char *text, struct number *n, const char **why) D2F_WUR;
 
 /* Appends the canonical plain decimal form: no exponent, no needless zeros, "0" for zero. */

@@ -7,6 +7,7 @@
 #include <string.h>
 
 #include "docid.h"
+#include "json.h"
 
 #define DOCUMENT_PATH_MAX (64 * 1024)
 
@@ -47,7 +48,7 @@ static size_t name_size(const char *path)
     for (const char *p = path;;) {
         const char *slash = strchr(p, '/');
         size_t n = slash ? (size_t)(slash - p) : strlen(p);
-        size += n + 1;
+        size += json_text_len(p, n) + 1;
         if (!slash)
             break;
         p = slash + 1;
@@ -92,7 +93,8 @@ fail:
 static int map_image(const struct event_record *rec, const struct config *cfg, const char *document,
                      cJSON **fields, struct record_plan *plan, struct d2f_err *err)
 {
-    struct mapping_opts mopts = {.numbers_as_strings = cfg->numbers == CONFIG_NUMBERS_STRING};
+    struct mapping_opts mopts = {.numbers_as_strings = cfg->numbers == CONFIG_NUMBERS_STRING,
+                                 .escape_reserved = cfg->reserved == CONFIG_RESERVED_ESCAPE};
     struct d2f_err why = {0};
     int rc = mapping_item(rec->new_image, &mopts, fields, &plan->map, &why);
 
@@ -215,7 +217,7 @@ int record_write(const struct event_record *rec, const struct config *cfg, const
         d2f_errf(err, rc, "out of memory");
         goto out;
     }
-    *write = cJSON_PrintUnformatted(plan.write);
+    *write = json_print(plan.write);
     if (!*write) {
         rc = d2f_errf(err, D2F_ENOMEM, "out of memory");
         goto out;

@@ -10,6 +10,7 @@
 #include "event.h"
 #include "firestore.h"
 #include "gauth.h"
+#include "json.h"
 #include "log.h"
 #include "record.h"
 
@@ -313,7 +314,7 @@ static void print_plan(FILE *out, const struct record_plan *plan)
 
     if (line)
         cJSON_AddStringToObject(line, "error", plan->error ? plan->error : "not planned");
-    text = cJSON_PrintUnformatted(plan->write ? plan->write : line);
+    text = json_print(plan->write ? plan->write : line);
     if (text)
         fprintf(out, "%s\n", text);
     cJSON_free(text);
@@ -533,17 +534,17 @@ void replay_log(const struct replay_opts *o, const struct replay_result *res, co
     cJSON_AddStringToObject(f, "mode", modes[o->mode]);
     cJSON_AddStringToObject(f, "target", res->live ? "live" : "other");
     cJSON_AddBoolToObject(f, "dry_run", o->dry_run);
-    cJSON_AddNumberToObject(f, "documents", (double)res->documents);
-    cJSON_AddNumberToObject(f, "written", (double)res->written);
-    cJSON_AddNumberToObject(f, "failed", (double)res->failed);
+    json_add_number(f, "documents", (double)res->documents);
+    json_add_number(f, "written", (double)res->written);
+    json_add_number(f, "failed", (double)res->failed);
     if (o->mode == REPLAY_DEAD) {
-        cJSON_AddNumberToObject(f, "committed", (double)res->st.rows_committed);
-        cJSON_AddNumberToObject(f, "superseded", (double)res->superseded);
-        cJSON_AddNumberToObject(f, "waiting", (double)res->waiting);
-        cJSON_AddNumberToObject(f, "still_dead", (double)res->still_dead);
+        json_add_number(f, "committed", (double)res->st.rows_committed);
+        json_add_number(f, "superseded", (double)res->superseded);
+        json_add_number(f, "waiting", (double)res->waiting);
+        json_add_number(f, "still_dead", (double)res->still_dead);
     }
-    cJSON_AddNumberToObject(f, "commits", (double)res->st.commits);
-    cJSON_AddNumberToObject(f, "retries", (double)res->st.retries);
+    json_add_number(f, "commits", (double)res->st.commits);
+    json_add_number(f, "retries", (double)res->st.retries);
     if (stopped)
         cJSON_AddStringToObject(f, "stopped", stopped);
     log_write(stopped ? LOG_ERROR : LOG_INFO, stopped ? "replay stopped" : "replayed", f);

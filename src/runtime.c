@@ -8,6 +8,8 @@
 
 #include <cjson/cJSON.h>
 
+#include "json.h"
+
 /* Tries at posting a result, and the pause between them. */
 #define POST_TRIES 5
 #define POST_PAUSE_MS 200
@@ -161,7 +163,7 @@ static int post_error(struct runtime *rt, const char *url, const char *type, con
 
     if (body && cJSON_AddStringToObject(body, "errorMessage", message) &&
         cJSON_AddStringToObject(body, "errorType", type) &&
-        cJSON_AddArrayToObject(body, "stackTrace") && (text = cJSON_PrintUnformatted(body))) {
+        cJSON_AddArrayToObject(body, "stackTrace") && (text = json_print(body))) {
         rc = post(rt, url, type, text, strlen(text), &status, err);
         if (!rc && status != 202)
             rc =

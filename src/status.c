@@ -5,6 +5,8 @@
 #include <string.h>
 #include <sys/stat.h>
 
+#include "json.h"
+
 static int query_err(struct outbox *ob, struct d2f_err *err)
 {
     return d2f_errf(err, D2F_EDB, "cannot read the status of outbox '%s': %s", outbox_path(ob),
@@ -20,7 +22,7 @@ static void add_column(cJSON *obj, const char *name, sqlite3_stmt *st, int i)
         break;
     case SQLITE_INTEGER:
     case SQLITE_FLOAT:
-        cJSON_AddNumberToObject(obj, name, sqlite3_column_double(st, i));
+        json_add_number(obj, name, sqlite3_column_double(st, i));
         break;
     default:
         cJSON_AddStringToObject(obj, name, (const char *)sqlite3_column_text(st, i));
@@ -59,7 +61,7 @@ int status_collect(struct outbox *ob, cJSON **out, struct d2f_err *err)
     cJSON_AddStringToObject(s, "outbox", outbox_path(ob));
     cJSON_AddStringToObject(s, "journal", outbox_journal(ob));
     if (stat(outbox_path(ob), &st) == 0)
-        cJSON_AddNumberToObject(s, "bytes", (double)st.st_size);
+        json_add_number(s, "bytes", (double)st.st_size);
     rc = rows(ob,
               "SELECT (SELECT user_version FROM pragma_user_version) AS schema_version, "
               "coalesce(sum(state = 'pending'), 0) AS pending, "
@@ -120,7 +122,7 @@ static double num(const cJSON *o, const char *name)
 {
     const cJSON *v = cJSON_GetObjectItemCaseSensitive(o, name);
 
-    return cJSON_IsNumber(v) ? v->valuedouble : 0;
+    return json_number_value(v);
 }
 
 static const char *str(const cJSON *o, const char *name, const char *none)
