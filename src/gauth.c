@@ -11,6 +11,8 @@
 #include <openssl/pem.h>
 #include <sodium.h>
 
+#include "wif.h"
+
 /* Cap on what we read of a token endpoint's answer. */
 #define TOKEN_ANSWER_MAX (64 * 1024)
 #define BEARER_MAX 8192
@@ -24,7 +26,18 @@ struct gauth {
     int64_t expires_ms; /* when the cached token stops being valid; 0 when none */
     int64_t lifetime_ms;
     unsigned renewals;
+    struct wif *wif; /* an external account: every call goes there */
 };
+
+int gauth_from_wif(struct gauth **out, struct wif *w, struct d2f_err *err)
+{
+    if (!(*out = calloc(1, sizeof(**out)))) {
+        wif_free(w);
+        return d2f_errf(err, D2F_ENOMEM, "out of memory");
+    }
+    (*out)->wif = w;
+    return 0;
+}
 
 static char *dup_member(const cJSON *key, const char *name, int required, struct d2f_err *err)
 {
@@ -117,6 +130,7 @@ void gauth_free(struct gauth *g)
 {
     if (!g)
         return;
+    wif_free(g->wif);
     EVP_PKEY_free(g->key);
     free(g->email);
     free(g->key_id);
@@ -134,11 +148,15 @@ const char *gauth_project(const struct gauth *g)
 
 unsigned gauth_renewals(const struct gauth *g)
 {
-    return g->renewals;
+    return g->wif ? wif_renewals(g->wif) : g->renewals;
 }
 
 void gauth_invalidate(struct gauth *g)
 {
+    if (g->wif) {
+        wif_invalidate(g->wif);
+        return;
+    }
     g->expires_ms = 0;
     sodium_memzero(g->bearer, BEARER_MAX);
 }
@@ -267,6 +285,8 @@ int gauth_token(struct gauth *g, int64_t deadline_ms, const char **bearer, struc
     struct buf jwt;
     int rc;
 
+    if (g->wif)
+        return wif_token(g->wif, deadline_ms, bearer, err);
     /* renew ahead of expiry: five minutes, or a quarter of a short lifetime */
     margin = g->lifetime_ms / 4 < 300000 ? g->lifetime_ms / 4 : 300000;
     if (g->expires_ms && now < g->expires_ms - margin) {

@@ -3,12 +3,14 @@
  * and the bearer token Firestore wants.
  *
  * DESIGN
- * Two ways to a bearer token, chosen by DDB2FS_TOKEN:
+ * A service-account key gives two ways to a bearer token, chosen by DDB2FS_TOKEN:
  *   oauth        a JWT (iss = client_email, scope = datastore, aud = the key's token_uri) is
  *                exchanged at token_uri with the JWT-bearer grant for an access token;
  *   self-signed  a JWT (iss = sub = client_email, aud = the Firestore endpoint, kid = the key's
  *                id) is itself the bearer token (Google's AIP-4111): no round trip at start.
  * Either token is cached and renewed ahead of its expiry; a 401 from Firestore invalidates it.
+ * An external account (Workload Identity Federation, no key at all) is wif.h's; gauth hands
+ * its calls on, so that Firestore's client sees one kind of credentials.
  * After the signing key is built, the key file's text is wiped; tokens and keys are never
  * logged or put in an error message.
  *
@@ -43,10 +45,15 @@ struct gauth;
 int gauth_from_json(struct gauth **out, const char *json, size_t len, enum gauth_mode mode,
                     const char *audience, struct http *http, struct d2f_err *err) D2F_WUR;
 
+struct wif;
+
+/* Credentials of an external account (wif.h): g hands its token calls to w, which it takes. */
+int gauth_from_wif(struct gauth **out, struct wif *w, struct d2f_err *err) D2F_WUR;
+
 /* Frees the credentials, wiping the key and token; accepts NULL. */
 void gauth_free(struct gauth *g);
 
-/* The key's project_id. Valid while g is. */
+/* The key's project_id (NULL for an external account). Valid while g is. */
 const char *gauth_project(const struct gauth *g);
 
 /* A valid "Bearer …" header value in *bearer (owned by g, valid until the next call), getting

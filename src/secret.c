@@ -12,6 +12,7 @@
 
 #include "awssm.h"
 #include "log.h"
+#include "wif.h"
 
 #define SEALED_MAX (SECRET_HEADER_LEN + SECRET_NONCE_LEN + SECRET_PLAIN_MAX + SECRET_TAG_LEN)
 #define KEY_B64_LEN 44
@@ -254,8 +255,14 @@ static int key_file_credentials(const struct config *cfg, enum gauth_mode mode,
     int rc = read_guarded(cfg->credentials, SECRET_PLAIN_MAX, "GOOGLE_APPLICATION_CREDENTIALS",
                           &text, &n, err);
 
-    if (!rc)
+    struct wif *w = NULL;
+
+    if (!rc && wif_is_external_account(text, n)) { /* keyless: no key in the file */
+        if ((rc = wif_from_json(&w, text, n, cfg, http, err)) == 0)
+            rc = gauth_from_wif(out, w, err);
+    } else if (!rc) {
         rc = gauth_from_json(out, text, n, mode, audience, http, err);
+    }
     sodium_free(text); /* wipes */
     return rc;
 }

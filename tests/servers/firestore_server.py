@@ -8,6 +8,8 @@ One HTTP/1.1 server on 127.0.0.1 (keep-alive, a thread per connection) serves:
   GET  /v1/projects/P/databases/D/documents/C/ID      one document
   GET  /v1/projects/P/databases/D/documents/C         list (pageSize, pageToken)
   POST /token                                          JWT-bearer grant -> access token
+  POST /v1/token, …/serviceAccounts/E:generateAccessToken   Google's STS and IAM Credentials
+                                                       (google_sts.py: keyless, federated)
   /_test/...                                           control: faults, state, logs
 
 It refuses what Firestore refuses: unknown JSON fields, values with no or two types, an array
@@ -33,6 +35,7 @@ import time
 import urllib.parse
 from http.server import BaseHTTPRequestHandler
 
+import google_sts
 from serving import LocalServer, serve
 
 MAX_REQUEST = 10 * 1024 * 1024
@@ -105,6 +108,8 @@ class Store:
         self.accounts = {}      # client_email -> {"key": public key, "kid": private_key_id}
         self.tokens = {}        # access token -> expiry (epoch seconds)
         self.token_lifetime = 3599
+        self.wif = {}           # the workload identity pool (google_sts.py), when set
+        self.federated = {}     # federated token -> expiry
 
     def reset(self):
         self.docs = {}          # name -> {"fields", "createTime", "updateTime"}
@@ -114,6 +119,7 @@ class Store:
         self.rng = random.Random(1)
         self.commits = 0
         self.writes = 0
+        self.wif_counts = {"sts": 0, "impersonations": 0}
 
 
 class Handler(BaseHTTPRequestHandler):
@@ -187,6 +193,13 @@ class Handler(BaseHTTPRequestHandler):
             self.record(body)
             if path.path == "/token" and self.command == "POST":
                 return self.token(body)
+            if path.path == "/v1/token" and self.command == "POST":
+                return self.reply(*google_sts.sts_token(self, body))
+            m = re.fullmatch(r"/v1/projects/-/serviceAccounts/([^/:]+):generateAccessToken",
+                             path.path)
+            if m and self.command == "POST":
+                return self.reply(*google_sts.generate_access_token(
+                    self, urllib.parse.unquote(m.group(1)), body))
             m = re.fullmatch(r"/v1/projects/([^/]+)/databases/([^/]+)/documents(:commit|"
                              r":batchGet|/.*)?", path.path)
             if not m:
@@ -209,7 +222,7 @@ class Handler(BaseHTTPRequestHandler):
 
     def authenticate(self):
         st = self.store
-        if not st.accounts:
+        if not st.accounts and not st.wif:
             return  # emulator mode
         auth = self.headers.get("Authorization", "")
         if not auth.startswith("Bearer "):
@@ -573,6 +586,11 @@ class Handler(BaseHTTPRequestHandler):
                 key = serialization.load_pem_public_key(req["public_key"].encode())
                 st.accounts[req["client_email"]] = {"key": key, "kid": req["private_key_id"]}
                 out = {}
+            elif what == "wif":
+                st.wif = req
+                out = {}
+            elif what == "wif_counts":
+                out = dict(st.wif_counts)
             elif what == "token_lifetime":
                 st.token_lifetime = req["seconds"]
                 out = {}

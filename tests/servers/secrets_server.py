@@ -84,7 +84,7 @@ def signature(secret, amz_date, region, service, creq):
                     hashlib.sha256).hexdigest()
 
 
-def verify(method, path, query, headers, body, keys, region, now):
+def verify(method, path, query, headers, body, keys, region, now, service=SERVICE):
     """Raises Refusal unless the request is signed as AWS requires. keys: akid -> (secret,
     token or None). Returns the access key id."""
     auth = [v for k, v in headers if k.lower() == "authorization"]
@@ -101,7 +101,7 @@ def verify(method, path, query, headers, body, keys, region, now):
         raise Refusal("IncompleteSignatureException",
                       "Credential should be scoped to a valid region, service and terminal "
                       "'aws4_request'.")
-    akid, date, req_region, service, _ = cred
+    akid, date, req_region, req_service, _ = cred
     if akid not in keys:
         raise Refusal("UnrecognizedClientException", BAD_TOKEN)
     secret, token = keys[akid]
@@ -126,9 +126,9 @@ def verify(method, path, query, headers, body, keys, region, now):
     if req_region != region:
         raise Refusal("InvalidSignatureException",
                       "Credential should be scoped to a valid region. ")
-    if service != SERVICE:
+    if req_service != service:
         raise Refusal("InvalidSignatureException",
-                      "Credential should be scoped to correct service: '%s'. " % SERVICE)
+                      "Credential should be scoped to correct service: '%s'. " % service)
     stamp = lambda t: t.strftime("%Y%m%dT%H%M%SZ")
     if when < now - SKEW:
         raise Refusal("InvalidSignatureException",
