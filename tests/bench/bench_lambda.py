@@ -4,6 +4,11 @@
   cold start   from spawning the process to its connecting for the first invocation/next,
                configuration and outbox open included (an outbox that exists, as on EFS after the first run, and a new
                one); target under 10 ms
+  first commit from spawning the process to the answer of its first invocation (one record),
+               by credential: the sealed key (Secrets Manager + the OAuth exchange: two round
+               trips) and Workload Identity Federation (STS + IAM Credentials' impersonation:
+               two round trips, keyless, and the subject token signed locally), each against
+               local servers with 20 ms added to every round trip
   invocations  one batch of 500 and one of 10,000 records (~6 MB), ingested and drained to
                the local server: time to the answer, and the process's peak RSS; target: 128 MB
                of Lambda memory is enough for a 6 MB event
@@ -23,7 +28,8 @@ import time
 HERE = os.path.dirname(os.path.abspath(__file__))
 sys.path.insert(0, os.path.join(HERE, "..", "integration"))
 import events  # noqa: E402
-from fsserver import FirestoreServer, RuntimeServer  # noqa: E402
+from fsserver import (PROJECT, FirestoreServer, RuntimeServer, SecretsServer,  # noqa: E402
+                      ServiceAccount)
 
 from benchlib import NODE_PEER, isolate, node_peer, wait_peak  # noqa: E402
 
@@ -44,6 +50,76 @@ def cold_start(binary, env):
         proc.kill()
         proc.wait()
         return took * 1000
+
+
+ROUND_TRIP_MS = 20
+
+
+def first_commit(binary, env):
+    """Milliseconds from spawning 'ddb2fs lambda' to the answer of a one-record invocation."""
+    rt = RuntimeServer()
+    try:
+        env = dict(env, AWS_LAMBDA_RUNTIME_API=rt.api)
+        ev = events.event(1, first=int(time.time() * 1000) * 100000, seed=3)
+        start = time.perf_counter()
+        proc = subprocess.Popen([binary, "lambda"], env=env, stdout=subprocess.DEVNULL,
+                                stderr=subprocess.DEVNULL)
+        rid = rt.invoke(ev, timeout_ms=60000)
+        answer = rt.wait(rid, timeout=60)
+        took = time.perf_counter() - start
+        assert answer["body"] == {"batchItemFailures": []}, answer
+        proc.kill()
+        proc.wait()
+        return took * 1000
+    finally:
+        rt.stop()
+
+
+def first_commits(binary, base, work, runs):
+    """first_commit's median with the sealed key and with WIF (impersonation), 20 ms a trip."""
+    fs, sm = FirestoreServer(), SecretsServer()
+    try:
+        fs.faults(latency_ms=ROUND_TRIP_MS, auth_latency_ms=ROUND_TRIP_MS)
+        sm.control("config", {"region": sm.region, "latency_ms": ROUND_TRIP_MS})
+        key = ServiceAccount(os.path.join(work, "sa.json"), fs.url + "/token")
+        fs.register(key)
+        sealed = os.path.join(work, "sa.sealed")
+        p = subprocess.run([binary, "seal-key", key.path, "--out", sealed, "--force"],
+                           capture_output=True, text=True, check=True, env=base)
+        sm.put("bench/data-key", string=p.stdout.strip())
+        email = "relay@%s.iam.gserviceaccount.com" % PROJECT
+        audience = ("//iam.googleapis.com/projects/1/locations/global/workloadIdentityPools/"
+                    "p/providers/aws")
+        fs.control("wif", {"audience": audience, "region": sm.region, "akid": sm.AKID,
+                           "secret": sm.SECRET, "token": sm.TOKEN, "service_account": email,
+                           "federated_ok": False})
+        conf = os.path.join(work, "wif.json")
+        with open(conf, "w") as f:
+            json.dump({"type": "external_account", "audience": audience,
+                       "subject_token_type": "urn:ietf:params:aws:token-type:aws4_request",
+                       "token_url": fs.url + "/v1/token",
+                       "service_account_impersonation_url": fs.url + "/v1/projects/-/"
+                       "serviceAccounts/%s:generateAccessToken" % email,
+                       "credential_source": {
+                           "environment_id": "aws1",
+                           "regional_cred_verification_url": "https://sts.{region}.amazonaws"
+                           ".com?Action=GetCallerIdentity&Version=2011-06-15"}}, f)
+        common = dict(base, DDB2FS_KEYS=events.KEYS_SETTING, DDB2FS_FIRESTORE_ENDPOINT=fs.url,
+                      GOOGLE_CLOUD_PROJECT=PROJECT, DDB2FS_RAMP="off", **sm.env())
+        ways = {"sealed_key": dict(common, DDB2FS_KEY_SEALED=sealed,
+                                   DDB2FS_KEY_SECRET="bench/data-key"),
+                "wif_impersonation": dict(common, GOOGLE_APPLICATION_CREDENTIALS=conf)}
+        out = {}
+        for name, env in ways.items():
+            times = [first_commit(binary, dict(env, DDB2FS_OUTBOX=os.path.join(
+                work, "first-%s-%d.db" % (name, i)))) for i in range(runs)]
+            out[name] = {"median_ms": round(statistics.median(times), 1),
+                         "all_ms": [round(t, 1) for t in sorted(times)]}
+        out["round_trip_ms_added"] = ROUND_TRIP_MS
+        return out
+    finally:
+        fs.stop()
+        sm.stop()
 
 
 def invocation(binary, env, records):
@@ -102,6 +178,9 @@ def main():
             f.write(events.dumps(events.event(n, seed=n)))
         peer = node_peer(fs, [path], env, 0, n, args.node_peer)
         peer["records"] = n
+        firsts = first_commits(args.ddb2fs, {k: v for k, v in env.items()
+                                             if not k.startswith(("DDB2FS_", "FIRESTORE_"))},
+                               work, min(args.runs, 5))
     finally:
         fs.stop()
     cold = statistics.median(existing)
@@ -110,6 +189,7 @@ def main():
            "cold_start_ms": {"existing_outbox": round(cold, 2),
                              "new_outbox": round(statistics.median(fresh), 2),
                              "all_existing": [round(x, 2) for x in sorted(existing)]},
+           "first_commit_by_credentials": firsts,
            "invocations": inv,
            "node_peer_google_client_cold_process": peer,
            "targets": {"cold_start_ms_max": 10, "peak_rss_mb_max_for_6mb_event": 128},

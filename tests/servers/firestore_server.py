@@ -124,6 +124,7 @@ class Store:
 
 class Handler(BaseHTTPRequestHandler):
     protocol_version = "HTTP/1.1"
+    disable_nagle_algorithm = True  # headers and body leave at once, not 40 ms apart
     server_version = "ddb2fs-test-firestore"
 
     def log_message(self, fmt, *args):  # quiet
@@ -191,6 +192,8 @@ class Handler(BaseHTTPRequestHandler):
             if path.path.startswith("/_test/"):
                 return self.control(path, body)
             self.record(body)
+            if path.path in ("/token", "/v1/token") or path.path.endswith(":generateAccessToken"):
+                time.sleep(self.store.faults.get("auth_latency_ms", 0) / 1000)
             if path.path == "/token" and self.command == "POST":
                 return self.token(body)
             if path.path == "/v1/token" and self.command == "POST":

@@ -16,7 +16,9 @@ Refusals are HTTP 400 with {"__type", "message"} and x-amzn-ErrorType, as AWS an
 
   POST /_test/credentials {"akid", "secret", "token"?}    accepts a key (and its session token)
   POST /_test/secret {"id", "string" | "binary" (base64)}  stores a secret
-  POST /_test/config {"region"?, "clock_offset"?}         clock_offset: seconds added to "now"
+  POST /_test/config {"region"?, "clock_offset"?, "latency_ms"?}
+                                                          clock_offset: seconds added to "now";
+                                                          latency_ms: before each answer
   POST /_test/requests                                    every request: target, verdict
 
 Run alone: secrets_server.py [--port N]; it prints "port N".
@@ -26,6 +28,7 @@ import hashlib
 import hmac
 import json
 import threading
+import time
 import urllib.parse
 import uuid
 from http.server import BaseHTTPRequestHandler
@@ -156,11 +159,13 @@ class State:
         self.secrets = {}
         self.region = "us-east-1"
         self.clock_offset = 0.0
+        self.latency_ms = 0
         self.requests = []
 
 
 class Handler(BaseHTTPRequestHandler):
     protocol_version = "HTTP/1.1"
+    disable_nagle_algorithm = True  # headers and body leave at once, not 40 ms apart
 
     def log_message(self, fmt, *args):
         pass
@@ -187,7 +192,9 @@ class Handler(BaseHTTPRequestHandler):
             return self.control(path[len("/_test/"):], json.loads(body or b"null"))
         target = self.headers.get("X-Amz-Target", "")
         with st.lock:
-            keys, region = dict(st.keys), st.region
+            keys, region, latency = dict(st.keys), st.region, st.latency_ms
+        time.sleep(latency / 1000)
+        with st.lock:
             now = datetime.datetime.now(datetime.timezone.utc) + datetime.timedelta(
                 seconds=st.clock_offset)
         entry = {"target": target, "authorization": self.headers.get("Authorization", "")}
@@ -240,6 +247,7 @@ class Handler(BaseHTTPRequestHandler):
             if what == "config":
                 st.region = req.get("region", st.region)
                 st.clock_offset = float(req.get("clock_offset", st.clock_offset))
+                st.latency_ms = int(req.get("latency_ms", st.latency_ms))
                 return self.reply(200, {})
             if what == "requests":
                 return self.reply(200, st.requests)
