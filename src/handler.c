@@ -222,7 +222,10 @@ int handler_invoke(struct handler *h, const char *event, size_t len, int64_t dea
     case STREAM:
         break;
     }
+    /* a lock held elsewhere past the deadline: report the batch, Lambda retries it */
+    outbox_wait_until(h->ob, deadline_ms - HANDLER_MARGIN_MS);
     rc = ingest_event(h->ing, event, len, &res, err);
+    outbox_wait_until(h->ob, 0);
     if (rc == D2F_EINPUT || rc == D2F_ELIMIT) {
         *error_type = handler_error_type(rc);
         return rc;

@@ -232,7 +232,7 @@ int ingest_event(struct ingest *ing, const char *text, size_t len, struct ingest
 {
     struct event_reader r;
     struct event_record rec;
-    int64_t now = outbox_now_ms();
+    int64_t now = outbox_now_ms(), waited = outbox_lock_waited_ms(ing->ob);
     int rc;
 
     memset(res, 0, sizeof(*res));
@@ -253,6 +253,7 @@ int ingest_event(struct ingest *ing, const char *text, size_t len, struct ingest
         outbox_rollback(ing->ob);
         memset(res, 0, sizeof(*res));
     }
+    res->lock_wait_ms = outbox_lock_waited_ms(ing->ob) - waited;
     return rc;
 }
 
@@ -266,6 +267,7 @@ void ingest_log(const struct ingest_result *res, const char *msg)
     json_add_number(f, "dead", (double)res->dead);
     json_add_number(f, "unresolved", (double)res->unresolved);
     json_add_number(f, "rounded", (double)res->rounded);
+    json_add_number(f, "lock_wait_ms", (double)res->lock_wait_ms);
     log_write(LOG_INFO, msg, f);
 }
 

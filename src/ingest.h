@@ -25,12 +25,13 @@
 struct ingest;
 
 struct ingest_result {
-    size_t records;    /* records in the event */
-    size_t inserted;   /* rows added */
-    size_t duplicates; /* records already in the outbox */
-    size_t dead;       /* rows added as dead */
-    size_t unresolved; /* rows added pending, waiting for their table's key schema */
-    size_t rounded;    /* numbers that will be written as the nearest double */
+    size_t records;       /* records in the event */
+    size_t inserted;      /* rows added */
+    size_t duplicates;    /* records already in the outbox */
+    size_t dead;          /* rows added as dead */
+    size_t unresolved;    /* rows added pending, waiting for their table's key schema */
+    size_t rounded;       /* numbers that will be written as the nearest double */
+    int64_t lock_wait_ms; /* time spent waiting for other processes' locks */
 };
 
 /* A handle for ingesting into ob with cfg (both must outlive it). NULL when out of memory. */

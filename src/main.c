@@ -7,11 +7,25 @@
 
 #include "cli.h"
 #include "log.h"
+#ifdef DDB2FS_LATENCY_VFS
+#include <stdlib.h>
+
+#include "latency_vfs.h"
+#endif
 
 int main(int argc, char **argv)
 {
     int rc;
 
+#ifdef DDB2FS_LATENCY_VFS
+    /* a test build: the outbox's file system answers like EFS when asked */
+    if (latency_vfs_register(getenv("DDB2FS_TEST_LATENCY")) < 0) {
+        fputs("ddb2fs: DDB2FS_TEST_LATENCY: use 'efs' or name=microseconds,… (open, delete, "
+              "access, lock, unlock, check, write, read, sync)\n",
+              stderr);
+        return 2;
+    }
+#endif
     if (sodium_init() < 0) {
         fputs("ddb2fs: cannot initialise libsodium\n", stderr);
         return 1;

@@ -38,6 +38,8 @@ struct outbox {
     struct asked *asked; /* tables whose schema could not be had, and when */
     int in_tx;
     int64_t busy_since; /* when the current wait for another's lock began (ms) */
+    int64_t wait_until; /* give up waiting for a lock then (ms); 0: the busy timeout */
+    int64_t waited_ms;  /* time spent waiting for others' locks, all told */
 };
 
 /* Waits for another connection's lock, polling often: a writer that releases its lock and
@@ -51,10 +53,21 @@ static int busy_wait(void *arg, int count)
 
     if (count == 0)
         ob->busy_since = now;
-    if (now - ob->busy_since >= OUTBOX_BUSY_TIMEOUT_MS)
+    if (now - ob->busy_since >= OUTBOX_BUSY_TIMEOUT_MS || (ob->wait_until && now >= ob->wait_until))
         return 0;
     usleep(count < 100 ? 1000 : 5000);
+    ob->waited_ms += count < 100 ? 1 : 5;
     return 1;
+}
+
+void outbox_wait_until(struct outbox *ob, int64_t until_ms)
+{
+    ob->wait_until = until_ms;
+}
+
+int64_t outbox_lock_waited_ms(const struct outbox *ob)
+{
+    return ob->waited_ms;
 }
 
 static const char insert_sql[] =

@@ -79,6 +79,14 @@ const char *outbox_path(const struct outbox *ob);
 /* The SQLite handle, for read-only queries (status). Owned by ob. */
 sqlite3 *outbox_db(struct outbox *ob);
 
+/* From now on, waits for another's lock no later than until_ms (outbox_now_ms' clock): an
+ * invocation must not wait past its deadline. 0 restores the busy timeout,
+ * OUTBOX_BUSY_TIMEOUT_MS. */
+void outbox_wait_until(struct outbox *ob, int64_t until_ms);
+
+/* Milliseconds spent waiting for others' locks since the outbox was opened. */
+int64_t outbox_lock_waited_ms(const struct outbox *ob);
+
 /* Starts a write transaction, waiting for other writers up to the busy timeout. */
 int outbox_begin(struct outbox *ob, struct d2f_err *err) D2F_WUR;
 

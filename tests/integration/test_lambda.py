@@ -4,6 +4,7 @@ scheduled drains, init errors, and an outbox that cannot be written."""
 import json
 import resource
 import signal
+import sqlite3
 import subprocess
 import time
 import unittest
@@ -212,6 +213,35 @@ class Lambda(unittest.TestCase):
                           for r in ev["Records"]])
         self.assertEqual(query(self.db, "SELECT count(*) FROM records")[0][0], 0)
         self.assertEqual(self.fs.documents(), {})
+
+    def test_a_lock_held_past_the_deadline_reports_the_batch(self):
+        """An ingest gives up waiting for another's lock before its deadline (less the 1.5 s
+        margin) instead of the 60 s busy timeout: every record is reported, nothing kept, and
+        the retry after the lock is gone is durable."""
+        self.start(dict(self.env, DDB2FS_JOURNAL="delete"))
+        first = events.event(5, seed=50)
+        rid = self.rt.invoke(first)
+        self.assertEqual(self.rt.wait(rid)["body"], {"batchItemFailures": []})
+        con = sqlite3.connect(self.db, isolation_level=None)
+        con.execute("BEGIN EXCLUSIVE")
+        try:
+            ev = events.event(20, first=100, seed=51)
+            start = time.time()
+            rid = self.rt.invoke(ev, timeout_ms=4000)
+            got = self.rt.wait(rid, timeout=30)
+            took = time.time() - start
+        finally:
+            con.execute("ROLLBACK")
+            con.close()
+        self.assertEqual(got["kind"], "response")
+        self.assertEqual(got["body"]["batchItemFailures"],
+                         [{"itemIdentifier": r["dynamodb"]["SequenceNumber"]}
+                          for r in ev["Records"]])
+        self.assertLess(took, 4.0)  # answered before the invocation's deadline
+        self.assertEqual(query(self.db, "SELECT count(*) FROM records")[0][0], 5)
+        rid = self.rt.invoke(ev)
+        self.assertEqual(self.rt.wait(rid)["body"], {"batchItemFailures": []})
+        self.assertEqual(query(self.db, "SELECT count(*) FROM records")[0][0], 25)
 
 
 if __name__ == "__main__":
