@@ -181,7 +181,11 @@ static void drain_some(struct handler *h, int64_t deadline_ms, struct drain_stat
     memset(st, 0, sizeof(*st));
     if (deadline_ms - HANDLER_MARGIN_MS <= http_now_ms() + 100)
         return;
+    /* the drain's own writes (marks, the lease) wait for others' locks no longer than the
+     * answer allows: rows left unmarked are sent again, fenced, by a later drain */
+    outbox_wait_until(h->ob, deadline_ms - HANDLER_ANSWER_MS);
     rc = drain_run(h->ob, &h->cfg, h->fs, deadline_ms - HANDLER_MARGIN_MS, st, &err);
+    outbox_wait_until(h->ob, 0);
     drain_log(st, rc ? err.msg : NULL);
 }
 
@@ -201,7 +205,9 @@ int handler_invoke(struct handler *h, const char *event, size_t len, int64_t dea
                         "scheduled event (source aws.events), nor {\"ddb2fs\":\"status\"}");
     case SCHEDULED:
         drain_some(h, deadline_ms, &st);
+        outbox_wait_until(h->ob, deadline_ms - HANDLER_ANSWER_MS);
         drain_prune(h->ob, &h->cfg, deadline_ms - HANDLER_MARGIN_MS);
+        outbox_wait_until(h->ob, 0);
         metrics(h, &res, &st);
         rc = buf_addf(answer, "{\"drained\":%zu,\"pending\":%lld}", st.rows_committed,
                       (long long)st.pending_left);

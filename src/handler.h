@@ -23,6 +23,8 @@
 
 /* How long before the deadline the drain stops, so that the answer still gets out. */
 #define HANDLER_MARGIN_MS 1500
+/* Time kept at the end of an invocation to post its answer: nothing waits for a lock past it. */
+#define HANDLER_ANSWER_MS 500
 /* Events smaller than this are looked at whole to tell their kind; larger ones are batches. */
 #define HANDLER_SNIFF_MAX (64 * 1024)
 
