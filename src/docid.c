@@ -11,7 +11,8 @@
 
 static int is_reserved(const char *s, size_t n)
 {
-    return n >= 4 && s[0] == '_' && s[1] == '_' && s[n - 2] == '_' && s[n - 1] == '_';
+    /* __.+__: Firestore's emulator takes the id "____" and refuses "_____" */
+    return n >= 5 && s[0] == '_' && s[1] == '_' && s[n - 2] == '_' && s[n - 1] == '_';
 }
 
 const char *docid_segment_problem(const char *s, size_t n)
@@ -25,7 +26,7 @@ const char *docid_segment_problem(const char *s, size_t n)
     if ((n == 1 && s[0] == '.') || (n == 2 && s[0] == '.' && s[1] == '.'))
         return "is '.' or '..'";
     if (is_reserved(s, n))
-        return "matches the reserved pattern __.*__";
+        return "matches the reserved pattern __.+__";
     if (!json_text_valid(s, n))
         return "is not valid UTF-8";
     return NULL;
@@ -80,43 +81,53 @@ int docid_escape(const char *s, size_t n, const char *sep, struct buf *out)
     return rc;
 }
 
-int docid_finish(struct buf *id)
+/* The id's whole-id escapes ("." and "..", __.+__) in place. */
+static int escape_whole(struct buf *id)
 {
     struct buf tmp;
-    int rc = 0;
+    int rc;
 
     buf_init(&tmp, id->max);
-    if (id->len == 1 && id->data[0] == '.') {
+    if (id->len == 1 && id->data[0] == '.')
         rc = buf_adds(&tmp, "%2E");
-    } else if (id->len == 2 && id->data[0] == '.' && id->data[1] == '.') {
+    else if (id->len == 2 && id->data[0] == '.' && id->data[1] == '.')
         rc = buf_adds(&tmp, "%2E%2E");
-    } else if (is_reserved(id->data, id->len)) {
-        rc = buf_adds(&tmp, "%5F");
-        if (!rc)
-            rc = buf_add(&tmp, id->data + 1, id->len - 1);
-    } else if (json_text_len(id->data, id->len) > DOCID_MAX_BYTES) {
-        unsigned char h[crypto_hash_sha256_BYTES], *utf8 = malloc(id->len);
-        char hex[crypto_hash_sha256_BYTES * 2 + 1];
+    else if (is_reserved(id->data, id->len))
+        rc = buf_adds(&tmp, "%5F") || buf_add(&tmp, id->data + 1, id->len - 1) ? D2F_ENOMEM : 0;
+    else
+        return 0;
+    if (rc) {
+        buf_release(&tmp);
+        return rc;
+    }
+    buf_release(id);
+    *id = tmp;
+    return 0;
+}
 
-        if (!utf8)
-            return D2F_ENOMEM;
-        /* the hash is of the id's UTF-8 bytes, a U+0000 as the zero byte */
-        crypto_hash_sha256(h, utf8, json_text_utf8(id->data, id->len, utf8));
-        free(utf8);
-        sodium_bin2hex(hex, sizeof(hex), h, sizeof(h));
-        rc = buf_adds(&tmp, DOCID_HASH_PREFIX);
-        if (!rc)
-            rc = buf_adds(&tmp, hex);
-    } else {
+/* An id over the limit, once escaped, as DOCID_HASH_PREFIX + the SHA-256 of its bytes. */
+static int hash_long(struct buf *id)
+{
+    unsigned char h[crypto_hash_sha256_BYTES], *utf8;
+    char hex[crypto_hash_sha256_BYTES * 2 + 1];
+
+    if (json_text_len(id->data, id->len) <= DOCID_MAX_BYTES)
         return 0;
-    }
-    if (!rc) {
-        buf_release(id);
-        *id = tmp;
-        return 0;
-    }
-    buf_release(&tmp);
-    return rc;
+    if (!(utf8 = malloc(id->len)))
+        return D2F_ENOMEM;
+    /* the hash is of the id's UTF-8 bytes, a U+0000 as the zero byte */
+    crypto_hash_sha256(h, utf8, json_text_utf8(id->data, id->len, utf8));
+    free(utf8);
+    sodium_bin2hex(hex, sizeof(hex), h, sizeof(h));
+    buf_reset(id);
+    return buf_adds(id, DOCID_HASH_PREFIX) || buf_adds(id, hex) ? D2F_ENOMEM : 0;
+}
+
+int docid_finish(struct buf *id)
+{
+    int rc = escape_whole(id);
+
+    return rc ? rc : hash_long(id);
 }
 
 /* Appends the text of one key attribute value: S as is, N canonical, B as base64url. */

@@ -5,7 +5,7 @@
  * key. Strings are taken as they are, numbers in canonical decimal form, binary as unpadded
  * base64url. Ids are escaped reversibly with %XX (uppercase hex): '%' and '/' always, the
  * separator's characters in composite ids, a whole id of "." or "..", and the first '_' of an
- * id matching __.*__. An id longer than Firestore's 1,500 bytes becomes
+ * id matching __.+__. An id longer than Firestore's 1,500 bytes becomes
  * DOCID_HASH_PREFIX + the SHA-256 (hex) of the escaped id; a plain escaped id never starts
  * that way, since '%' is always followed by two hex digits there.
  *
@@ -33,7 +33,7 @@ const char *docid_segment_problem(const char *s, size_t n);
  * be NULL), every byte of that character. */
 int docid_escape(const char *s, size_t n, const char *sep, struct buf *out) D2F_WUR;
 
-/* Applies the whole-id rules to id in place: "." and "..", __.*__, and the length limit. */
+/* Applies the whole-id rules to id in place: "." and "..", __.+__, and the length limit. */
 int docid_finish(struct buf *id) D2F_WUR;
 
 /* Builds the document id of an item from its stream Keys map and its key schema (sk NULL for

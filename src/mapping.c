@@ -22,23 +22,43 @@ struct walk {
     struct mapping_result *res;
     struct d2f_err *err;
     struct step path[MAPPING_MAX_DEPTH + 4];
-    int depth; /* steps in path */
+    int depth;         /* steps in path */
+    size_t path_bytes; /* the field path of the map being walked: its keys joined with '.' */
 };
 
+/* The path to the value, for messages: a U+0000 in a name (C0 80 in the tree) is written
+ * "\\u0000", so that a message is always valid UTF-8. */
 static void path_text(const struct walk *w, char *out, size_t cap)
 {
     size_t n = 0;
 
     out[0] = '\0';
-    for (int i = 0; i < w->depth && n < cap; i++) {
+    for (int i = 0; i < w->depth && n + 8 < cap; i++) {
         const struct step *s = &w->path[i];
-        int k = s->name ? snprintf(out + n, cap - n, "%s%s", i ? "." : "", s->name)
-                        : snprintf(out + n, cap - n, "[%zu]", s->index);
-        if (k < 0)
-            break;
-        n += (size_t)k;
+        if (!s->name) {
+            int k = snprintf(out + n, cap - n, "[%zu]", s->index);
+            n += k > 0 ? (size_t)k : 0;
+            continue;
+        }
+        if (i)
+            out[n++] = '.';
+        for (const char *p = s->name; *p && n + 7 < cap; p++) {
+            if ((unsigned char)p[0] == 0xC0 && (unsigned char)p[1] == 0x80) {
+                memcpy(out + n, "\\u0000", 6);
+                n += 6;
+                p++;
+            } else {
+                out[n++] = *p;
+            }
+        }
+        out[n] = '\0';
     }
+    if (n >= cap)
+        n = cap - 1;
+    out[n] = '\0';
 }
+
+#define TOO_LONG "is over Firestore's limit of 1,048,487 bytes for one field value"
 
 static int failf(struct walk *w, int code, const char *what)
 {
@@ -50,7 +70,8 @@ static int failf(struct walk *w, int code, const char *what)
 
 static int is_reserved(const char *name, size_t n)
 {
-    return n >= 4 && name[0] == '_' && name[1] == '_' && name[n - 2] == '_' && name[n - 1] == '_';
+    /* __.+__: Firestore's emulator takes "____" and refuses "_____" and "__x__" */
+    return n >= 5 && name[0] == '_' && name[1] == '_' && name[n - 2] == '_' && name[n - 1] == '_';
 }
 
 const char *mapping_field_name_problem(const char *name, size_t n)
@@ -60,7 +81,7 @@ const char *mapping_field_name_problem(const char *name, size_t n)
     if (json_text_len(name, n) > MAPPING_MAX_NAME_BYTES)
         return "has a name over Firestore's 1,500-byte limit for field names";
     if (is_reserved(name, n))
-        return "has a name matching __.*__, which Firestore reserves (DDB2FS_RESERVED_NAMES=escape "
+        return "has a name matching __.+__, which Firestore reserves (DDB2FS_RESERVED_NAMES=escape "
                "writes it escaped)";
     if (!json_text_valid(name, n))
         return "has a name that is not valid UTF-8";
@@ -129,12 +150,19 @@ static int fields(struct walk *w, const cJSON *item, int depth, cJSON **out, siz
             name = escaped;
             n += 2;
         }
+        size_t outer = w->path_bytes;
+        w->path_bytes += (outer ? 1 : 0) + json_text_len(name, n);
         if ((why = mapping_field_name_problem(name, n)) != NULL)
             rc = failf(w, D2F_ELIMIT, why);
+        else if (w->path_bytes > MAPPING_MAX_PATH_BYTES)
+            rc = failf(w, D2F_ELIMIT,
+                       "has a field path (its names joined with '.') over Firestore's limit of "
+                       "1,500 bytes");
         else if (++w->res->fields > MAPPING_MAX_FIELDS)
             rc = failf(w, D2F_ELIMIT, "is past Firestore's limit of 20,000 fields in a document");
         else
             rc = value(w, m, depth, 0, o ? &v : NULL, &vsize);
+        w->path_bytes = outer;
         w->depth--;
         if (!rc && o)
             cJSON_AddItemToObject(o, name, v);
@@ -274,6 +302,8 @@ static int set_value(struct walk *w, const cJSON *set, char tag, cJSON **out, si
                 rc = failf(w, D2F_EINPUT, "is a string that is not valid UTF-8");
             ((const cJSON **)sorted)[i] = m;
             msize = json_text_len(m->valuestring, len) + 1;
+            if (!rc && msize - 1 > MAPPING_MAX_VALUE_BYTES)
+                rc = failf(w, D2F_ELIMIT, TOO_LONG);
         } else if (tag == 'N') {
             struct num_member *nm = &((struct num_member *)sorted)[i];
             const char *why;
@@ -291,6 +321,8 @@ static int set_value(struct walk *w, const cJSON *set, char tag, cJSON **out, si
                 rc = nomem(w);
             else if (d)
                 rc = failf(w, D2F_EINPUT, "is not valid base64");
+            else if (bm->len > MAPPING_MAX_VALUE_BYTES)
+                rc = failf(w, D2F_ELIMIT, TOO_LONG);
             msize = bm->len;
         }
         w->depth--;
@@ -382,8 +414,9 @@ static int value(struct walk *w, const cJSON *av, int depth, int in_array, cJSON
     const char *tag;
     int rc;
 
-    if (depth > MAPPING_MAX_DEPTH)
-        return failf(w, D2F_ELIMIT, "is nested deeper than Firestore's limit of 20 levels");
+    /* depth is 1 + the levels around av; Firestore counts each map and each non-empty array
+     * as a level (as its emulator does: 20 maps hold a value, 21 are refused; an empty array
+     * adds nothing), so a container may sit at depth 20 at most, a value inside it at 21 */
     if (!cJSON_IsObject(av) || !av->child)
         return failf(w, D2F_EINPUT, "is not an AttributeValue (an object with one type tag)");
     v = av->child;
@@ -410,12 +443,16 @@ static int value(struct walk *w, const cJSON *av, int depth, int in_array, cJSON
             if (!json_text_valid(v->valuestring, n))
                 return failf(w, D2F_EINPUT, "is a string that is not valid UTF-8");
             *size = json_text_len(v->valuestring, n) + 1;
+            if (*size - 1 > MAPPING_MAX_VALUE_BYTES)
+                return failf(w, D2F_ELIMIT, TOO_LONG);
         } else {
             int d = decode_b64(v->valuestring, NULL, size);
             if (d == -2)
                 return nomem(w);
             if (d)
                 return failf(w, D2F_EINPUT, "is not valid base64");
+            if (*size > MAPPING_MAX_VALUE_BYTES)
+                return failf(w, D2F_ELIMIT, TOO_LONG);
         }
         if (out && !(*out = wrap(tag[0] == 'S' ? "stringValue" : "bytesValue",
                                  cJSON_CreateString(v->valuestring))))
@@ -437,6 +474,8 @@ static int value(struct walk *w, const cJSON *av, int depth, int in_array, cJSON
         cJSON *f = NULL;
         if (!cJSON_IsObject(v))
             return failf(w, D2F_EINPUT, "has an 'M' value that is not a JSON object");
+        if (depth > MAPPING_MAX_DEPTH)
+            return failf(w, D2F_ELIMIT, "is nested deeper than Firestore's limit of 20 levels");
         rc = fields(w, v, depth + 1, out ? &f : NULL, size);
         if (!rc && out && !(*out = wrap("mapValue", wrap("fields", f))))
             return nomem(w);
@@ -450,17 +489,17 @@ static int value(struct walk *w, const cJSON *av, int depth, int in_array, cJSON
             snprintf(what, sizeof(what), "has an '%s' value that is not a JSON array", tag);
             return failf(w, D2F_EINPUT, what);
         }
-        if (tag[0] != 'L' && v->child && depth + 1 + in_array > MAPPING_MAX_DEPTH)
-            return failf(w, D2F_ELIMIT, "is nested deeper than Firestore's limit of 20 levels");
         if (in_array) {
-            /* Firestore refuses an array directly inside an array: {"values": [...]} */
-            if (depth + 1 > MAPPING_MAX_DEPTH)
+            /* Firestore refuses an array directly inside an array: {"values": [...]}, a map */
+            if (depth > MAPPING_MAX_DEPTH)
                 return failf(w, D2F_ELIMIT,
                              "is nested deeper than Firestore's limit of 20 levels (a list in a "
                              "list takes two)");
             depth++;
             *size += sizeof("values");
         }
+        if (v->child && depth > MAPPING_MAX_DEPTH)
+            return failf(w, D2F_ELIMIT, "is nested deeper than Firestore's limit of 20 levels");
         {
             size_t asize = 0;
             rc = tag[0] == 'L' ? list_value(w, v, depth, out ? &arr : NULL, &asize)

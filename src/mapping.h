@@ -27,10 +27,13 @@
 #define MAPPING_MAX_DEPTH 20
 #define MAPPING_MAX_FIELDS 20000
 #define MAPPING_MAX_NAME_BYTES 1500
+/* A field's path from the top (map keys joined with '.') and one string or bytes value. */
+#define MAPPING_MAX_PATH_BYTES 1500
+#define MAPPING_MAX_VALUE_BYTES 1048487
 
 struct mapping_opts {
     int numbers_as_strings; /* 1: every N as stringValue in DynamoDB's own text */
-    int escape_reserved;    /* 1: a field name matching __.*__ or starting with '%' has its first
+    int escape_reserved;    /* 1: a field name matching __.+__ or starting with '%' has its first
                                character percent-encoded ("%5F", "%25"); 0: such an item fails */
 };
 
@@ -51,7 +54,7 @@ int mapping_item(const cJSON *item, const struct mapping_opts *opts, cJSON **out
  * reason. */
 const char *mapping_field_name_problem(const char *name, size_t n);
 
-/* 1 when DDB2FS_RESERVED_NAMES=escape changes the field name: it matches __.*__ or starts
+/* 1 when DDB2FS_RESERVED_NAMES=escape changes the field name: it matches __.+__ or starts
  * with '%'. */
 int mapping_name_needs_escape(const char *name, size_t n);
 

@@ -160,8 +160,9 @@ static int parse(struct wif *w, const cJSON *c, struct d2f_err *err)
                         "is not …/serviceAccounts/EMAIL:generateAccessToken");
     w->lifetime_s = LIFETIME_DEFAULT_S;
     if (life) {
-        if (!cJSON_IsNumber(life) || life->valuedouble < LIFETIME_MIN_S ||
-            life->valuedouble > LIFETIME_MAX_S || life->valuedouble != (long)life->valuedouble)
+        if (!cJSON_IsNumber(life) || life->valuedouble < (double)LIFETIME_MIN_S ||
+            life->valuedouble > (double)LIFETIME_MAX_S ||
+            life->valuedouble != (double)(long)life->valuedouble)
             return d2f_errf(err, D2F_ECONFIG,
                             "GOOGLE_APPLICATION_CREDENTIALS: "
                             "'service_account_impersonation.token_lifetime_seconds' is not a "

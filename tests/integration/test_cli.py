@@ -138,7 +138,9 @@ class Ingest(Base):
     def test_over_firestore_limits_dead_with_limit_named(self):
         ev = events.event(3, seed=4)
         big, many = ev["Records"][0], ev["Records"][1]
-        big["dynamodb"]["NewImage"]["comment"] = {"S": "z" * (1024 * 1024)}
+        # two values, each under Firestore's 1,048,487-byte limit for one, over 1 MiB together
+        big["dynamodb"]["NewImage"]["comment"] = {"S": "z" * (600 * 1024)}
+        big["dynamodb"]["NewImage"]["comment2"] = {"S": "z" * (600 * 1024)}
         many["dynamodb"]["NewImage"] = dict(many["dynamodb"]["NewImage"])
         for i in range(20001):
             many["dynamodb"]["NewImage"]["f%d" % i] = {"NULL": True}

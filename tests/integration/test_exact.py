@@ -271,10 +271,10 @@ class Reserved(unittest.TestCase):
         for settings in ({}, {"DDB2FS_RESERVED_NAMES": "dead"}):
             lines, _ = convert([rec(1, {"pk": {"S": "r"}}, self.IMAGE)], **settings)
             self.assertIn("error", lines[0])
-            self.assertIn("'__x__' has a name matching __.*__", lines[0]["error"])
+            self.assertIn("'__x__' has a name matching __.+__", lines[0]["error"])
         lines, _ = convert([rec(1, {"pk": {"S": "r"}}, {"pk": {"S": "r"},
                                                           "m": self.IMAGE["m"]})])
-        self.assertIn("'m.__in__' has a name matching __.*__", lines[0]["error"])
+        self.assertIn("'m.__in__' has a name matching __.+__", lines[0]["error"])
 
     def test_escape_encodes_the_first_character(self):
         lines, _ = convert([rec(1, {"pk": {"S": "r"}}, self.IMAGE)],

@@ -26,10 +26,10 @@ ARN = "arn:aws:dynamodb:eu-west-1:123456789012:table/Wif/stream/2025-01-01T00:00
 VERIFY_URL = "https://sts.{region}.amazonaws.com?Action=GetCallerIdentity&Version=2011-06-15"
 
 
-def records(n, first=0):
+def records(n, first=0, documents=50):
     out = []
     for i in range(first, first + n):
-        k = "k%04d" % (i % 50)
+        k = "k%04d" % (i % documents)
         out.append({"eventID": str(i), "eventName": "INSERT", "eventVersion": "1.1",
                     "eventSource": "aws:dynamodb", "awsRegion": REGION, "eventSourceARN": ARN,
                     "dynamodb": {"Keys": {"pk": {"S": k}},
@@ -149,7 +149,7 @@ class Wif(unittest.TestCase):
     def test_token_renewed_mid_drain(self):
         self.pool(True, lifetime=2)
         env = self.env(self.config_file(True), DDB2FS_COMMIT_WRITES="5", DDB2FS_CONCURRENCY="1")
-        recs = records(400)
+        recs = records(400, documents=200)  # 40 commits of 150 ms: 6 s, three lifetimes
         self.ingest(env, recs)
         self.fs.faults(latency_ms=150)
         p = run(["drain"], env=env)

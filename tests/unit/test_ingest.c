@@ -288,13 +288,23 @@ static void test_document_too_large(void **state)
     struct fixture f;
     struct ingest_result res;
     struct d2f_err err = {0};
-    size_t big = 1100000;
+    size_t big = 1100000, half = big / 2;
     char *extra = malloc(big + 64), *rec, *event, *why;
 
     (void)state;
-    memcpy(extra, ",\"blob\":{\"S\":\"", 14);
-    memset(extra + 14, 'z', big);
-    memcpy(extra + 14 + big, "\"}", 3);
+    /* two strings, each under Firestore's limit for one value, over 1 MiB together */
+    {
+        static const char a[] = ",\"blob\":{\"S\":\"", b[] = "\"},\"blob2\":{\"S\":\"";
+        char *p = extra;
+        memcpy(p, a, sizeof(a) - 1);
+        p += sizeof(a) - 1;
+        memset(p, 'z', half);
+        p += half;
+        memcpy(p, b, sizeof(b) - 1);
+        p += sizeof(b) - 1;
+        memset(p, 'z', half);
+        memcpy(p + half, "\"}", 3);
+    }
     rec = malloc(big + 4096);
     {
         char *head = record("INSERT", "71", "g", 1, "@");

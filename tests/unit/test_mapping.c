@@ -166,29 +166,89 @@ static char *nested(int levels, const char *leaf)
     return s;
 }
 
+/* Firestore's depth as Google's emulator counts it (each map and each non-empty array is a
+ * level, 20 at most): these cases were sent to the emulator, which took the first of each pair
+ * and refused the second. */
 static void test_depth(void **state)
 {
+    static const struct {
+        int maps;
+        const char *leaf;
+        int ok;
+    } cases[] = {
+        {20, "{\"S\":\"x\"}", 1},           /* 20 maps holding a value */
+        {21, "{\"S\":\"x\"}", 0},           /* 21 maps */
+        {19, "{\"M\":{}}", 1},              /* 20 maps, the last empty */
+        {20, "{\"M\":{}}", 0},              /* 21 maps, the last empty */
+        {20, "{\"L\":[]}", 1},              /* an empty array adds nothing */
+        {20, "{\"L\":[{\"S\":\"x\"}]}", 0}, /* a non-empty one does */
+        {19, "{\"SS\":[\"x\"]}", 1},        /* a set is an array */
+        {20, "{\"SS\":[\"x\"]}", 0},
+        {17, "{\"L\":[{\"L\":[{\"S\":\"x\"}]}]}", 1}, /* array, its wrapping map, array */
+        {18, "{\"L\":[{\"L\":[{\"S\":\"x\"}]}]}", 0},
+    };
+    (void)state;
+    for (size_t i = 0; i < sizeof(cases) / sizeof(cases[0]); i++) {
+        struct mapping_result res;
+        struct d2f_err err = {0};
+        char *out = NULL, *item = nested(cases[i].maps, cases[i].leaf);
+        int rc = map(item, 0, &out, &res, &err);
+        if (cases[i].ok && rc != 0)
+            fail_msg("case %zu refused: %s", i, err.msg);
+        if (!cases[i].ok && (rc != D2F_ELIMIT || !strstr(err.msg, "deeper than Firestore")))
+            fail_msg("case %zu: rc %d, '%s'", i, rc, err.msg);
+        free(out);
+        free(item);
+    }
+    {
+        char *item = nested(19, "{\"L\":[{\"L\":[{\"S\":\"x\"}]}]}");
+        expect_error(item, D2F_ELIMIT, "a list in a list takes two");
+        free(item);
+    }
+}
+
+/* Firestore's limits on a field path (1,500 bytes, names joined with '.') and on one value
+ * (1,048,487 bytes), one byte either side. */
+static void test_path_and_value_limits(void **state)
+{
+    size_t big = 1048487;
+    char *name = malloc(1600), *item = malloc(big * 2);
     struct mapping_result res;
-    struct d2f_err err;
-    char *out = NULL, *item;
+    char *out = NULL;
 
     (void)state;
-    /* 19 maps: the leaf is at depth 20, the limit */
-    item = nested(19, "{\"S\":\"x\"}");
-    assert_int_equal(map(item, 0, &out, &res, &err), 0);
+    memset(name, 'n', 1498);
+    name[1498] = '\0'; /* "m." + 1,498 bytes: 1,500 */
+    snprintf(item, big * 2, "{\"m\":{\"M\":{\"%s\":{\"S\":\"x\"}}}}", name);
+    assert_int_equal(map(item, 0, &out, &res, NULL), 0);
     free(out);
-    free(item);
-    item = nested(20, "{\"S\":\"x\"}");
-    expect_error(item, D2F_ELIMIT, "nested deeper than Firestore's limit of 20 levels");
-    free(item);
-    /* an empty map at depth 20 holds nothing deeper */
-    item = nested(19, "{\"M\":{}}");
-    assert_int_equal(map(item, 0, &out, &res, &err), 0);
-    free(out);
-    free(item);
-    /* a list in a list takes two levels */
-    item = nested(18, "{\"L\":[{\"L\":[]}]}");
-    expect_error(item, D2F_ELIMIT, "a list in a list takes two");
+    memset(name, 'n', 1499);
+    name[1499] = '\0';
+    snprintf(item, big * 2, "{\"m\":{\"M\":{\"%s\":{\"S\":\"x\"}}}}", name);
+    expect_error(item, D2F_ELIMIT, "field path");
+    /* through a list, the path is the maps' names */
+    snprintf(item, big * 2, "{\"m\":{\"L\":[{\"M\":{\"%s\":{\"S\":\"x\"}}}]}}", name);
+    expect_error(item, D2F_ELIMIT, "field path");
+    for (size_t extra = 0; extra < 2; extra++) {
+        size_t n = (size_t)snprintf(item, 20, "{\"s\":{\"S\":\"");
+        memset(item + n, 'v', big + extra);
+        snprintf(item + n + big + extra, 10, "\"}}");
+        if (extra) {
+            expect_error(item, D2F_ELIMIT, "1,048,487 bytes");
+        } else {
+            assert_int_equal(map(item, 0, &out, &res, NULL), 0);
+            free(out);
+        }
+    }
+    {
+        unsigned char *bin = calloc(1, big + 1);
+        size_t n = (size_t)snprintf(item, 20, "{\"b\":{\"B\":\"");
+        sodium_bin2base64(item + n, big * 2 - n - 8, bin, big + 1, sodium_base64_VARIANT_ORIGINAL);
+        strcat(item + n, "\"}}");
+        expect_error(item, D2F_ELIMIT, "1,048,487 bytes");
+        free(bin);
+    }
+    free(name);
     free(item);
 }
 
@@ -198,6 +258,14 @@ static void test_field_names(void **state)
 
     (void)state;
     expect_error("{\"__name__\":{\"S\":\"x\"}}", D2F_ELIMIT, "reserves");
+    expect_error("{\"_____\":{\"S\":\"x\"}}", D2F_ELIMIT, "reserves");
+    {
+        /* "____" is no reserved name: the emulator takes it */
+        struct mapping_result res;
+        char *out = NULL;
+        assert_int_equal(map("{\"____\":{\"S\":\"x\"}}", 0, &out, &res, NULL), 0);
+        free(out);
+    }
     expect_error("{\"m\":{\"M\":{\"__x__\":{\"S\":\"x\"}}}}", D2F_ELIMIT, "attribute 'm.__x__'");
     expect_error("{\"\":{\"S\":\"x\"}}", D2F_ELIMIT, "empty name");
     memset(name, 'n', 1501);
@@ -287,15 +355,11 @@ static void test_field_count(void **state)
 int main(void)
 {
     const struct CMUnitTest tests[] = {
-        cmocka_unit_test(test_scalars),
-        cmocka_unit_test(test_numbers),
-        cmocka_unit_test(test_rounding_counted),
-        cmocka_unit_test(test_containers),
-        cmocka_unit_test(test_sets_sorted),
-        cmocka_unit_test(test_depth),
-        cmocka_unit_test(test_field_names),
-        cmocka_unit_test(test_malformed),
-        cmocka_unit_test(test_sizes),
+        cmocka_unit_test(test_scalars),          cmocka_unit_test(test_numbers),
+        cmocka_unit_test(test_rounding_counted), cmocka_unit_test(test_containers),
+        cmocka_unit_test(test_sets_sorted),      cmocka_unit_test(test_depth),
+        cmocka_unit_test(test_field_names),      cmocka_unit_test(test_path_and_value_limits),
+        cmocka_unit_test(test_malformed),        cmocka_unit_test(test_sizes),
         cmocka_unit_test(test_field_count),
     };
     if (sodium_init() < 0)
