@@ -32,7 +32,7 @@ static void seal(unsigned char key[SECRET_KEY_LEN], unsigned char **sealed, size
 static void test_layout_and_round_trip(void **state)
 {
     unsigned char key[SECRET_KEY_LEN], *sealed, *again;
-    size_t n, n2, plain_len;
+    size_t n = 0, n2 = 0, plain_len = 0;
     char *plain;
     struct d2f_err err = {0};
     unsigned long long mlen;
@@ -64,7 +64,7 @@ static void test_layout_and_round_trip(void **state)
 static void test_every_flipped_byte_is_refused(void **state)
 {
     unsigned char key[SECRET_KEY_LEN], *sealed;
-    size_t n, plain_len;
+    size_t n = 0, plain_len = 0;
     char *plain;
     struct d2f_err err = {0};
 
@@ -97,7 +97,7 @@ static void test_every_flipped_byte_is_refused(void **state)
 static void test_every_truncation_and_wrong_key_is_refused(void **state)
 {
     unsigned char key[SECRET_KEY_LEN], other[SECRET_KEY_LEN], *sealed;
-    size_t n, plain_len;
+    size_t n = 0, plain_len = 0;
     char *plain;
     struct d2f_err err = {0};
 
@@ -120,7 +120,7 @@ static void test_every_truncation_and_wrong_key_is_refused(void **state)
 static void test_trimmed(void **state)
 {
     const char *s;
-    size_t n;
+    size_t n = 0;
 
     (void)state;
     trimmed(" \tabc\r\n", 7, &s, &n);

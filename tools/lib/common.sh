@@ -38,7 +38,7 @@ build() {
     log=$(mktemp)
     # Debian's python3 carries Debian's python3-cryptography, which the test servers use
     [ -x /usr/bin/python3 ] && set -- -DPython3_EXECUTABLE=/usr/bin/python3 "$@"
-    if cmake -S "$ROOT" -B "$dir" -DCMAKE_BUILD_TYPE=RelWithDebInfo "$@" >"$log" 2>&1 &&
+    if cmake -S "$ROOT" -B "$dir" -DCMAKE_BUILD_TYPE=RelWithDebInfo -DDDB2FS_WERROR=ON "$@" >"$log" 2>&1 &&
         cmake --build "$dir" -j "$(nproc)" >>"$log" 2>&1; then
         rm -f "$log"
         return 0
