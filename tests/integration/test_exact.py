@@ -276,6 +276,12 @@ class Reserved(unittest.TestCase):
                                                           "m": self.IMAGE["m"]})])
         self.assertIn("'m.__in__' has a name matching __.+__", lines[0]["error"])
 
+    def test_a_reason_naming_a_nul_is_valid_utf8(self):
+        image = {"pk": {"S": "r"}, "__\u0000x__": {"S": "a"}}
+        _, raw = convert([rec(1, {"pk": {"S": "r"}}, image)])
+        # the line itself decodes as strict UTF-8 (convert() checks it); the name reads \u0000
+        self.assertIn("attribute '__\\\\u0000x__'", raw[0])
+
     def test_escape_encodes_the_first_character(self):
         lines, _ = convert([rec(1, {"pk": {"S": "r"}}, self.IMAGE)],
                            DDB2FS_RESERVED_NAMES="escape")

@@ -195,40 +195,31 @@ class Wif(unittest.TestCase):
         """The stand-in itself: a subject token signed correctly but for another target."""
         self.pool(True)
         now = time.strftime("%Y%m%dT%H%M%SZ", time.gmtime())
-        host = "sts.%s.amazonaws.com" % REGION
-        hdrs = [("host", host), ("x-amz-date", now),
-                ("x-amz-security-token", SESSION),
-                ("x-goog-cloud-target-resource", AUDIENCE + "-other")]
-        auth = sign(hdrs, now)
-        token = {"url": VERIFY_URL.format(region=REGION), "method": "POST",
-                 "headers": [{"key": "Authorization", "value": auth}] +
-                            [{"key": k, "value": v} for k, v in hdrs]}
-        form = urllib.parse.urlencode({
-            "grant_type": "urn:ietf:params:oauth:grant-type:token-exchange",
-            "audience": AUDIENCE, "scope": "https://www.googleapis.com/auth/cloud-platform",
-            "requested_token_type": "urn:ietf:params:oauth:token-type:access_token",
-            "subject_token_type": "urn:ietf:params:aws:token-type:aws4_request",
-            "subject_token": urllib.parse.quote(json.dumps(token))}).encode()
-        req = urllib.request.Request(self.fs.url + "/v1/token", data=form, headers={
-            "Content-Type": "application/x-www-form-urlencoded"})
+
+        def exchange(target):
+            """POSTs to the STS stand-in a subject token signed right, for target."""
+            hdrs = [("host", "sts.%s.amazonaws.com" % REGION), ("x-amz-date", now),
+                    ("x-amz-security-token", SESSION), ("x-goog-cloud-target-resource", target)]
+            token = {"url": VERIFY_URL.format(region=REGION), "method": "POST",
+                     "headers": [{"key": "Authorization", "value": sign(hdrs, now)}] +
+                                [{"key": k, "value": v} for k, v in hdrs]}
+            form = urllib.parse.urlencode({
+                "grant_type": "urn:ietf:params:oauth:grant-type:token-exchange",
+                "audience": AUDIENCE, "scope": "https://www.googleapis.com/auth/cloud-platform",
+                "requested_token_type": "urn:ietf:params:oauth:token-type:access_token",
+                "subject_token_type": "urn:ietf:params:aws:token-type:aws4_request",
+                "subject_token": urllib.parse.quote(json.dumps(token))}).encode()
+            req = urllib.request.Request(self.fs.url + "/v1/token", data=form, headers={
+                "Content-Type": "application/x-www-form-urlencoded"})
+            return urllib.request.urlopen(req, timeout=10)
+
         with self.assertRaises(urllib.error.HTTPError) as e:
-            urllib.request.urlopen(req, timeout=10)
+            exchange(AUDIENCE + "-other")
         answer = json.loads(e.exception.read())
         self.assertEqual(answer["error"], "invalid_grant")
         self.assertIn("x-goog-cloud-target-resource", answer["error_description"])
         # the same token for the right target goes through: the refusal was the target's
-        hdrs[3] = ("x-goog-cloud-target-resource", AUDIENCE)
-        token["headers"] = ([{"key": "Authorization", "value": sign(hdrs, now)}] +
-                            [{"key": k, "value": v} for k, v in hdrs])
-        ok = urllib.parse.urlencode({
-            "grant_type": "urn:ietf:params:oauth:grant-type:token-exchange",
-            "audience": AUDIENCE, "scope": "https://www.googleapis.com/auth/cloud-platform",
-            "requested_token_type": "urn:ietf:params:oauth:token-type:access_token",
-            "subject_token_type": "urn:ietf:params:aws:token-type:aws4_request",
-            "subject_token": urllib.parse.quote(json.dumps(token))}).encode()
-        req = urllib.request.Request(self.fs.url + "/v1/token", data=ok, headers={
-            "Content-Type": "application/x-www-form-urlencoded"})
-        with urllib.request.urlopen(req, timeout=10) as r:
+        with exchange(AUDIENCE) as r:
             self.assertIn("access_token", json.loads(r.read()))
 
     def test_lambda_invocation(self):
