@@ -404,7 +404,8 @@ static int cmd_drain(int argc, char **argv)
             (rc = outbox_settings(partitions_outbox(set, i), &cfg, &err)) != 0)
             goto out;
     deadline = http_now_ms() + cfg.drain_seconds * 1000;
-    rc = drain_run_set(partitions_all(set), partitions_count(set), &cfg, fs, deadline, &st, &err);
+    rc =
+        drain_run_set(partitions_all(set), partitions_count(set), 0, &cfg, fs, deadline, &st, &err);
     drain_log(&st, rc ? err.msg : NULL);
     drain_prune_set(partitions_all(set), partitions_count(set), &cfg, deadline);
     status = rc ? EXIT_FAILED : 0;

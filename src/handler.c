@@ -183,9 +183,10 @@ static void wait_until(struct handler *h, int64_t until_ms)
         outbox_wait_until(partitions_outbox(h->set, i), until_ms);
 }
 
-/* Drains until the deadline's margin; a drain that stops is logged, not an error: the
- * records are durable and the next invocation goes on. */
-static void drain_some(struct handler *h, int64_t deadline_ms, struct drain_stats *st)
+/* Drains until the deadline's margin, no more than most files of a partitioned outbox (0: all);
+ * a drain that stops is logged, not an error: the records are durable and the next invocation
+ * goes on. */
+static void drain_some(struct handler *h, int64_t deadline_ms, size_t most, struct drain_stats *st)
 {
     struct d2f_err err = {0};
     int rc;
@@ -196,7 +197,7 @@ static void drain_some(struct handler *h, int64_t deadline_ms, struct drain_stat
     /* the drain's own writes (marks, the lease) wait for others' locks no longer than the
      * answer allows: rows left unmarked are sent again, fenced, by a later drain */
     wait_until(h, deadline_ms - HANDLER_ANSWER_MS);
-    rc = drain_run_set(partitions_all(h->set), partitions_count(h->set), &h->cfg, h->fs,
+    rc = drain_run_set(partitions_all(h->set), partitions_count(h->set), most, &h->cfg, h->fs,
                        deadline_ms - HANDLER_MARGIN_MS, st, &err);
     wait_until(h, 0);
     drain_log(st, rc ? err.msg : NULL);
@@ -217,7 +218,7 @@ int handler_invoke(struct handler *h, const char *event, size_t len, int64_t dea
                         "the event is neither a DynamoDB stream batch ('Records'), a "
                         "scheduled event (source aws.events), nor {\"ddb2fs\":\"status\"}");
     case SCHEDULED:
-        drain_some(h, deadline_ms, &st);
+        drain_some(h, deadline_ms, 0, &st);
         wait_until(h, deadline_ms - HANDLER_ANSWER_MS);
         drain_prune_set(partitions_all(h->set), partitions_count(h->set), &h->cfg,
                         deadline_ms - HANDLER_MARGIN_MS);
@@ -256,7 +257,9 @@ int handler_invoke(struct handler *h, const char *event, size_t len, int64_t dea
         log_write(LOG_ERROR, err->msg, NULL);
     } else {
         ingest_log(&res, "batch durable");
-        drain_some(h, deadline_ms, &st);
+        /* a batch's invocation drains one file of a partitioned outbox: the instances at once
+         * drain apart, and the answer does not wait for every file */
+        drain_some(h, deadline_ms, 1, &st);
         metrics(h, &res, &st);
     }
     if (ingest_answer(event, len, rc != 0, answer) != 0) {
