@@ -55,6 +55,9 @@ struct config {
     int ramp;                /* DDB2FS_RAMP: 1 to follow Firestore's 500/50/5 rule (default) */
     long drain_seconds;      /* DDB2FS_DRAIN_SECONDS: time budget of 'ddb2fs drain', default 300 */
     long retention_s;        /* DDB2FS_RETENTION: committed rows kept this long (s); 0: forever */
+    long lease_s;            /* DDB2FS_LEASE_SECONDS: a drain lease lasts this long unrenewed, 30 */
+    long transaction_s;      /* DDB2FS_TRANSACTION_SECONDS: how long a Firestore transaction may
+                                still commit after it began, default 270 */
     const char *aws_region;  /* AWS_REGION */
     const char *aws_key_id;  /* AWS_ACCESS_KEY_ID */
     const char *aws_secret;  /* AWS_SECRET_ACCESS_KEY; never logged */

@@ -15,6 +15,8 @@ struct firestore {
     struct gauth *auth; /* NULL with the emulator */
     char *commit_url;
     char *batch_get_url;
+    char *begin_url;
+    char *rollback_url;
     char *docs_prefix;
 };
 
@@ -63,7 +65,9 @@ int firestore_new(struct firestore **out, const struct config *cfg, struct http 
     /* "projects/P/databases/D/documents" + ":commit" and ":batchGet" */
     fs->commit_url = joined(base, fs->docs_prefix, ":commit");
     fs->batch_get_url = joined(base, fs->docs_prefix, ":batchGet");
-    if (!fs->commit_url || !fs->batch_get_url) {
+    fs->begin_url = joined(base, fs->docs_prefix, ":beginTransaction");
+    fs->rollback_url = joined(base, fs->docs_prefix, ":rollback");
+    if (!fs->commit_url || !fs->batch_get_url || !fs->begin_url || !fs->rollback_url) {
         firestore_free(fs);
         return d2f_errf(err, D2F_ENOMEM, "out of memory");
     }
@@ -107,6 +111,8 @@ void firestore_free(struct firestore *fs)
         return;
     free(fs->commit_url);
     free(fs->batch_get_url);
+    free(fs->begin_url);
+    free(fs->rollback_url);
     free(fs->docs_prefix);
     free(fs);
 }
@@ -270,4 +276,183 @@ out:
     cJSON_free(body);
     cJSON_Delete(req);
     return rc;
+}
+
+/* Whether a server's timestamp or transaction id may go into a request as it is: RFC 3339 and
+ * base64 characters only, and not empty. */
+static int plain(const char *s, size_t cap)
+{
+    size_t n = strlen(s);
+
+    return n && n < cap &&
+           strspn(s, "0123456789:.-+TZ_/=ABCDEFGHIJKLMNOPQRSUVWXYabcdefghijklmnopqrstuvwxyz") == n;
+}
+
+int firestore_commit_times(const struct firestore_commit *c, char **dst, size_t n, size_t cap,
+                           struct d2f_err *err)
+{
+    cJSON *body = json_parse(buf_str(&c->call.response), c->call.response.len);
+    const cJSON *results = cJSON_GetObjectItemCaseSensitive(body, "writeResults"), *r;
+    size_t i = 0;
+    int rc = 0;
+
+    if (!cJSON_IsArray(results) || (size_t)cJSON_GetArraySize(results) != n) {
+        rc = d2f_errf(err, D2F_EREMOTE, "commit: the answer does not hold %zu writeResults", n);
+        goto out;
+    }
+    cJSON_ArrayForEach(r, results)
+    {
+        const cJSON *t = cJSON_GetObjectItemCaseSensitive(r, "updateTime");
+        if (cJSON_IsString(t) && !plain(t->valuestring, cap)) {
+            rc = d2f_errf(err, D2F_EREMOTE, "commit: writeResults[%zu] has a bad updateTime", i);
+            goto out;
+        }
+        snprintf(dst[i++], cap, "%s", cJSON_IsString(t) ? t->valuestring : "");
+    }
+out:
+    cJSON_Delete(body);
+    return rc;
+}
+
+/* Sets up a POST of body to url with the client's authorization. */
+static int post_call(struct firestore *fs, struct http_call *call, const char *url,
+                     const char *body, int64_t deadline_ms, struct d2f_err *err)
+{
+    call->method = "POST";
+    call->url = url;
+    call->content_type = "application/json";
+    call->body = body;
+    call->body_len = strlen(body);
+    return authorization(fs, deadline_ms, &call->authorization, err);
+}
+
+int firestore_begin(struct firestore *fs, char **txns, size_t n, int64_t deadline_ms,
+                    struct d2f_err *err)
+{
+    struct http_call *calls = calloc(n ? n : 1, sizeof(*calls));
+    struct http_call **pc = calloc(n ? n : 1, sizeof(*pc));
+    size_t got = 0;
+    int rc = 0;
+
+    if (!calls || !pc) {
+        rc = d2f_errf(err, D2F_ENOMEM, "out of memory");
+        goto out;
+    }
+    for (size_t i = 0; i < n; i++) {
+        http_call_init(&calls[i], 64 * 1024);
+        pc[i] = &calls[i];
+        txns[i] = NULL;
+        if (!rc)
+            rc = post_call(fs, &calls[i], fs->begin_url, "{\"options\":{\"readWrite\":{}}}",
+                           deadline_ms, err);
+    }
+    if (!rc)
+        rc = http_perform(fs->http, pc, n, deadline_ms, err);
+    for (size_t i = 0; i < n && !rc; i++) {
+        cJSON *answer;
+        const cJSON *t;
+
+        if (calls[i].failed) {
+            rc = d2f_errf(err, D2F_EIO, "beginTransaction: no answer from Firestore: %s",
+                          calls[i].error);
+            break;
+        }
+        if (calls[i].status != 200) {
+            enum retry_status s;
+            char msg[512];
+            read_status(&calls[i], &s, msg, sizeof(msg));
+            rc = d2f_errf(err, D2F_EREMOTE, "beginTransaction refused: %s", msg);
+            break;
+        }
+        answer = json_parse(buf_str(&calls[i].response), calls[i].response.len);
+        t = cJSON_GetObjectItemCaseSensitive(answer, "transaction");
+        if (cJSON_IsString(t) && plain(t->valuestring, 4096) && !(txns[i] = strdup(t->valuestring)))
+            rc = d2f_errf(err, D2F_ENOMEM, "out of memory");
+        else if (!cJSON_IsString(t) || !txns[i])
+            rc = d2f_errf(err, D2F_EREMOTE, "beginTransaction: the answer has no transaction");
+        else
+            got++;
+        cJSON_Delete(answer);
+    }
+out:
+    for (size_t i = 0; calls && i < n; i++) {
+        calls[i].authorization = NULL;
+        http_call_release(&calls[i]);
+        if (rc && i < got) {
+            free(txns[i]);
+            txns[i] = NULL;
+        }
+    }
+    free(calls);
+    free(pc);
+    return rc;
+}
+
+int firestore_rollback(struct firestore *fs, const char *txn, int64_t deadline_ms,
+                       struct d2f_err *err)
+{
+    struct http_call call, *calls[1] = {&call};
+    cJSON *req = cJSON_CreateObject();
+    char *body = NULL;
+    int rc;
+
+    http_call_init(&call, 64 * 1024);
+    if (!req || !cJSON_AddStringToObject(req, "transaction", txn) || !(body = json_print(req))) {
+        rc = d2f_errf(err, D2F_ENOMEM, "out of memory");
+        goto out;
+    }
+    if ((rc = post_call(fs, &call, fs->rollback_url, body, deadline_ms, err)) != 0 ||
+        (rc = http_perform(fs->http, calls, 1, deadline_ms, err)) != 0)
+        goto out;
+    if (call.failed) {
+        rc = d2f_errf(err, D2F_EIO, "rollback: no answer from Firestore: %s", call.error);
+    } else if (call.status != 200) {
+        enum retry_status s;
+        char msg[512];
+        read_status(&call, &s, msg, sizeof(msg));
+        /* an unknown, closed or expired transaction: it cannot commit either */
+        if (s != RETRY_INVALID_ARGUMENT)
+            rc = d2f_errf(err, D2F_EREMOTE, "rollback refused: %s", msg);
+    }
+out:
+    call.authorization = NULL;
+    http_call_release(&call);
+    cJSON_free(body);
+    cJSON_Delete(req);
+    return rc;
+}
+
+int firestore_update_times(struct firestore *fs, const char *const *names, size_t n,
+                           int64_t deadline_ms, char **dst, size_t cap, struct d2f_err *err)
+{
+    void *answer = NULL;
+    const cJSON *a;
+    size_t seen = 0;
+    int rc = firestore_batch_get(fs, names, n, deadline_ms, &answer, err);
+
+    if (rc)
+        return rc;
+    for (size_t i = 0; i < n; i++)
+        dst[i][0] = '\0';
+    cJSON_ArrayForEach(a, (cJSON *)answer)
+    {
+        const cJSON *found = cJSON_GetObjectItemCaseSensitive(a, "found");
+        const cJSON *missing = cJSON_GetObjectItemCaseSensitive(a, "missing");
+        const cJSON *name = found ? cJSON_GetObjectItemCaseSensitive(found, "name") : missing;
+        const cJSON *t = cJSON_GetObjectItemCaseSensitive(found, "updateTime");
+
+        if (!cJSON_IsString(name) || (found && (!cJSON_IsString(t) || !plain(t->valuestring, cap))))
+            continue;
+        for (size_t i = 0; i < n; i++) {
+            if (strcmp(names[i], name->valuestring) == 0) {
+                snprintf(dst[i], cap, "%s", found ? t->valuestring : "");
+                seen++;
+                break;
+            }
+        }
+    }
+    cJSON_Delete(answer);
+    if (seen != n)
+        return d2f_errf(err, D2F_EREMOTE, "batchGet: %zu of %zu documents in the answer", seen, n);
+    return 0;
 }
