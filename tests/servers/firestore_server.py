@@ -610,6 +610,8 @@ class Handler(BaseHTTPRequestHandler):
         for k in req:
             if k != "transaction":
                 raise unknown(k, "")
+        if self.store.faults.get("rollback_unavailable"):
+            raise Refusal("UNAVAILABLE", "injected UNAVAILABLE")
         with self.store.lock:
             t = self.store.txns.get(req.get("transaction"))
             if not t:
