@@ -447,6 +447,11 @@ static enum verdict judge(struct run *r, const struct firestore_commit *c, const
      * does not keep the drain busy */
     if (c->status == RETRY_FAILED_PRECONDITION || c->status == RETRY_ALREADY_EXISTS)
         return b->refreshes < 20 ? FENCED : STOP;
+    /* a transaction refused as closed: an earlier copy of the same request may have committed
+     * it (libcurl sends a request again on a fresh connection when a reused one closed
+     * without an answer), so the documents are read first; only then is a write to blame */
+    if (c->status == RETRY_INVALID_ARGUMENT && b->txn && b->refreshes < 3)
+        return FENCED;
     if (c->status == RETRY_INVALID_ARGUMENT)
         return b->n > 1 ? SPLIT : BURY;
     return STOP;
@@ -772,6 +777,7 @@ static int refresh(struct sender *s, struct batch *b, struct d2f_err *err)
     }
     b->n = keep;
     b->refreshes++;
+    r->st->refreshes++;
 out:
     for (size_t i = 0; names && i < n; i++)
         free(names[i]);
@@ -1320,6 +1326,7 @@ void drain_log(const struct drain_stats *st, const char *stopped)
     json_add_number(f, "commits", (double)st->commits);
     json_add_number(f, "retries", (double)st->retries);
     json_add_number(f, "bisections", (double)st->bisections);
+    json_add_number(f, "refreshes", (double)st->refreshes);
     json_add_number(f, "seconds", (double)st->elapsed_ms / 1000.0);
     if (stopped)
         cJSON_AddStringToObject(f, "stopped", stopped);

@@ -301,6 +301,9 @@ class Fence(unittest.TestCase):
                 break
         self.assertEqual(p.returncode, 0, p.stderr)
         self.check(settle=3.5)
+        # the faults happened: late commits were refused by their preconditions
+        late = self.fs.stats()["late"]
+        self.assertGreater(late["refused"], 0, late)
 
 
 if __name__ == "__main__":

@@ -134,6 +134,7 @@ class Store:
         self.commits = 0
         self.writes = 0
         self.commit_requests = 0
+        self.late = {"applied": 0, "refused": 0}  # hung commits applied when the hang ended
         self.last_us = 0        # update times are distinct and grow, as Firestore's do
         self.txns = {}          # transaction id -> {"began": epoch s, "open": bool}
         self.applied = []       # every applied write: [name, "update"|"delete", fields]
@@ -544,6 +545,20 @@ class Handler(BaseHTTPRequestHandler):
         late = self.inject()
         if late is True:
             return
+        if late == "apply":
+            try:
+                self.apply(writes, names, txn, late)
+            except Refusal:
+                with st.lock:
+                    st.late["refused"] += 1
+                raise
+            with st.lock:
+                st.late["applied"] += 1
+            return
+        self.apply(writes, names, txn, late)
+
+    def apply(self, writes, names, txn, late):
+        st = self.store
         with st.lock:
             drop = late == "apply" or st.rng.random() < st.faults.get("drop_after_apply", 0)
             if txn is not None:
@@ -696,7 +711,7 @@ class Handler(BaseHTTPRequestHandler):
             elif what == "requests":
                 out = st.requests
             elif what == "stats":
-                out = {"commits": st.commits, "writes": st.writes,
+                out = {"commits": st.commits, "writes": st.writes, "late": dict(st.late),
                        "requests": len(st.requests), "documents": len(st.docs)}
             else:
                 raise Refusal("NOT_FOUND", "no control " + what)

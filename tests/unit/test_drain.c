@@ -132,6 +132,14 @@ static void test_verdicts(void **state)
     assert_int_equal(judge(&r, &c, &one), FENCED);
     one.refreshes = 20;
     assert_int_equal(judge(&r, &c, &one), STOP);
+    /* INVALID_ARGUMENT on a commit in a transaction: first the documents are read */
+    c.status = RETRY_INVALID_ARGUMENT;
+    one.refreshes = 0;
+    one.txn = "EQwAAAAAAAAA";
+    assert_int_equal(judge(&r, &c, &one), FENCED);
+    one.refreshes = 3;
+    assert_int_equal(judge(&r, &c, &one), BURY);
+    one.txn = NULL;
     c.status = RETRY_NOT_FOUND;
     assert_int_equal(judge(&r, &c, &many), STOP);
     c.status = RETRY_UNAUTHENTICATED;
