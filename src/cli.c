@@ -204,7 +204,7 @@ static int cmd_ingest(int argc, char **argv)
     struct ingest_result res;
     struct buf input, answer;
     const char *file;
-    int rc, status = EXIT_FAILED;
+    int rc, status = EXIT_FAILED, complete;
 
     if (wants_help(argc, argv)) {
         fputs(ingest_help, stdout);
@@ -216,17 +216,17 @@ static int cmd_ingest(int argc, char **argv)
     buf_init(&answer, EVENT_MAX_BYTES);
     if ((rc = read_input(file, &input, &err)) != 0)
         goto out;
-    if ((rc = outbox_open(&ob, cfg.outbox, cfg.journal, OUTBOX_CREATE, &err)) != 0)
-        goto out;
-    if ((rc = outbox_check_keys(ob, &cfg, &err)) != 0) {
+    /* an outbox that cannot be opened, or is damaged, keeps nothing: the answer says so */
+    if ((rc = outbox_open(&ob, cfg.outbox, cfg.journal, OUTBOX_CREATE, &err)) == 0 &&
+        (rc = outbox_check(ob, OUTBOX_CHECK_MS, &complete, &err)) == 0 &&
+        (rc = outbox_check_keys(ob, &cfg, &err)) != 0) {
         status = EXIT_USAGE;
         goto out;
     }
-    if (!(ing = ingest_new(ob, &cfg))) {
+    if (!rc && !(ing = ingest_new(ob, &cfg)))
         rc = d2f_errf(&err, D2F_ENOMEM, "out of memory");
-        goto out;
-    }
-    rc = ingest_event(ing, input.data ? input.data : "", input.len, &res, &err);
+    if (!rc)
+        rc = ingest_event(ing, input.data ? input.data : "", input.len, &res, &err);
     if (rc == D2F_EINPUT || rc == D2F_ELIMIT)
         goto out; /* a malformed event: no answer can name its records */
     if (rc) {

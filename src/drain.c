@@ -734,15 +734,17 @@ static void settle(struct run *r, struct batch *b)
 /* A commit refused on a precondition: reads its documents' updateTimes anew (batchGet), then
  * looks in the outbox for newer rows. A document's newer row wins: the item is dropped, and
  * its rows count as superseded. The rest goes again with the new preconditions. */
-static int refresh(struct sender *s, struct batch *b, struct d2f_err *err)
+static int refresh(struct sender *s, struct batch *b, int *changed, struct d2f_err *err)
 {
     struct run *r = s->r;
     const char *prefix = firestore_docs_prefix(r->fs);
     char **names = calloc(b->n, sizeof(*names)), **dst = calloc(b->n, sizeof(*dst));
     size_t keep = 0, n = b->n;
+    char(*was)[FENCE_TIME_MAX] = calloc(b->n, sizeof(*was));
     int rc = 0;
 
-    if (!names || !dst) {
+    *changed = 0;
+    if (!names || !dst || !was) {
         rc = d2f_errf(err, D2F_ENOMEM, "out of memory");
         goto out;
     }
@@ -754,6 +756,7 @@ static int refresh(struct sender *s, struct batch *b, struct d2f_err *err)
         }
         snprintf(names[i], len, "%s/%s", prefix, b->items[i]->doc);
         dst[i] = b->items[i]->fence;
+        memcpy(was[i], b->items[i]->fence, sizeof(was[i]));
     }
     /* the documents first, the outbox second: a state seen in Firestore came from a row
      * that is in the outbox by then */
@@ -766,6 +769,8 @@ static int refresh(struct sender *s, struct batch *b, struct d2f_err *err)
 
         if ((rc = fence_superseded(r->ob, it->doc, it->ids[it->nids - 1], &newer, err)) != 0)
             break;
+        if (newer || strcmp(was[i], it->fence) != 0)
+            *changed = 1;
         if (!newer) {
             b->items[keep++] = it;
         } else if (append_ids(&s->landed, &s->nlanded, &s->landed_cap, it->ids, it->nids) != 0) {
@@ -783,6 +788,7 @@ out:
         free(names[i]);
     free(names);
     free(dst);
+    free(was);
     return rc;
 }
 
@@ -835,6 +841,13 @@ static int take_answers(struct sender *s, struct d2f_err *err)
 
         if (v != LANDED)
             settle(r, b);
+        if (v == FENCED) {
+            int changed;
+            rc = refresh(s, b, &changed, err);
+            /* a transaction refused, and nothing had landed: a write is to blame */
+            if (!rc && c->status == RETRY_INVALID_ARGUMENT && !changed)
+                v = b->n > 1 ? SPLIT : BURY;
+        }
         switch (v) {
         case LANDED:
             ids = batch_ids(b, &nids);
@@ -869,7 +882,6 @@ static int take_answers(struct sender *s, struct d2f_err *err)
             }
             break;
         case FENCED:
-            rc = refresh(s, b, err);
             if (!rc && !b->n) {
                 free_batch(b);
                 b = NULL;
