@@ -192,5 +192,37 @@ class Health(unittest.TestCase):
             fs.stop()
 
 
+
+class BadValues(unittest.TestCase):
+    """A number with anything after it (U+0000 included) is not a number; a creation time that
+    is not a finite epoch time makes the record dead with the reason."""
+
+    def test_dead_with_the_reason(self):
+        tmp = TempDir()
+        self.addCleanup(tmp.cleanup)
+        db = tmp.file("values.db")
+        ev = events.event(3, seed=12, customers=3)
+        ev["Records"][0]["dynamodb"]["NewImage"]["total"] = {"N": "1\u0000"}
+        ev["Records"][1]["dynamodb"]["ApproximateCreationDateTime"] = 1234567890
+        # JSON that Python will not write: a number out of a double's range
+        raw = events.dumps(ev).replace('"ApproximateCreationDateTime":1234567890',
+                                       '"ApproximateCreationDateTime":1e999999')
+        self.assertIn("1e999999", raw)
+        p = subprocess.run([BIN, "ingest", "-"], input=raw, capture_output=True, text=True,
+                           env=clean_env(DDB2FS_OUTBOX=db, DDB2FS_KEYS=events.KEYS_SETTING))
+        self.assertEqual(p.returncode, 0, p.stderr)
+        self.assertEqual(json.loads(p.stdout), {"batchItemFailures": []})
+        rows = query(db, "SELECT seq, state, last_error FROM records ORDER BY id")
+        seqs = [r["dynamodb"]["SequenceNumber"] for r in ev["Records"]]
+        self.assertEqual([r[0] for r in rows], seqs)
+        self.assertEqual(rows[0][1], "dead")
+        self.assertIn("'total'", rows[0][2])
+        self.assertIn("not a number", rows[0][2])
+        self.assertEqual(rows[1][1], "dead")
+        self.assertIn("'dynamodb.ApproximateCreationDateTime' is not a finite epoch time",
+                      rows[1][2])
+        self.assertEqual(rows[2][1], "pending")
+
+
 if __name__ == "__main__":
     unittest.main()
