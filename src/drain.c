@@ -62,7 +62,8 @@ struct run {
     size_t held;          /* deletions left pending for that reason */
     const char *owner;    /* the drain lease to renew as commits land, or NULL */
     int64_t renewed;      /* when it was last renewed (ms) */
-    FILE *dry_run;        /* not NULL: writes are printed there, nothing is sent */
+    struct fence_reader *fences; /* the target's fences, once a write was built */
+    FILE *dry_run;               /* not NULL: writes are printed there, nothing is sent */
     void (*progress)(void *ctx, const struct drain_stats *st);
     void *ctx;
 };
@@ -245,8 +246,10 @@ static int build_item(struct run *r, struct item *it, int *keep, struct d2f_err 
         r->held += it->nids;
         return 0;
     }
-    if ((rc = fence_get(r->ob, firestore_docs_prefix(r->fs), it->doc, it->fence, sizeof(it->fence),
-                        err)) != 0)
+    if (!r->fences &&
+        (rc = fence_reader_new(&r->fences, r->ob, firestore_docs_prefix(r->fs), err)) != 0)
+        return rc;
+    if ((rc = fence_get(r->fences, it->doc, it->fence, sizeof(it->fence), err)) != 0)
         return rc;
     *keep = 1;
     return 0;
@@ -593,8 +596,8 @@ static int begin_transactions(struct sender *s, struct d2f_err *err)
     struct run *r = s->r;
     struct batch *need[64];
     char *txns[64];
+    int64_t began[64];
     size_t n = 0;
-    int64_t now = http_now_ms();
     int rc;
 
     for (size_t i = 0; i < s->nwave && n < 64; i++)
@@ -602,15 +605,14 @@ static int begin_transactions(struct sender *s, struct d2f_err *err)
             need[n++] = s->wave[i];
     if (!n)
         return 0;
-    if ((rc = firestore_begin(r->fs, txns, n, r->deadline, err)) != 0)
+    if ((rc = firestore_begin(r->fs, txns, began, n, r->deadline, err)) != 0)
         return rc;
     for (size_t i = 0; i < n; i++) {
         need[i]->txn = txns[i];
-        need[i]->txn_began = now;
-        if (!rc)
-            rc = fence_transaction_add(r->ob, firestore_docs_prefix(r->fs), txns[i], now, err);
+        need[i]->txn_began = began[i];
     }
-    return rc;
+    return fence_transactions_add(r->ob, firestore_docs_prefix(r->fs), (const char *const *)txns,
+                                  began, n, err);
 }
 
 /* Starts a wave with the ready batches, up to the concurrency. Returns 0 (a wave may or may
@@ -1272,6 +1274,7 @@ int drain_send(struct outbox *ob, const struct config *cfg, struct firestore *fs
                       "documents has expired (DDB2FS_TRANSACTION_SECONDS)",
                       r.held);
     free_items(items, nitems);
+    fence_reader_free(r.fences);
     return rc;
 }
 
@@ -1307,6 +1310,7 @@ int drain_run(struct outbox *ob, const struct config *cfg, struct firestore *fs,
             break;
         more = 1; /* records arrived while the drain ran: go on with them */
     }
+    fence_reader_free(r.fences);
     drain_lease_release(ob, owner);
     if (rc && outbox_pending_count(ob, &stats->pending_left, NULL) != 0)
         stats->pending_left = -1;

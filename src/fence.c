@@ -13,25 +13,53 @@ static int db_err(struct outbox *ob, struct d2f_err *err, const char *what)
                     sqlite3_errmsg(outbox_db(ob)));
 }
 
-int fence_get(struct outbox *ob, const char *target, const char *document, char *time, size_t cap,
+struct fence_reader {
+    struct outbox *ob;
+    sqlite3_stmt *get;
+};
+
+int fence_reader_new(struct fence_reader **out, struct outbox *ob, const char *target,
+                     struct d2f_err *err)
+{
+    struct fence_reader *rd = calloc(1, sizeof(*rd));
+
+    *out = NULL;
+    if (!rd)
+        return d2f_errf(err, D2F_ENOMEM, "out of memory");
+    rd->ob = ob;
+    if (sqlite3_prepare_v3(outbox_db(ob),
+                           "SELECT update_time FROM fence WHERE target = ?1 AND document = ?2", -1,
+                           SQLITE_PREPARE_PERSISTENT, &rd->get, NULL) != SQLITE_OK) {
+        free(rd);
+        return db_err(ob, err, "read documents' fences");
+    }
+    /* a copy: the reader owns what it binds */
+    sqlite3_bind_text(rd->get, 1, target, -1, SQLITE_TRANSIENT);
+    *out = rd;
+    return 0;
+}
+
+void fence_reader_free(struct fence_reader *rd)
+{
+    if (rd) {
+        sqlite3_finalize(rd->get);
+        free(rd);
+    }
+}
+
+int fence_get(struct fence_reader *rd, const char *document, char *time, size_t cap,
               struct d2f_err *err)
 {
-    sqlite3_stmt *st = NULL;
     int rc = 0, step;
 
     time[0] = '\0';
-    if (sqlite3_prepare_v3(outbox_db(ob),
-                           "SELECT update_time FROM fence WHERE target = ?1 AND document = ?2", -1,
-                           SQLITE_PREPARE_PERSISTENT, &st, NULL) != SQLITE_OK)
-        return db_err(ob, err, "read a document's fence");
-    sqlite3_bind_text(st, 1, target, -1, SQLITE_STATIC);
-    sqlite3_bind_text(st, 2, document, -1, SQLITE_STATIC);
-    step = sqlite3_step(st);
-    if (step == SQLITE_ROW && sqlite3_column_text(st, 0))
-        snprintf(time, cap, "%s", (const char *)sqlite3_column_text(st, 0));
+    sqlite3_bind_text(rd->get, 2, document, -1, SQLITE_STATIC);
+    step = sqlite3_step(rd->get);
+    if (step == SQLITE_ROW && sqlite3_column_text(rd->get, 0))
+        snprintf(time, cap, "%s", (const char *)sqlite3_column_text(rd->get, 0));
     else if (step != SQLITE_ROW && step != SQLITE_DONE)
-        rc = db_err(ob, err, "read a document's fence");
-    sqlite3_finalize(st);
+        rc = db_err(rd->ob, err, "read a document's fence");
+    sqlite3_reset(rd->get);
     return rc;
 }
 
@@ -122,8 +150,8 @@ out:
     return rc;
 }
 
-int fence_transaction_add(struct outbox *ob, const char *target, const char *txn, int64_t began_ms,
-                          struct d2f_err *err)
+int fence_transactions_add(struct outbox *ob, const char *target, const char *const *txns,
+                           const int64_t *began, size_t n, struct d2f_err *err)
 {
     sqlite3_stmt *st = NULL;
     int rc;
@@ -133,12 +161,12 @@ int fence_transaction_add(struct outbox *ob, const char *target, const char *txn
     if (sqlite3_prepare_v2(outbox_db(ob),
                            "INSERT OR REPLACE INTO fence_transaction (target, txn, began_at) "
                            "VALUES (?1, ?2, ?3)",
-                           -1, &st, NULL) != SQLITE_OK) {
+                           -1, &st, NULL) != SQLITE_OK)
         rc = db_err(ob, err, "record a transaction");
-    } else {
+    for (size_t i = 0; i < n && !rc; i++) {
         sqlite3_bind_text(st, 1, target, -1, SQLITE_STATIC);
-        sqlite3_bind_text(st, 2, txn, -1, SQLITE_STATIC);
-        sqlite3_bind_int64(st, 3, began_ms);
+        sqlite3_bind_text(st, 2, txns[i], -1, SQLITE_STATIC);
+        sqlite3_bind_int64(st, 3, began[i]);
         rc = step(ob, st, "record a transaction", err);
     }
     sqlite3_finalize(st);

@@ -17,8 +17,9 @@
  * expired (DDB2FS_TRANSACTION_SECONDS, Firestore's 270 s) no deletion is sent.
  *
  * Calling sequence
- *   fence_get(ob, target, document, time, sizeof(time), &err);   before a write is built
- *   fence_transaction_add(ob, target, txn, now, &err);            before a commit with creates
+ *   fence_reader_new(&rd, ob, target, &err);
+ *   fence_get(rd, document, time, sizeof(time), &err);            before a write is built
+ *   fence_transactions_add(ob, target, txns, began, n, &err);     before commits with creates
  *   fence_put(ob, target, fences, n, ids, nids, txns, ntx, &err); after commits landed
  */
 #ifndef FENCE_H
@@ -39,9 +40,19 @@ struct fence {
     const char *update_time; /* its updateTime; NULL or "": absent */
 };
 
-/* Reads document's fence in target into time (cap bytes): its updateTime, or "" when it is
- * absent or was never written. */
-int fence_get(struct outbox *ob, const char *target, const char *document, char *time, size_t cap,
+/* A reader of target's fences in ob (both must outlive it), with its query prepared once. */
+struct fence_reader;
+
+/* Sets up a reader into *out; freed with fence_reader_free. */
+int fence_reader_new(struct fence_reader **out, struct outbox *ob, const char *target,
+                     struct d2f_err *err) D2F_WUR;
+
+/* Frees a reader; accepts NULL. */
+void fence_reader_free(struct fence_reader *rd);
+
+/* Reads document's fence into time (cap bytes): its updateTime, or "" when it is absent or was
+ * never written. */
+int fence_get(struct fence_reader *rd, const char *document, char *time, size_t cap,
               struct d2f_err *err) D2F_WUR;
 
 /*
@@ -58,9 +69,10 @@ int fence_put(struct outbox *ob, const char *target, const struct fence *f, size
 int fence_superseded(struct outbox *ob, const char *document, int64_t id, int *newer,
                      struct d2f_err *err) D2F_WUR;
 
-/* Records that a commit of transaction txn (began_ms) is about to be sent to target. */
-int fence_transaction_add(struct outbox *ob, const char *target, const char *txn, int64_t began_ms,
-                          struct d2f_err *err) D2F_WUR;
+/* Records, in one outbox transaction, that commits in transactions txns (began[i], ms) are
+ * about to be sent to target. */
+int fence_transactions_add(struct outbox *ob, const char *target, const char *const *txns,
+                           const int64_t *began, size_t n, struct d2f_err *err) D2F_WUR;
 
 /* The recorded transactions of target, oldest first: *txns (n strings) and *began (ms), both
  * freed by the caller with fence_transactions_free. */

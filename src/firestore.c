@@ -18,6 +18,15 @@ struct firestore {
     char *begin_url;
     char *rollback_url;
     char *docs_prefix;
+    /* transactions begun ahead, with the commits in flight, so that a wave of commits with
+     * creates does not wait a round trip for its transactions */
+    char *pool[FIRESTORE_POOL];
+    int64_t pool_began[FIRESTORE_POOL];
+    size_t npool;
+    size_t pool_want;                       /* how many to keep ready: the largest ask */
+    struct http_call ahead[FIRESTORE_POOL]; /* beginTransaction calls in flight */
+    size_t nahead;
+    int64_t ahead_began;
 };
 
 static char *joined(const char *a, const char *b, const char *c)
@@ -114,6 +123,10 @@ void firestore_free(struct firestore *fs)
     free(fs->begin_url);
     free(fs->rollback_url);
     free(fs->docs_prefix);
+    for (size_t i = 0; i < fs->npool; i++)
+        free(fs->pool[i]);
+    for (size_t i = 0; i < fs->nahead; i++)
+        http_call_release(&fs->ahead[i]);
     free(fs);
 }
 
@@ -174,11 +187,16 @@ static void read_status(const struct http_call *call, enum retry_status *status,
     cJSON_Delete(body);
 }
 
+static int txn_of(const struct http_call *call, char **txn, struct d2f_err *err);
+
+static const char begin_body[] = "{\"options\":{\"readWrite\":{}}}";
+
 int firestore_commit_start(struct firestore *fs, struct firestore_commit **c, size_t n,
                            int64_t deadline_ms, struct d2f_err *err)
 {
-    struct http_call **calls = calloc(n ? n : 1, sizeof(*calls));
+    struct http_call **calls = calloc(n + FIRESTORE_POOL, sizeof(*calls));
     const char *auth = NULL;
+    size_t ahead = 0;
     int rc;
 
     if (!calls)
@@ -195,9 +213,29 @@ int firestore_commit_start(struct firestore *fs, struct firestore_commit **c, si
         call->body_len = c[i]->body.len;
         calls[i] = call;
     }
-    rc = http_start(fs->http, calls, n, deadline_ms, err);
+    while (!fs->nahead && fs->npool + ahead < fs->pool_want) {
+        struct http_call *call = &fs->ahead[ahead];
+        http_call_init(call, 64 * 1024);
+        call->method = "POST";
+        call->url = fs->begin_url;
+        call->content_type = "application/json";
+        call->authorization = auth;
+        call->body = begin_body;
+        call->body_len = strlen(begin_body);
+        calls[n + ahead++] = call;
+    }
+    fs->nahead = ahead;
+    fs->ahead_began = http_now_ms();
+    rc = http_start(fs->http, calls, n + ahead, deadline_ms, err);
     for (size_t i = 0; i < n; i++)
         c[i]->call.authorization = NULL; /* curl has its copy */
+    for (size_t i = 0; i < ahead; i++)
+        fs->ahead[i].authorization = NULL;
+    if (rc) {
+        for (size_t i = 0; i < ahead; i++)
+            http_call_release(&fs->ahead[i]);
+        fs->nahead = 0;
+    }
 out:
     free(calls);
     return rc;
@@ -224,6 +262,22 @@ void firestore_commit_finish(struct firestore *fs, struct firestore_commit **c, 
             read_status(call, &c[i]->status, c[i]->message, sizeof(c[i]->message));
         }
     }
+    for (size_t i = 0; i < fs->nahead; i++) {
+        struct http_call *call = &fs->ahead[i], *one[1] = {call};
+        char *txn = NULL;
+        struct d2f_err ahead_err = {0};
+
+        http_collect(fs->http, one, 1);
+        /* one that failed is simply not in the pool: the next wave asks for it again */
+        if (txn_of(call, &txn, &ahead_err) == 0 && fs->npool < FIRESTORE_POOL) {
+            fs->pool_began[fs->npool] = fs->ahead_began;
+            fs->pool[fs->npool++] = txn;
+        } else {
+            free(txn);
+        }
+        http_call_release(call);
+    }
+    fs->nahead = 0;
 }
 
 int firestore_batch_get(struct firestore *fs, const char *const *names, size_t n,
@@ -326,59 +380,82 @@ static int post_call(struct firestore *fs, struct http_call *call, const char *u
     return authorization(fs, deadline_ms, &call->authorization, err);
 }
 
-int firestore_begin(struct firestore *fs, char **txns, size_t n, int64_t deadline_ms,
-                    struct d2f_err *err)
+/* The transaction a beginTransaction call got into *txn (the caller frees it). */
+static int txn_of(const struct http_call *call, char **txn, struct d2f_err *err)
 {
-    struct http_call *calls = calloc(n ? n : 1, sizeof(*calls));
-    struct http_call **pc = calloc(n ? n : 1, sizeof(*pc));
-    size_t got = 0;
+    cJSON *answer;
+    const cJSON *t;
     int rc = 0;
 
+    *txn = NULL;
+    if (call->failed)
+        return d2f_errf(err, D2F_EIO, "beginTransaction: no answer from Firestore: %s",
+                        call->error);
+    if (call->status != 200) {
+        enum retry_status s;
+        char msg[512];
+        read_status(call, &s, msg, sizeof(msg));
+        return d2f_errf(err, D2F_EREMOTE, "beginTransaction refused: %s", msg);
+    }
+    answer = json_parse(buf_str(&call->response), call->response.len);
+    t = cJSON_GetObjectItemCaseSensitive(answer, "transaction");
+    if (!cJSON_IsString(t) || !plain(t->valuestring, 4096))
+        rc = d2f_errf(err, D2F_EREMOTE, "beginTransaction: the answer has no transaction");
+    else if (!(*txn = strdup(t->valuestring)))
+        rc = d2f_errf(err, D2F_ENOMEM, "out of memory");
+    cJSON_Delete(answer);
+    return rc;
+}
+
+int firestore_begin(struct firestore *fs, char **txns, int64_t *began, size_t n,
+                    int64_t deadline_ms, struct d2f_err *err)
+{
+    struct http_call *calls = NULL;
+    struct http_call **pc = NULL;
+    int64_t now = http_now_ms();
+    size_t have = 0, need;
+    int rc = 0;
+
+    if (n > fs->pool_want)
+        fs->pool_want = n < FIRESTORE_POOL ? n : FIRESTORE_POOL;
+    /* the pool first, newest last; those begun long ago may be closed for idleness */
+    while (have < n && fs->npool) {
+        size_t j = --fs->npool;
+        if (now - fs->pool_began[j] > FIRESTORE_POOL_MAX_AGE_MS) {
+            free(fs->pool[j]);
+            continue;
+        }
+        txns[have] = fs->pool[j];
+        began[have++] = fs->pool_began[j];
+    }
+    need = n - have;
+    if (!need)
+        return 0;
+    calls = calloc(need, sizeof(*calls));
+    pc = calloc(need, sizeof(*pc));
     if (!calls || !pc) {
         rc = d2f_errf(err, D2F_ENOMEM, "out of memory");
         goto out;
     }
-    for (size_t i = 0; i < n; i++) {
+    for (size_t i = 0; i < need; i++) {
         http_call_init(&calls[i], 64 * 1024);
         pc[i] = &calls[i];
-        txns[i] = NULL;
         if (!rc)
-            rc = post_call(fs, &calls[i], fs->begin_url, "{\"options\":{\"readWrite\":{}}}",
-                           deadline_ms, err);
+            rc = post_call(fs, &calls[i], fs->begin_url, begin_body, deadline_ms, err);
     }
     if (!rc)
-        rc = http_perform(fs->http, pc, n, deadline_ms, err);
-    for (size_t i = 0; i < n && !rc; i++) {
-        cJSON *answer;
-        const cJSON *t;
-
-        if (calls[i].failed) {
-            rc = d2f_errf(err, D2F_EIO, "beginTransaction: no answer from Firestore: %s",
-                          calls[i].error);
-            break;
-        }
-        if (calls[i].status != 200) {
-            enum retry_status s;
-            char msg[512];
-            read_status(&calls[i], &s, msg, sizeof(msg));
-            rc = d2f_errf(err, D2F_EREMOTE, "beginTransaction refused: %s", msg);
-            break;
-        }
-        answer = json_parse(buf_str(&calls[i].response), calls[i].response.len);
-        t = cJSON_GetObjectItemCaseSensitive(answer, "transaction");
-        if (cJSON_IsString(t) && plain(t->valuestring, 4096) && !(txns[i] = strdup(t->valuestring)))
-            rc = d2f_errf(err, D2F_ENOMEM, "out of memory");
-        else if (!cJSON_IsString(t) || !txns[i])
-            rc = d2f_errf(err, D2F_EREMOTE, "beginTransaction: the answer has no transaction");
-        else
-            got++;
-        cJSON_Delete(answer);
+        rc = http_perform(fs->http, pc, need, deadline_ms, err);
+    for (size_t i = 0; i < need && !rc; i++) {
+        if ((rc = txn_of(&calls[i], &txns[have], err)) == 0)
+            began[have++] = now;
     }
 out:
-    for (size_t i = 0; calls && i < n; i++) {
+    for (size_t i = 0; calls && i < need; i++) {
         calls[i].authorization = NULL;
         http_call_release(&calls[i]);
-        if (rc && i < got) {
+    }
+    if (rc) {
+        for (size_t i = 0; i < have; i++) {
             free(txns[i]);
             txns[i] = NULL;
         }

@@ -169,15 +169,18 @@ class Fence(unittest.TestCase):
         """When the create's transaction cannot be rolled back, the deletion waits until the
         transaction has expired, then goes."""
         self.ingest([self.hist.next("w")])
-        self.fs.faults(hang_commits=[1], hang_seconds=3, hang_apply=True, transaction_seconds=4)
+        # rollbacks refused as unavailable, all along: the deletion must wait
+        self.fs.faults(hang_commits=[1], hang_seconds=3, hang_apply=True, transaction_seconds=4,
+                       rollback_unavailable=True)
         env = {"DDB2FS_TRANSACTION_SECONDS": "4"}
         self.assertNotEqual(self.drain(seconds=1, **env).returncode, 0)
+        self.assertEqual(len(query(self.db, "SELECT * FROM fence_transaction")), 1)
         self.ingest([self.hist.next("w", remove=True)])
-        # rollbacks refused as unavailable: the deletion must wait
-        self.fs.faults(rollback_unavailable=True, transaction_seconds=4)
         p = self.drain(**env)
         self.assertNotEqual(p.returncode, 0)
         self.assertIn("deletions wait", p.stderr)
+        self.assertEqual(query(self.db, "SELECT state FROM records ORDER BY id"),
+                         [("pending",), ("pending",)])
         time.sleep(4)
         p = self.drain(**env)
         self.assertEqual(p.returncode, 0, p.stderr)

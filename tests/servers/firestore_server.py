@@ -611,6 +611,9 @@ class Handler(BaseHTTPRequestHandler):
                           % (doc["updateTime"] if doc else "0", pre["updateTime"]))
 
     def begin_transaction(self, body):
+        lat = self.store.faults.get("latency_ms")
+        if lat:  # a round trip like any other
+            time.sleep((random.uniform(*lat) if isinstance(lat, list) else lat) / 1000.0)
         req = json.loads(body or b"{}")
         for k in req:
             if k != "options":
