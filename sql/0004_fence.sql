@@ -8,7 +8,7 @@ CREATE TABLE fence (
     document    TEXT NOT NULL,          -- 'collection/id'
     update_time TEXT,                   -- Firestore's updateTime; NULL: the document is absent
     PRIMARY KEY (target, document)
-) WITHOUT ROWID;
+);
 
 -- Transactions that carry creates (exists=false) whose commit has not been seen to end: until
 -- each is rolled back or has expired, a late commit of it could bring a deleted document back.
@@ -17,4 +17,4 @@ CREATE TABLE fence_transaction (
     txn         TEXT NOT NULL,          -- the transaction id, as Firestore gave it
     began_at    INTEGER NOT NULL,       -- ms
     PRIMARY KEY (target, txn)
-) WITHOUT ROWID;
+);

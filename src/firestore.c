@@ -280,8 +280,18 @@ void firestore_commit_finish(struct firestore *fs, struct firestore_commit **c, 
     fs->nahead = 0;
 }
 
+/* batchGet; with no_fields, a mask with no field paths: names and times only. */
+static int batch_get(struct firestore *fs, const char *const *names, size_t n, int no_fields,
+                     int64_t deadline_ms, void **out, struct d2f_err *err);
+
 int firestore_batch_get(struct firestore *fs, const char *const *names, size_t n,
                         int64_t deadline_ms, void **out, struct d2f_err *err)
+{
+    return batch_get(fs, names, n, 0, deadline_ms, out, err);
+}
+
+static int batch_get(struct firestore *fs, const char *const *names, size_t n, int no_fields,
+                     int64_t deadline_ms, void **out, struct d2f_err *err)
 {
     struct http_call call, *calls[1] = {&call};
     cJSON *req = cJSON_CreateObject(), *list, *answer = NULL;
@@ -293,6 +303,11 @@ int firestore_batch_get(struct firestore *fs, const char *const *names, size_t n
     list = req ? cJSON_AddArrayToObject(req, "documents") : NULL;
     for (size_t i = 0; list && i < n; i++)
         cJSON_AddItemToArray(list, cJSON_CreateString(names[i]));
+    if (list && no_fields) {
+        cJSON *mask = cJSON_AddObjectToObject(req, "mask");
+        if (!mask || !cJSON_AddArrayToObject(mask, "fieldPaths"))
+            list = NULL;
+    }
     if (!list || !(body = json_print(req))) {
         d2f_errf(err, rc, "out of memory");
         goto out;
@@ -505,7 +520,7 @@ int firestore_update_times(struct firestore *fs, const char *const *names, size_
     void *answer = NULL;
     const cJSON *a;
     size_t seen = 0;
-    int rc = firestore_batch_get(fs, names, n, deadline_ms, &answer, err);
+    int rc = batch_get(fs, names, n, 1, deadline_ms, &answer, err);
 
     if (rc)
         return rc;

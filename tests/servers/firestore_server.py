@@ -651,9 +651,18 @@ class Handler(BaseHTTPRequestHandler):
         for i, n in enumerate(names):
             self.check_name(prefix, n, "documents[%d]" % i)
         stamp = now_rfc3339()
+        mask = req.get("mask")
         with self.store.lock:
             out = [{"found": self.document(n), "readTime": stamp} if n in self.store.docs
                    else {"missing": n, "readTime": stamp} for n in names]
+        if mask is not None:  # only the fields named: none for an empty mask
+            keep = set(mask.get("fieldPaths", []))
+            for o in out:
+                if "found" in o:
+                    o["found"]["fields"] = {k: v for k, v in o["found"]["fields"].items()
+                                            if k in keep}
+                    if not o["found"]["fields"]:
+                        del o["found"]["fields"]
         self.reply(200, out)
 
     def get(self, prefix, rest, query):
