@@ -12,6 +12,7 @@ import os
 import random
 import signal
 import subprocess
+import sys
 import time
 import unittest
 
@@ -284,17 +285,23 @@ class Fence(unittest.TestCase):
               "hostname one && exec \"$0\" drain", BIN]
         self.fs.faults(hang_rate=0.5, hang_seconds=3, hang_apply=True, transaction_seconds=20,
                        record_bodies=False, seed=5)
-        env = dict(self.env, DDB2FS_DRAIN_SECONDS="2", DDB2FS_LEASE_SECONDS="2",
+        # a lease of 1 s: a drain whose commits hang renews nothing, and the drain of the
+        # other namespace takes over while the first still runs
+        env = dict(self.env, DDB2FS_DRAIN_SECONDS="2", DDB2FS_LEASE_SECONDS="1",
                    DDB2FS_COMMIT_WRITES="50", DDB2FS_CONCURRENCY="4")
         for recs in batches:
             self.ingest(recs)
-            procs = [subprocess.Popen(ns, env=env, stdout=subprocess.DEVNULL,
-                                      stderr=subprocess.DEVNULL) for _ in range(2)]
-            time.sleep(rng.uniform(0.2, 1.5))
-            victim = procs[rng.randrange(2)]
-            victim.send_signal(signal.SIGKILL)
-            for p in procs:
-                p.wait(timeout=60)
+            for _ in range(3 if FULL else 2):
+                first = subprocess.Popen(ns, env=env, stdout=subprocess.DEVNULL,
+                                         stderr=subprocess.DEVNULL)
+                time.sleep(rng.uniform(0.3, 1.4))
+                second = subprocess.Popen(ns, env=env, stdout=subprocess.DEVNULL,
+                                          stderr=subprocess.DEVNULL)
+                time.sleep(rng.uniform(0.1, 1.0))
+                if rng.random() < 0.6:
+                    rng.choice([first, second]).send_signal(signal.SIGKILL)
+                for p in (first, second):
+                    p.wait(timeout=60)
         # the end: no more faults, drains until nothing is pending
         time.sleep(3.5)
         self.fs.faults(transaction_seconds=20, record_bodies=False)
@@ -305,8 +312,13 @@ class Fence(unittest.TestCase):
         self.assertEqual(p.returncode, 0, p.stderr)
         self.check(settle=3.5)
         # the faults happened: late commits were refused by their preconditions
-        late = self.fs.stats()["late"]
+        stats = self.fs.stats()
+        late = stats["late"]
         self.assertGreater(late["refused"], 0, late)
+        sys.stderr.write("campaign: %d records over %d documents, %d commit requests, %d "
+                         "commits applied, hung and applied late %d, refused late %d\n"
+                         % (n, docs, self.commits_seen(), stats["commits"], late["applied"],
+                            late["refused"]))
 
 
 if __name__ == "__main__":
