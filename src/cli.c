@@ -217,7 +217,7 @@ static int cmd_ingest(int argc, char **argv)
     struct ingest_result res;
     struct buf input, answer;
     const char *file;
-    int rc, status = EXIT_FAILED;
+    int rc, status = EXIT_FAILED, complete = 1;
 
     if (wants_help(argc, argv)) {
         fputs(ingest_help, stdout);
@@ -229,20 +229,24 @@ static int cmd_ingest(int argc, char **argv)
     buf_init(&answer, EVENT_MAX_BYTES);
     if ((rc = read_input(file, &input, &err)) != 0)
         goto out;
-    if ((rc = partitions_open(&set, &cfg, OUTBOX_CREATE, &err)) != 0) {
-        status = rc == D2F_ECONFIG ? EXIT_USAGE : EXIT_FAILED;
+    /* an outbox that cannot be opened, or is damaged, keeps nothing: the answer says so */
+    rc = partitions_open(&set, &cfg, OUTBOX_CREATE, &err);
+    if (rc == D2F_ECONFIG) {
+        status = EXIT_USAGE; /* DDB2FS_PARTITIONS is not the outbox's */
         goto out;
     }
-    for (size_t i = 0; i < partitions_count(set); i++)
+    for (size_t i = 0; !rc && complete && i < partitions_count(set); i++)
+        rc = outbox_check(partitions_outbox(set, i),
+                          OUTBOX_CHECK_MS / (int64_t)partitions_count(set), &complete, &err);
+    for (size_t i = 0; !rc && i < partitions_count(set); i++)
         if ((rc = outbox_check_keys(partitions_outbox(set, i), &cfg, &err)) != 0) {
             status = EXIT_USAGE;
             goto out;
         }
-    if (!(ing = ingest_new_set(partitions_all(set), partitions_count(set), &cfg))) {
+    if (!rc && !(ing = ingest_new_set(partitions_all(set), partitions_count(set), &cfg)))
         rc = d2f_errf(&err, D2F_ENOMEM, "out of memory");
-        goto out;
-    }
-    rc = ingest_event(ing, input.data ? input.data : "", input.len, &res, &err);
+    if (!rc)
+        rc = ingest_event(ing, input.data ? input.data : "", input.len, &res, &err);
     if (rc == D2F_EINPUT || rc == D2F_ELIMIT)
         goto out; /* a malformed event: no answer can name its records */
     if (rc) {

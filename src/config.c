@@ -453,7 +453,10 @@ static int load(struct config *cfg, const char *(*get)(const char *), struct d2f
         (rc = parse_long(get, "DDB2FS_DRAIN_SECONDS", 1, 86400, 300, &cfg->drain_seconds, err)) ||
         (rc = parse_long(get, "DDB2FS_PARTITIONS", 1, CONFIG_PARTITIONS_MAX, 0, &cfg->partitions,
                          err)) ||
-        (rc = parse_retention(get, &cfg->retention_s, err)))
+        (rc = parse_retention(get, &cfg->retention_s, err)) ||
+        (rc = parse_long(get, "DDB2FS_LEASE_SECONDS", 1, 3600, 30, &cfg->lease_s, err)) ||
+        (rc =
+             parse_long(get, "DDB2FS_TRANSACTION_SECONDS", 1, 3600, 270, &cfg->transaction_s, err)))
         return rc;
     return 0;
 }

@@ -59,10 +59,13 @@ struct config {
     long drain_seconds;      /* DDB2FS_DRAIN_SECONDS: time budget of 'ddb2fs drain', default 300 */
     long retention_s;        /* DDB2FS_RETENTION: committed rows kept this long (s); 0: forever */
     long partitions; /* DDB2FS_PARTITIONS: outbox files, 1 to 64; 0 when unset (the outbox's own) */
-    const char *aws_region;        /* AWS_REGION */
-    const char *aws_key_id;        /* AWS_ACCESS_KEY_ID */
-    const char *aws_secret;        /* AWS_SECRET_ACCESS_KEY; never logged */
-    const char *aws_token;         /* AWS_SESSION_TOKEN; never logged */
+    long lease_s;    /* DDB2FS_LEASE_SECONDS: a drain lease lasts this long unrenewed, 30 */
+    long transaction_s;     /* DDB2FS_TRANSACTION_SECONDS: how long a Firestore transaction may
+                               still commit after it began, default 270 */
+    const char *aws_region; /* AWS_REGION */
+    const char *aws_key_id; /* AWS_ACCESS_KEY_ID */
+    const char *aws_secret; /* AWS_SECRET_ACCESS_KEY; never logged */
+    const char *aws_token;  /* AWS_SESSION_TOKEN; never logged */
     const char *dynamodb_endpoint; /* AWS_ENDPOINT_URL_DYNAMODB, else AWS_ENDPOINT_URL */
     const char *secrets_endpoint;  /* AWS_ENDPOINT_URL_SECRETS_MANAGER, else AWS_ENDPOINT_URL */
     const char *key_sealed;        /* DDB2FS_KEY_SEALED: the sealed key file, NULL when unset */

@@ -42,6 +42,8 @@ const char *d2f_strerror(int code)
         return "authentication refused";
     case D2F_EREMOTE:
         return "refused by the remote service";
+    case D2F_EDAMAGE:
+        return "outbox corrupt";
     }
     return "unknown error";
 }

@@ -26,6 +26,7 @@ enum d2f_code {
     D2F_ESCHEMA, /* the outbox or a key schema contradicts what was recorded */
     D2F_EAUTH,   /* credentials were refused */
     D2F_EREMOTE, /* a remote service refused the request for good */
+    D2F_EDAMAGE, /* the outbox file is corrupt: restore it from a backup */
 };
 
 #define D2F_ERR_MSG 512

@@ -13,6 +13,7 @@
 #include <sodium.h>
 
 #include "event.h"
+#include "fence.h"
 #include "ingest.h"
 #include "json.h"
 #include "log.h"
@@ -28,8 +29,10 @@ struct item {
     int64_t *ids; /* the rows, in arrival order; the last one is written */
     size_t nids;
     const char *doc; /* its document; owned by the window's rows */
-    char *write;     /* the Write's JSON */
+    char *write;     /* the Write's JSON, without its precondition */
     size_t len;
+    int del;                    /* the write is a deletion */
+    char fence[FENCE_TIME_MAX]; /* the document's updateTime as last known; "": absent */
 };
 
 /* A commit to send. */
@@ -37,7 +40,10 @@ struct batch {
     struct item **items;
     size_t n;
     unsigned attempts;
+    unsigned refreshes; /* times its preconditions were read anew */
     int64_t not_before; /* ms; retries wait for their backoff */
+    char *txn;          /* the transaction its creates travel in, or NULL */
+    int64_t txn_began;  /* when txn began (ms) */
 };
 
 struct run {
@@ -45,14 +51,19 @@ struct run {
     const struct config *cfg;
     struct firestore *fs;
     struct drain_stats *st;
-    int64_t deadline;  /* calls end by then */
-    int64_t stop_at;   /* no new wave starts after this */
-    int64_t ramp_from; /* when the ramp-up began, ms; 0 when it is off */
-    double allowance;  /* writes the ramp-up allows now */
-    int64_t refilled;  /* when allowance was last topped up */
-    int reauthed;      /* the token was renewed after a 401 and nothing landed since */
-    int mark;          /* 1: rows become committed or dead; 0 (replay): their states stay */
-    FILE *dry_run;     /* not NULL: writes are printed there, nothing is sent */
+    int64_t deadline;     /* calls end by then */
+    int64_t stop_at;      /* no new wave starts after this */
+    int64_t ramp_from;    /* when the ramp-up began, ms; 0 when it is off */
+    double allowance;     /* writes the ramp-up allows now */
+    int64_t refilled;     /* when allowance was last topped up */
+    int reauthed;         /* the token was renewed after a 401 and nothing landed since */
+    int mark;             /* 1: rows become committed or dead; 0 (replay): their states stay */
+    int64_t deletes_wait; /* no deletion is sent before then (ms): a create may still land */
+    size_t held;          /* deletions left pending for that reason */
+    const char *owner;    /* the drain lease to renew as commits land, or NULL */
+    int64_t renewed;      /* when it was last renewed (ms) */
+    struct fence_reader *fences; /* the target's fences, once a write was built */
+    FILE *dry_run;               /* not NULL: writes are printed there, nothing is sent */
     void (*progress)(void *ctx, const struct drain_stats *st);
     void *ctx;
 };
@@ -206,18 +217,19 @@ static int build_item(struct run *r, struct item *it, int *keep, struct d2f_err 
     struct event_record rec;
     struct d2f_err why = {0};
     char *op = NULL, *raw = NULL;
-    int rc;
+    int rc, op_is_delete;
 
     *keep = 0;
     if ((rc = load_row(r->ob, it->ids[it->nids - 1], &rec, &op, &raw, err)) != 0)
         return rc;
+    op_is_delete = op && strcmp(op, "delete") == 0;
     if (!rec.json) {
         d2f_errf(&why, D2F_EINPUT, "row %lld: the kept record is not JSON",
                  (long long)it->ids[it->nids - 1]);
         rc = D2F_EINPUT;
     } else {
-        rc = record_write(&rec, r->cfg, firestore_docs_prefix(r->fs), it->doc,
-                          op && strcmp(op, "delete") == 0, &it->write, &it->len, &why);
+        rc = record_write(&rec, r->cfg, firestore_docs_prefix(r->fs), it->doc, op_is_delete,
+                          &it->write, &it->len, &why);
     }
     event_record_release(&rec);
     free(op);
@@ -226,6 +238,19 @@ static int build_item(struct run *r, struct item *it, int *keep, struct d2f_err 
         return d2f_errf(err, rc, "out of memory");
     if (rc)
         return bury(r, it, why.msg, err);
+    it->del = op_is_delete;
+    if (it->del && http_now_ms() < r->deletes_wait) {
+        /* a create of this document may still land after it: the rows stay pending */
+        free(it->write);
+        it->write = NULL;
+        r->held += it->nids;
+        return 0;
+    }
+    if (!r->fences &&
+        (rc = fence_reader_new(&r->fences, r->ob, firestore_docs_prefix(r->fs), err)) != 0)
+        return rc;
+    if ((rc = fence_get(r->fences, it->doc, it->fence, sizeof(it->fence), err)) != 0)
+        return rc;
     *keep = 1;
     return 0;
 }
@@ -304,6 +329,7 @@ static struct batch *new_batch(struct item **items, size_t n)
 static void free_batch(struct batch *b)
 {
     if (b) {
+        free(b->txn);
         free(b->items);
         free(b);
     }
@@ -344,17 +370,39 @@ static int append_ids(int64_t **list, size_t *n, size_t *cap, const int64_t *ids
     return 0;
 }
 
+/* Whether a batch holds a create: a write on a document known absent or never written. */
+static int has_create(const struct batch *b)
+{
+    for (size_t i = 0; i < b->n; i++)
+        if (!b->items[i]->fence[0] && !b->items[i]->del)
+            return 1;
+    return 0;
+}
+
+/* The commit's body: each write with its precondition (the document's last known updateTime,
+ * or exists=false), in the batch's transaction when it has one. */
 static int body_of(const struct batch *b, struct buf *body)
 {
     int rc = buf_adds(body, "{\"writes\":[");
 
     for (size_t i = 0; i < b->n && !rc; i++) {
+        const struct item *it = b->items[i];
+
         if (i)
             rc = buf_addc(body, ',');
+        /* the Write is a JSON object: its closing brace makes way for the precondition */
         if (!rc)
-            rc = buf_add(body, b->items[i]->write, b->items[i]->len);
+            rc = buf_add(body, it->write, it->len - 1);
+        if (!rc && it->fence[0])
+            rc = buf_addf(body, ",\"currentDocument\":{\"updateTime\":\"%s\"}}", it->fence);
+        else if (!rc)
+            rc = buf_adds(body, ",\"currentDocument\":{\"exists\":false}}");
     }
-    return rc ? rc : buf_adds(body, "]}");
+    if (!rc && b->txn)
+        rc = buf_addf(body, "],\"transaction\":\"%s\"}", b->txn);
+    else if (!rc)
+        rc = buf_adds(body, "]}");
+    return rc;
 }
 
 /* Writes per second the ramp-up allows now. */
@@ -389,7 +437,7 @@ static int ramp_wait(struct run *r, size_t n)
 }
 
 /* What to do with a batch after an answer. */
-enum verdict { LANDED, AGAIN, SPLIT, BURY, STOP };
+enum verdict { LANDED, AGAIN, FENCED, SPLIT, BURY, STOP };
 
 static enum verdict judge(struct run *r, const struct firestore_commit *c, const struct batch *b)
 {
@@ -399,6 +447,16 @@ static enum verdict judge(struct run *r, const struct firestore_commit *c, const
         return AGAIN;
     if (retry_transient(c->status))
         return AGAIN;
+    /* a precondition refused: another write landed first (a late one, or another drainer's);
+     * at most a few rounds in a row, so that a document written by someone else all along
+     * does not keep the drain busy */
+    if (c->status == RETRY_FAILED_PRECONDITION || c->status == RETRY_ALREADY_EXISTS)
+        return b->refreshes < 20 ? FENCED : STOP;
+    /* a transaction refused as closed: an earlier copy of the same request may have committed
+     * it (libcurl sends a request again on a fresh connection when a reused one closed
+     * without an answer), so the documents are read first; only then is a write to blame */
+    if (c->status == RETRY_INVALID_ARGUMENT && b->txn && b->refreshes < 3)
+        return FENCED;
     if (c->status == RETRY_INVALID_ARGUMENT)
         return b->n > 1 ? SPLIT : BURY;
     return STOP;
@@ -419,6 +477,10 @@ struct sender {
     struct firestore_commit **pc;
     int64_t *landed; /* rows of landed commits, not marked yet */
     size_t nlanded, landed_cap;
+    struct item **fenced; /* items of landed commits whose fences are not recorded yet */
+    size_t nfenced, fenced_cap;
+    char **txns; /* transactions of landed commits, not forgotten yet */
+    size_t ntxns, txns_cap;
     char last_error[512];
     int stop; /* why the drain stops, once it must */
 };
@@ -456,6 +518,10 @@ static void sender_release(struct sender *s)
     free(s->commits);
     free(s->pc);
     free(s->landed);
+    free(s->fenced);
+    for (size_t i = 0; i < s->ntxns; i++)
+        free(s->txns[i]);
+    free(s->txns);
 }
 
 static int enqueue(struct sender *s, struct batch *b)
@@ -524,6 +590,33 @@ static size_t ready(const struct sender *s, int64_t now, int64_t *soonest)
     return n;
 }
 
+/* Gives each batch of the wave that holds a create a transaction of its own, recorded in the
+ * outbox before its commit leaves: a commit whose outcome stays unknown can then be rolled
+ * back, by this drain or a later one, before the document is deleted. */
+static int begin_transactions(struct sender *s, struct d2f_err *err)
+{
+    struct run *r = s->r;
+    struct batch *need[64];
+    char *txns[64];
+    int64_t began[64];
+    size_t n = 0;
+    int rc;
+
+    for (size_t i = 0; i < s->nwave && n < 64; i++)
+        if (!s->wave[i]->txn && has_create(s->wave[i]))
+            need[n++] = s->wave[i];
+    if (!n)
+        return 0;
+    if ((rc = firestore_begin(r->fs, txns, began, n, r->deadline, err)) != 0)
+        return rc;
+    for (size_t i = 0; i < n; i++) {
+        need[i]->txn = txns[i];
+        need[i]->txn_began = began[i];
+    }
+    return fence_transactions_add(r->ob, firestore_docs_prefix(r->fs), (const char *const *)txns,
+                                  began, n, err);
+}
+
 /* Starts a wave with the ready batches, up to the concurrency. Returns 0 (a wave may or may
  * not have started) or why the drain stops. */
 static int launch(struct sender *s, struct d2f_err *err)
@@ -555,6 +648,8 @@ static int launch(struct sender *s, struct d2f_err *err)
                            ramp_rate(r, http_now_ms()));
         return s->stop;
     }
+    if ((rc = begin_transactions(s, err)) != 0)
+        return rc;
     for (size_t i = 0; i < s->nwave; i++) {
         buf_reset(&s->commits[i].body);
         if (body_of(s->wave[i], &s->commits[i].body) != 0)
@@ -570,15 +665,166 @@ static int launch(struct sender *s, struct d2f_err *err)
 /* Marks the rows of the landed commits not marked yet, in one transaction. */
 static int mark_landed(struct sender *s, struct d2f_err *err)
 {
+    struct run *r = s->r;
+    struct fence *f;
+    int64_t now;
     int rc;
 
-    if (!s->nlanded)
+    if (!s->nlanded && !s->nfenced && !s->ntxns)
         return 0;
-    rc = s->r->mark ? outbox_mark(s->r->ob, s->landed, s->nlanded, "committed", NULL, err) : 0;
+    if (!(f = calloc(s->nfenced ? s->nfenced : 1, sizeof(*f))))
+        return d2f_errf(err, D2F_ENOMEM, "out of memory");
+    for (size_t i = 0; i < s->nfenced; i++) {
+        f[i].document = s->fenced[i]->doc;
+        f[i].update_time = s->fenced[i]->fence;
+    }
+    /* the rows, their documents' new fences and the finished transactions, at once */
+    rc = fence_put(r->ob, firestore_docs_prefix(r->fs), f, s->nfenced, s->landed,
+                   r->mark ? s->nlanded : 0, (const char *const *)s->txns, s->ntxns, err);
+    free(f);
     if (!rc)
-        s->r->st->rows_committed += s->nlanded;
-    s->nlanded = 0;
+        r->st->rows_committed += s->nlanded;
+    s->nlanded = s->nfenced = 0;
+    for (size_t i = 0; i < s->ntxns; i++)
+        free(s->txns[i]);
+    s->ntxns = 0;
+    now = http_now_ms();
+    if (!rc && r->owner && now - r->renewed >= r->cfg->lease_s * 1000 / 3) {
+        /* the lease lives as long as commits land */
+        rc = drain_lease_renew(r->ob, r->owner, now + r->cfg->lease_s * 1000, err);
+        if (!rc)
+            r->renewed = now;
+    }
     return rc;
+}
+
+/* Appends p to a growing array of pointers. */
+static int append_ptr(void ***list, size_t *n, size_t *cap, void *p)
+{
+    if (*n == *cap) {
+        size_t want = *cap ? *cap * 2 : 64;
+        void **q = realloc(*list, want * sizeof(*q));
+        if (!q)
+            return D2F_ENOMEM;
+        *list = q;
+        *cap = want;
+    }
+    (*list)[(*n)++] = p;
+    return 0;
+}
+
+/* A commit that did not land: its transaction, if any, is rolled back, so that it cannot land
+ * later. When that cannot be done, deletions wait until the transaction has expired. */
+static void settle(struct run *r, struct batch *b)
+{
+    struct d2f_err rb_err = {0};
+
+    if (!b->txn)
+        return;
+    if (firestore_rollback(r->fs, b->txn, r->deadline, &rb_err) == 0) {
+        const char *one[1] = {b->txn};
+        if (fence_put(r->ob, firestore_docs_prefix(r->fs), NULL, 0, NULL, 0, one, 1, &rb_err) != 0)
+            log_write(LOG_WARN, rb_err.msg, NULL);
+    } else {
+        int64_t until = b->txn_began + r->cfg->transaction_s * 1000;
+        log_write(LOG_WARN, rb_err.msg, NULL);
+        if (until > r->deletes_wait)
+            r->deletes_wait = until;
+    }
+    free(b->txn);
+    b->txn = NULL;
+}
+
+/* A commit refused on a precondition: reads its documents' updateTimes anew (batchGet), then
+ * looks in the outbox for newer rows. A document's newer row wins: the item is dropped, and
+ * its rows count as superseded. The rest goes again with the new preconditions. */
+static int refresh(struct sender *s, struct batch *b, int *changed, struct d2f_err *err)
+{
+    struct run *r = s->r;
+    const char *prefix = firestore_docs_prefix(r->fs);
+    char **names = calloc(b->n, sizeof(*names)), **dst = calloc(b->n, sizeof(*dst));
+    size_t keep = 0, n = b->n;
+    char(*was)[FENCE_TIME_MAX] = calloc(b->n, sizeof(*was));
+    int rc = 0;
+
+    *changed = 0;
+    if (!names || !dst || !was) {
+        rc = d2f_errf(err, D2F_ENOMEM, "out of memory");
+        goto out;
+    }
+    for (size_t i = 0; i < b->n; i++) {
+        size_t len = strlen(prefix) + strlen(b->items[i]->doc) + 2;
+        if (!(names[i] = malloc(len))) {
+            rc = d2f_errf(err, D2F_ENOMEM, "out of memory");
+            goto out;
+        }
+        snprintf(names[i], len, "%s/%s", prefix, b->items[i]->doc);
+        dst[i] = b->items[i]->fence;
+        memcpy(was[i], b->items[i]->fence, sizeof(was[i]));
+    }
+    /* the documents first, the outbox second: a state seen in Firestore came from a row
+     * that is in the outbox by then */
+    if ((rc = firestore_update_times(r->fs, (const char *const *)names, b->n, r->deadline, dst,
+                                     FENCE_TIME_MAX, err)) != 0)
+        goto out;
+    for (size_t i = 0; i < b->n && !rc; i++) {
+        struct item *it = b->items[i];
+        int newer;
+
+        if ((rc = fence_superseded(r->ob, it->doc, it->ids[it->nids - 1], &newer, err)) != 0)
+            break;
+        if (newer || strcmp(was[i], it->fence) != 0)
+            *changed = 1;
+        if (!newer) {
+            b->items[keep++] = it;
+        } else if (append_ids(&s->landed, &s->nlanded, &s->landed_cap, it->ids, it->nids) != 0) {
+            rc = d2f_errf(err, D2F_ENOMEM, "out of memory");
+        } else {
+            free(it->write);
+            it->write = NULL;
+        }
+    }
+    b->n = keep;
+    b->refreshes++;
+    r->st->refreshes++;
+out:
+    for (size_t i = 0; names && i < n; i++)
+        free(names[i]);
+    free(names);
+    free(dst);
+    free(was);
+    return rc;
+}
+
+/* Takes in what a landed commit says of its documents: their new updateTimes (a deletion's
+ * none), to be recorded with its rows, and its transaction, to be forgotten. */
+static int record_times(struct sender *s, struct batch *b, const struct firestore_commit *c,
+                        struct d2f_err *err)
+{
+    char **dst = calloc(b->n ? b->n : 1, sizeof(*dst));
+    struct d2f_err times_err = {0};
+
+    if (!dst)
+        return d2f_errf(err, D2F_ENOMEM, "out of memory");
+    for (size_t k = 0; k < b->n; k++)
+        dst[k] = b->items[k]->fence;
+    if (firestore_commit_times(c, dst, b->n, FENCE_TIME_MAX, &times_err) != 0) {
+        /* unknown: the next write of these documents goes as a create, is refused if they
+         * exist, and reads their updateTime then */
+        log_write(LOG_WARN, times_err.msg, NULL);
+        for (size_t k = 0; k < b->n; k++)
+            b->items[k]->fence[0] = '\0';
+    }
+    free(dst);
+    for (size_t k = 0; k < b->n; k++)
+        if (append_ptr((void ***)&s->fenced, &s->nfenced, &s->fenced_cap, b->items[k]) != 0)
+            return d2f_errf(err, D2F_ENOMEM, "out of memory");
+    if (b->txn) {
+        if (append_ptr((void ***)&s->txns, &s->ntxns, &s->txns_cap, b->txn) != 0)
+            return d2f_errf(err, D2F_ENOMEM, "out of memory");
+        b->txn = NULL;
+    }
+    return 0;
 }
 
 /* Takes in the answers of the wave in flight: landed rows to mark, retries, halves, the dead;
@@ -595,7 +841,18 @@ static int take_answers(struct sender *s, struct d2f_err *err)
         int64_t *ids;
         size_t nids = 0;
 
-        switch (rc ? AGAIN : judge(r, c, b)) {
+        enum verdict v = rc ? AGAIN : judge(r, c, b);
+
+        if (v != LANDED)
+            settle(r, b);
+        if (v == FENCED) {
+            int changed;
+            rc = refresh(s, b, &changed, err);
+            /* a transaction refused, and nothing had landed: a write is to blame */
+            if (!rc && c->status == RETRY_INVALID_ARGUMENT && !changed)
+                v = b->n > 1 ? SPLIT : BURY;
+        }
+        switch (v) {
         case LANDED:
             ids = batch_ids(b, &nids);
             if (!ids || append_ids(&s->landed, &s->nlanded, &s->landed_cap, ids, nids) != 0) {
@@ -604,6 +861,10 @@ static int take_answers(struct sender *s, struct d2f_err *err)
                 break;
             }
             free(ids);
+            if (record_times(s, b, c, err) != 0) {
+                rc = err->code;
+                break;
+            }
             r->st->writes += b->n;
             r->reauthed = 0;
             for (size_t k = 0; k < b->n; k++) {
@@ -622,6 +883,12 @@ static int take_answers(struct sender *s, struct d2f_err *err)
                 b->not_before = http_now_ms() + retry_backoff_ms(b->attempts, randombytes_random());
                 r->st->retries++;
                 snprintf(s->last_error, sizeof(s->last_error), "%s", c->message);
+            }
+            break;
+        case FENCED:
+            if (!rc && !b->n) {
+                free_batch(b);
+                b = NULL;
             }
             break;
         case SPLIT: {
@@ -804,46 +1071,115 @@ out:
     return rc;
 }
 
-/* A lease owner: "host:pid:random". */
-static void owner_name(char *out, size_t cap)
+/* The first line of a file into out (cap bytes), "" when it cannot be read. */
+static void first_line(const char *path, char *out, size_t cap)
 {
-    char host[256] = "host";
+    FILE *f = fopen(path, "r");
 
-    gethostname(host, sizeof(host) - 1);
-    snprintf(out, cap, "%s:%ld:%08x", host, (long)getpid(), randombytes_random());
+    out[0] = '\0';
+    if (f && fgets(out, (int)cap, f))
+        out[strcspn(out, "\n")] = '\0';
+    if (f)
+        fclose(f);
 }
 
-/* 1 when a lease holder is a process of this host that no longer runs, or this very process
- * (an earlier invocation, whose requests all ended by its deadline): its lease is stale. */
+/* Where a pid means something: this boot ("boot_id/pidns"), "" when unknown. */
+static void pid_space(char *out, size_t cap)
+{
+    char boot[64], ns[64] = "";
+    ssize_t n = readlink("/proc/self/ns/pid", ns, sizeof(ns) - 1);
+
+    first_line("/proc/sys/kernel/random/boot_id", boot, sizeof(boot));
+    if (n > 0)
+        ns[n] = '\0';
+    if (boot[0] && n > 0)
+        snprintf(out, cap, "%s/%s", boot, ns);
+    else
+        out[0] = '\0';
+}
+
+/* A lease owner: "host pid token space": a random token drawn once per process (the same
+ * process holds the lease again at once, from one invocation to the next), and the boot and
+ * PID namespace that give the pid its meaning. */
+static void owner_name(char *out, size_t cap)
+{
+    static char token[33]; /* one per process, as its identity */
+    char host[256] = "host", space[160];
+
+    if (!token[0]) {
+        unsigned char raw[16];
+        randombytes_buf(raw, sizeof(raw));
+        sodium_bin2hex(token, sizeof(token), raw, sizeof(raw));
+    }
+    gethostname(host, sizeof(host) - 1);
+    pid_space(space, sizeof(space));
+    snprintf(out, cap, "%s %ld %s %s", host, (long)getpid(), token, space[0] ? space : "-");
+}
+
+/* 1 when a lease holder is known dead: a process of this boot and PID namespace whose pid no
+ * longer runs (or runs this process, under another token). Anywhere else its lease lasts until
+ * it expires: a pid of another namespace says nothing. */
 static int holder_gone(const char *holder)
 {
-    char host[256] = "host", *end;
-    size_t n;
+    char host[256], token[64], space[160], mine[160];
     long pid;
 
-    gethostname(host, sizeof(host) - 1);
-    n = strlen(host);
-    if (strncmp(holder, host, n) != 0 || holder[n] != ':')
+    if (sscanf(holder, "%255s %ld %63s %159s", host, &pid, token, space) != 4 || pid <= 0)
         return 0;
-    pid = strtol(holder + n + 1, &end, 10);
-    if (*end != ':' || pid <= 0)
+    pid_space(mine, sizeof(mine));
+    if (!mine[0] || strcmp(space, mine) != 0)
         return 0;
     return pid == (long)getpid() || (kill((pid_t)pid, 0) != 0 && errno == ESRCH);
 }
 
-int drain_lease_take(struct outbox *ob, int64_t deadline_ms, char *owner, size_t cap,
-                     struct d2f_err *err)
+/* Takes the lease until until_ms. */
+static int take_until(struct outbox *ob, int64_t until_ms, char *owner, size_t cap,
+                      struct d2f_err *err)
 {
     char holder[400];
     int taken, rc;
 
     owner_name(owner, cap);
-    if ((rc = outbox_lease_take(ob, owner, deadline_ms + LEASE_MARGIN_MS, holder_gone, &taken,
-                                holder, sizeof(holder), err)) != 0)
+    if ((rc = outbox_lease_take(ob, owner, until_ms, holder_gone, &taken, holder, sizeof(holder),
+                                err)) != 0)
         return rc;
     if (!taken)
         return d2f_errf(err, D2F_EIO, "another drain holds the lease (%s)", holder);
     return 0;
+}
+
+int drain_lease_take(struct outbox *ob, int64_t deadline_ms, char *owner, size_t cap,
+                     struct d2f_err *err)
+{
+    return take_until(ob, deadline_ms + LEASE_MARGIN_MS, owner, cap, err);
+}
+
+/* Before anything is sent: the transactions of creates whose commits were not seen to end (a
+ * drainer killed, a deadline passed) are rolled back; those that cannot be, until they
+ * expire, hold deletions back. */
+static int settle_transactions(struct run *r, struct d2f_err *err)
+{
+    const char *prefix = firestore_docs_prefix(r->fs);
+    int64_t *began = NULL, now = http_now_ms();
+    char **txns = NULL;
+    size_t n = 0;
+    int rc = fence_transactions(r->ob, prefix, &txns, &began, &n, err);
+
+    for (size_t i = 0; i < n && !rc; i++) {
+        struct d2f_err rb_err = {0};
+        int64_t until = began[i] + r->cfg->transaction_s * 1000;
+
+        if (until <= now || firestore_rollback(r->fs, txns[i], r->deadline, &rb_err) == 0) {
+            const char *one[1] = {txns[i]};
+            rc = fence_put(r->ob, prefix, NULL, 0, NULL, 0, one, 1, err);
+        } else {
+            log_write(LOG_WARN, rb_err.msg, NULL);
+            if (until > r->deletes_wait)
+                r->deletes_wait = until;
+        }
+    }
+    fence_transactions_free(txns, began, n);
+    return rc;
 }
 
 int drain_lease_renew(struct outbox *ob, const char *owner, int64_t until_ms, struct d2f_err *err)
@@ -929,10 +1265,18 @@ int drain_send(struct outbox *ob, const struct config *cfg, struct firestore *fs
     int rc;
 
     run_start(&r, http_now_ms(), how->ramp_from);
+    if (!how->dry_run && (rc = settle_transactions(&r, err)) != 0)
+        return rc;
     if ((rc = make_items(&r, rows, n, &items, &nitems, err)) == 0)
         rc =
             how->dry_run ? print_items(&r, items, nitems, err) : send_items(&r, items, nitems, err);
+    if (!rc && r.held)
+        rc = d2f_errf(err, D2F_EIO,
+                      "%zu deletions wait until a transaction that may still create their "
+                      "documents has expired (DDB2FS_TRANSACTION_SECONDS)",
+                      r.held);
     free_items(items, nitems);
+    fence_reader_free(r.fences);
     return rc;
 }
 
@@ -946,29 +1290,39 @@ int drain_run(struct outbox *ob, const struct config *cfg, struct firestore *fs,
     int more = 1, rc;
 
     memset(stats, 0, sizeof(*stats));
-    if ((rc = drain_lease_take(ob, deadline_ms, owner, sizeof(owner), err)) != 0) {
+    if ((rc = take_until(ob, start + cfg->lease_s * 1000, owner, sizeof(owner), err)) != 0) {
         if (outbox_pending_count(ob, &stats->pending_left, NULL) != 0)
             stats->pending_left = -1;
         return rc;
     }
+    r.owner = owner;
+    r.renewed = start;
     if (cfg->ramp)
         rc = ramp_start(ob, start, &ramp_from, err);
     run_start(&r, start, ramp_from);
+    if (!rc)
+        rc = settle_transactions(&r, err);
     for (;;) {
         while (!rc && more)
             rc = one_window(&r, &after, &more, err);
         if (rc || (rc = outbox_pending_count(ob, &stats->pending_left, err)) != 0 ||
             (rc = outbox_unresolved_count(ob, &unresolved, err)) != 0)
             break;
-        if (stats->pending_left <= unresolved || http_now_ms() >= r.stop_at)
+        if (stats->pending_left <= unresolved || r.held || http_now_ms() >= r.stop_at)
             break;
         more = 1; /* records arrived while the drain ran: go on with them */
     }
+    fence_reader_free(r.fences);
     drain_lease_release(ob, owner);
     if (rc && outbox_pending_count(ob, &stats->pending_left, NULL) != 0)
         stats->pending_left = -1;
     stats->elapsed_ms = http_now_ms() - start;
-    if (!rc && stats->pending_left > unresolved)
+    if (!rc && r.held)
+        rc = d2f_errf(err, D2F_EIO,
+                      "%zu deletions wait until a transaction that may still create their "
+                      "documents has expired (in %lld s; DDB2FS_TRANSACTION_SECONDS)",
+                      r.held, (long long)((r.deletes_wait - http_now_ms()) / 1000 + 1));
+    else if (!rc && stats->pending_left > unresolved)
         rc = d2f_errf(err, D2F_EIO, "the time budget ran out with %lld records pending",
                       (long long)stats->pending_left);
     else if (!rc && stats->pending_left > 0)
@@ -1064,6 +1418,7 @@ void drain_log(const struct drain_stats *st, const char *stopped)
     json_add_number(f, "commits", (double)st->commits);
     json_add_number(f, "retries", (double)st->retries);
     json_add_number(f, "bisections", (double)st->bisections);
+    json_add_number(f, "refreshes", (double)st->refreshes);
     json_add_number(f, "seconds", (double)st->elapsed_ms / 1000.0);
     if (stopped)
         cJSON_AddStringToObject(f, "stopped", stopped);

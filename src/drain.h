@@ -55,6 +55,7 @@ struct drain_stats {
     size_t commits;        /* commit requests sent, retries and halves included */
     size_t retries;        /* commits sent again after a transient error */
     size_t bisections;     /* commits split to find a refused write */
+    size_t refreshes;      /* commits refused on a precondition, sent again after a batchGet */
     size_t windows;        /* windows read */
     int64_t pending_left;  /* rows still pending at the end */
     int64_t elapsed_ms;    /* how long the run took */

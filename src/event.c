@@ -1,6 +1,7 @@
 /* event.c: a Lambda DynamoDB stream event, read one record at a time. */
 #include "event.h"
 
+#include <math.h>
 #include <stdarg.h>
 #include <stdio.h>
 #include <string.h>
@@ -353,6 +354,8 @@ void event_record_check(struct event_record *rec)
     if (!ddb)
         return;
     rec->created = get_number(rec, ddb, "ApproximateCreationDateTime");
+    if (!isfinite(rec->created))
+        fail(rec, "'dynamodb.ApproximateCreationDateTime' is not a finite epoch time");
     rec->size_bytes = get_number(rec, ddb, "SizeBytes");
     rec->keys = get_object(rec, ddb, "dynamodb.", "Keys", 1);
     if (rec->keys && !rec->keys->child)

@@ -15,7 +15,18 @@ struct firestore {
     struct gauth *auth; /* NULL with the emulator */
     char *commit_url;
     char *batch_get_url;
+    char *begin_url;
+    char *rollback_url;
     char *docs_prefix;
+    /* transactions begun ahead, with the commits in flight, so that a wave of commits with
+     * creates does not wait a round trip for its transactions */
+    char *pool[FIRESTORE_POOL];
+    int64_t pool_began[FIRESTORE_POOL];
+    size_t npool;
+    size_t pool_want;                       /* how many to keep ready: the largest ask */
+    struct http_call ahead[FIRESTORE_POOL]; /* beginTransaction calls in flight */
+    size_t nahead;
+    int64_t ahead_began;
 };
 
 static char *joined(const char *a, const char *b, const char *c)
@@ -63,7 +74,9 @@ int firestore_new(struct firestore **out, const struct config *cfg, struct http 
     /* "projects/P/databases/D/documents" + ":commit" and ":batchGet" */
     fs->commit_url = joined(base, fs->docs_prefix, ":commit");
     fs->batch_get_url = joined(base, fs->docs_prefix, ":batchGet");
-    if (!fs->commit_url || !fs->batch_get_url) {
+    fs->begin_url = joined(base, fs->docs_prefix, ":beginTransaction");
+    fs->rollback_url = joined(base, fs->docs_prefix, ":rollback");
+    if (!fs->commit_url || !fs->batch_get_url || !fs->begin_url || !fs->rollback_url) {
         firestore_free(fs);
         return d2f_errf(err, D2F_ENOMEM, "out of memory");
     }
@@ -107,7 +120,13 @@ void firestore_free(struct firestore *fs)
         return;
     free(fs->commit_url);
     free(fs->batch_get_url);
+    free(fs->begin_url);
+    free(fs->rollback_url);
     free(fs->docs_prefix);
+    for (size_t i = 0; i < fs->npool; i++)
+        free(fs->pool[i]);
+    for (size_t i = 0; i < fs->nahead; i++)
+        http_call_release(&fs->ahead[i]);
     free(fs);
 }
 
@@ -168,11 +187,16 @@ static void read_status(const struct http_call *call, enum retry_status *status,
     cJSON_Delete(body);
 }
 
+static int txn_of(const struct http_call *call, char **txn, struct d2f_err *err);
+
+static const char begin_body[] = "{\"options\":{\"readWrite\":{}}}";
+
 int firestore_commit_start(struct firestore *fs, struct firestore_commit **c, size_t n,
                            int64_t deadline_ms, struct d2f_err *err)
 {
-    struct http_call **calls = calloc(n ? n : 1, sizeof(*calls));
+    struct http_call **calls = calloc(n + FIRESTORE_POOL, sizeof(*calls));
     const char *auth = NULL;
+    size_t ahead = 0;
     int rc;
 
     if (!calls)
@@ -189,9 +213,29 @@ int firestore_commit_start(struct firestore *fs, struct firestore_commit **c, si
         call->body_len = c[i]->body.len;
         calls[i] = call;
     }
-    rc = http_start(fs->http, calls, n, deadline_ms, err);
+    while (!fs->nahead && fs->npool + ahead < fs->pool_want) {
+        struct http_call *call = &fs->ahead[ahead];
+        http_call_init(call, 64 * 1024);
+        call->method = "POST";
+        call->url = fs->begin_url;
+        call->content_type = "application/json";
+        call->authorization = auth;
+        call->body = begin_body;
+        call->body_len = strlen(begin_body);
+        calls[n + ahead++] = call;
+    }
+    fs->nahead = ahead;
+    fs->ahead_began = http_now_ms();
+    rc = http_start(fs->http, calls, n + ahead, deadline_ms, err);
     for (size_t i = 0; i < n; i++)
         c[i]->call.authorization = NULL; /* curl has its copy */
+    for (size_t i = 0; i < ahead; i++)
+        fs->ahead[i].authorization = NULL;
+    if (rc) {
+        for (size_t i = 0; i < ahead; i++)
+            http_call_release(&fs->ahead[i]);
+        fs->nahead = 0;
+    }
 out:
     free(calls);
     return rc;
@@ -218,10 +262,36 @@ void firestore_commit_finish(struct firestore *fs, struct firestore_commit **c, 
             read_status(call, &c[i]->status, c[i]->message, sizeof(c[i]->message));
         }
     }
+    for (size_t i = 0; i < fs->nahead; i++) {
+        struct http_call *call = &fs->ahead[i], *one[1] = {call};
+        char *txn = NULL;
+        struct d2f_err ahead_err = {0};
+
+        http_collect(fs->http, one, 1);
+        /* one that failed is simply not in the pool: the next wave asks for it again */
+        if (txn_of(call, &txn, &ahead_err) == 0 && fs->npool < FIRESTORE_POOL) {
+            fs->pool_began[fs->npool] = fs->ahead_began;
+            fs->pool[fs->npool++] = txn;
+        } else {
+            free(txn);
+        }
+        http_call_release(call);
+    }
+    fs->nahead = 0;
 }
+
+/* batchGet; with no_fields, a mask with no field paths: names and times only. */
+static int batch_get(struct firestore *fs, const char *const *names, size_t n, int no_fields,
+                     int64_t deadline_ms, void **out, struct d2f_err *err);
 
 int firestore_batch_get(struct firestore *fs, const char *const *names, size_t n,
                         int64_t deadline_ms, void **out, struct d2f_err *err)
+{
+    return batch_get(fs, names, n, 0, deadline_ms, out, err);
+}
+
+static int batch_get(struct firestore *fs, const char *const *names, size_t n, int no_fields,
+                     int64_t deadline_ms, void **out, struct d2f_err *err)
 {
     struct http_call call, *calls[1] = {&call};
     cJSON *req = cJSON_CreateObject(), *list, *answer = NULL;
@@ -233,6 +303,11 @@ int firestore_batch_get(struct firestore *fs, const char *const *names, size_t n
     list = req ? cJSON_AddArrayToObject(req, "documents") : NULL;
     for (size_t i = 0; list && i < n; i++)
         cJSON_AddItemToArray(list, cJSON_CreateString(names[i]));
+    if (list && no_fields) {
+        cJSON *mask = cJSON_AddObjectToObject(req, "mask");
+        if (!mask || !cJSON_AddArrayToObject(mask, "fieldPaths"))
+            list = NULL;
+    }
     if (!list || !(body = json_print(req))) {
         d2f_errf(err, rc, "out of memory");
         goto out;
@@ -270,4 +345,206 @@ out:
     cJSON_free(body);
     cJSON_Delete(req);
     return rc;
+}
+
+/* Whether a server's timestamp or transaction id may go into a request as it is: RFC 3339 and
+ * base64 characters only, and not empty. */
+static int plain(const char *s, size_t cap)
+{
+    size_t n = strlen(s);
+
+    return n && n < cap &&
+           strspn(s, "0123456789:.-+TZ_/=ABCDEFGHIJKLMNOPQRSUVWXYabcdefghijklmnopqrstuvwxyz") == n;
+}
+
+int firestore_commit_times(const struct firestore_commit *c, char **dst, size_t n, size_t cap,
+                           struct d2f_err *err)
+{
+    cJSON *body = json_parse(buf_str(&c->call.response), c->call.response.len);
+    const cJSON *results = cJSON_GetObjectItemCaseSensitive(body, "writeResults"), *r;
+    size_t i = 0;
+    int rc = 0;
+
+    if (!cJSON_IsArray(results) || (size_t)cJSON_GetArraySize(results) != n) {
+        rc = d2f_errf(err, D2F_EREMOTE, "commit: the answer does not hold %zu writeResults", n);
+        goto out;
+    }
+    cJSON_ArrayForEach(r, results)
+    {
+        const cJSON *t = cJSON_GetObjectItemCaseSensitive(r, "updateTime");
+        if (cJSON_IsString(t) && !plain(t->valuestring, cap)) {
+            rc = d2f_errf(err, D2F_EREMOTE, "commit: writeResults[%zu] has a bad updateTime", i);
+            goto out;
+        }
+        snprintf(dst[i++], cap, "%s", cJSON_IsString(t) ? t->valuestring : "");
+    }
+out:
+    cJSON_Delete(body);
+    return rc;
+}
+
+/* Sets up a POST of body to url with the client's authorization. */
+static int post_call(struct firestore *fs, struct http_call *call, const char *url,
+                     const char *body, int64_t deadline_ms, struct d2f_err *err)
+{
+    call->method = "POST";
+    call->url = url;
+    call->content_type = "application/json";
+    call->body = body;
+    call->body_len = strlen(body);
+    return authorization(fs, deadline_ms, &call->authorization, err);
+}
+
+/* The transaction a beginTransaction call got into *txn (the caller frees it). */
+static int txn_of(const struct http_call *call, char **txn, struct d2f_err *err)
+{
+    cJSON *answer;
+    const cJSON *t;
+    int rc = 0;
+
+    *txn = NULL;
+    if (call->failed)
+        return d2f_errf(err, D2F_EIO, "beginTransaction: no answer from Firestore: %s",
+                        call->error);
+    if (call->status != 200) {
+        enum retry_status s;
+        char msg[512];
+        read_status(call, &s, msg, sizeof(msg));
+        return d2f_errf(err, D2F_EREMOTE, "beginTransaction refused: %s", msg);
+    }
+    answer = json_parse(buf_str(&call->response), call->response.len);
+    t = cJSON_GetObjectItemCaseSensitive(answer, "transaction");
+    if (!cJSON_IsString(t) || !plain(t->valuestring, 4096))
+        rc = d2f_errf(err, D2F_EREMOTE, "beginTransaction: the answer has no transaction");
+    else if (!(*txn = strdup(t->valuestring)))
+        rc = d2f_errf(err, D2F_ENOMEM, "out of memory");
+    cJSON_Delete(answer);
+    return rc;
+}
+
+int firestore_begin(struct firestore *fs, char **txns, int64_t *began, size_t n,
+                    int64_t deadline_ms, struct d2f_err *err)
+{
+    struct http_call *calls = NULL;
+    struct http_call **pc = NULL;
+    int64_t now = http_now_ms();
+    size_t have = 0, need;
+    int rc = 0;
+
+    if (n > fs->pool_want)
+        fs->pool_want = n < FIRESTORE_POOL ? n : FIRESTORE_POOL;
+    /* the pool first, newest last; those begun long ago may be closed for idleness */
+    while (have < n && fs->npool) {
+        size_t j = --fs->npool;
+        if (now - fs->pool_began[j] > FIRESTORE_POOL_MAX_AGE_MS) {
+            free(fs->pool[j]);
+            continue;
+        }
+        txns[have] = fs->pool[j];
+        began[have++] = fs->pool_began[j];
+    }
+    need = n - have;
+    if (!need)
+        return 0;
+    calls = calloc(need, sizeof(*calls));
+    pc = calloc(need, sizeof(*pc));
+    if (!calls || !pc) {
+        rc = d2f_errf(err, D2F_ENOMEM, "out of memory");
+        goto out;
+    }
+    for (size_t i = 0; i < need; i++) {
+        http_call_init(&calls[i], 64 * 1024);
+        pc[i] = &calls[i];
+        if (!rc)
+            rc = post_call(fs, &calls[i], fs->begin_url, begin_body, deadline_ms, err);
+    }
+    if (!rc)
+        rc = http_perform(fs->http, pc, need, deadline_ms, err);
+    for (size_t i = 0; i < need && !rc; i++) {
+        if ((rc = txn_of(&calls[i], &txns[have], err)) == 0)
+            began[have++] = now;
+    }
+out:
+    for (size_t i = 0; calls && i < need; i++) {
+        calls[i].authorization = NULL;
+        http_call_release(&calls[i]);
+    }
+    if (rc) {
+        for (size_t i = 0; i < have; i++) {
+            free(txns[i]);
+            txns[i] = NULL;
+        }
+    }
+    free(calls);
+    free(pc);
+    return rc;
+}
+
+int firestore_rollback(struct firestore *fs, const char *txn, int64_t deadline_ms,
+                       struct d2f_err *err)
+{
+    struct http_call call, *calls[1] = {&call};
+    cJSON *req = cJSON_CreateObject();
+    char *body = NULL;
+    int rc;
+
+    http_call_init(&call, 64 * 1024);
+    if (!req || !cJSON_AddStringToObject(req, "transaction", txn) || !(body = json_print(req))) {
+        rc = d2f_errf(err, D2F_ENOMEM, "out of memory");
+        goto out;
+    }
+    if ((rc = post_call(fs, &call, fs->rollback_url, body, deadline_ms, err)) != 0 ||
+        (rc = http_perform(fs->http, calls, 1, deadline_ms, err)) != 0)
+        goto out;
+    if (call.failed) {
+        rc = d2f_errf(err, D2F_EIO, "rollback: no answer from Firestore: %s", call.error);
+    } else if (call.status != 200) {
+        enum retry_status s;
+        char msg[512];
+        read_status(&call, &s, msg, sizeof(msg));
+        /* an unknown, closed or expired transaction: it cannot commit either */
+        if (s != RETRY_INVALID_ARGUMENT)
+            rc = d2f_errf(err, D2F_EREMOTE, "rollback refused: %s", msg);
+    }
+out:
+    call.authorization = NULL;
+    http_call_release(&call);
+    cJSON_free(body);
+    cJSON_Delete(req);
+    return rc;
+}
+
+int firestore_update_times(struct firestore *fs, const char *const *names, size_t n,
+                           int64_t deadline_ms, char **dst, size_t cap, struct d2f_err *err)
+{
+    void *answer = NULL;
+    const cJSON *a;
+    size_t seen = 0;
+    int rc = batch_get(fs, names, n, 1, deadline_ms, &answer, err);
+
+    if (rc)
+        return rc;
+    for (size_t i = 0; i < n; i++)
+        dst[i][0] = '\0';
+    cJSON_ArrayForEach(a, (cJSON *)answer)
+    {
+        const cJSON *found = cJSON_GetObjectItemCaseSensitive(a, "found");
+        const cJSON *missing = cJSON_GetObjectItemCaseSensitive(a, "missing");
+        const cJSON *name = found ? cJSON_GetObjectItemCaseSensitive(found, "name") : missing;
+        const cJSON *t = cJSON_GetObjectItemCaseSensitive(found, "updateTime");
+
+        if (!cJSON_IsString(name) || (found && (!cJSON_IsString(t) || !plain(t->valuestring, cap))))
+            continue;
+        for (size_t i = 0; i < n; i++) {
+            if (strcmp(names[i], name->valuestring) == 0) {
+                snprintf(dst[i], cap, "%s", found ? t->valuestring : "");
+                seen++;
+                break;
+            }
+        }
+    }
+    cJSON_Delete(answer);
+    if (seen != n)
+        return d2f_errf(err, D2F_EREMOTE, "batchGet: %zu of %zu documents in the answer", seen, n);
+    return 0;
 }

@@ -79,4 +79,33 @@ void firestore_reauthenticate(struct firestore *fs);
 int firestore_batch_get(struct firestore *fs, const char *const *names, size_t n,
                         int64_t deadline_ms, void **out, struct d2f_err *err) D2F_WUR;
 
+/* The updateTime of each of the n writes of a landed commit, from its writeResults, into dst[i]
+ * (cap bytes each; "" for a deletion, which leaves no updateTime). D2F_EREMOTE when the answer
+ * does not hold n results. */
+int firestore_commit_times(const struct firestore_commit *c, char **dst, size_t n, size_t cap,
+                           struct d2f_err *err) D2F_WUR;
+
+/* batchGet of n documents (full names): each one's updateTime into dst[i] (cap bytes), "" when
+ * it is missing. */
+int firestore_update_times(struct firestore *fs, const char *const *names, size_t n,
+                           int64_t deadline_ms, char **dst, size_t cap,
+                           struct d2f_err *err) D2F_WUR;
+
+/* Transactions begun ahead of need, at most, and how old one may be when used. */
+#define FIRESTORE_POOL 64
+#define FIRESTORE_POOL_MAX_AGE_MS 20000
+
+/* n read-write transactions: each txns[i] is the id Firestore gave (a string the caller frees)
+ * and began[i] when it began (ms). Taken from those begun ahead with the last commits when it
+ * can be (firestore_commit_start begins as many as the largest n asked for so far); the rest
+ * are begun now, at once. On error none is left to free. */
+int firestore_begin(struct firestore *fs, char **txns, int64_t *began, size_t n,
+                    int64_t deadline_ms, struct d2f_err *err) D2F_WUR;
+
+/* Rolls transaction txn back. 0 when it can no longer commit (rolled back now, or already
+ * closed or expired: Firestore then says INVALID_ARGUMENT); D2F_EIO or D2F_EREMOTE when that
+ * is not known. */
+int firestore_rollback(struct firestore *fs, const char *txn, int64_t deadline_ms,
+                       struct d2f_err *err) D2F_WUR;
+
 #endif

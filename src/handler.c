@@ -44,8 +44,42 @@ const char *handler_error_type(int code)
         return "ddb2fs.SchemaError";
     case D2F_ENOMEM:
         return "ddb2fs.OutOfMemory";
+    case D2F_EDAMAGE:
+        return "ddb2fs.OutboxCorrupt";
     }
     return "ddb2fs.Error";
+}
+
+/* A corrupt outbox, said three ways: the error (the caller's), a log line saying what to do,
+ * and a metric to alarm on. */
+static void corrupt_report(const struct handler *h, const struct d2f_err *err)
+{
+    char line[700];
+
+    log_write(LOG_ERROR, err->msg, NULL);
+    snprintf(line, sizeof(line),
+             "{\"_aws\":{\"Timestamp\":%lld,\"CloudWatchMetrics\":[{\"Namespace\":\"ddb2fs\","
+             "\"Dimensions\":[[\"FunctionName\"]],\"Metrics\":[{\"Name\":\"OutboxCorrupt\","
+             "\"Unit\":\"Count\"}]}]},\"FunctionName\":\"%s\",\"OutboxCorrupt\":1}",
+             (long long)http_now_ms(), h->function);
+    puts(line);
+    fflush(stdout);
+}
+
+/* The outbox's health check, within budget_ms (shared by its files): D2F_EDAMAGE (reported)
+ * when it is damaged. */
+static int health(struct handler *h, int64_t budget_ms, struct d2f_err *err)
+{
+    size_t n = partitions_count(h->set);
+    int complete = 1, rc = 0;
+
+    for (size_t i = 0; i < n && !rc && complete; i++)
+        rc = outbox_check(partitions_outbox(h->set, i), budget_ms / (int64_t)n, &complete, err);
+    if (rc == D2F_EDAMAGE)
+        corrupt_report(h, err);
+    else if (!rc && !complete)
+        log_write(LOG_WARN, "the outbox's health check did not finish in its time", NULL);
+    return rc;
 }
 
 int handler_new(struct handler **out, const char *(*get)(const char *), struct http *http,
@@ -61,7 +95,8 @@ int handler_new(struct handler **out, const char *(*get)(const char *), struct h
              get("AWS_LAMBDA_FUNCTION_NAME") ? get("AWS_LAMBDA_FUNCTION_NAME") : "ddb2fs");
     if ((rc = config_load(&h->cfg, get, err)) != 0 ||
         (rc = firestore_connect(&h->cfg, http, &h->auth, &h->fs, err)) != 0 ||
-        (rc = partitions_open(&h->set, &h->cfg, OUTBOX_CREATE, err)) != 0)
+        (rc = partitions_open(&h->set, &h->cfg, OUTBOX_CREATE, err)) != 0 ||
+        (rc = health(h, OUTBOX_CHECK_MS, err)) != 0)
         goto fail;
     for (size_t i = 0; i < partitions_count(h->set); i++)
         if ((rc = outbox_check_keys(partitions_outbox(h->set, i), &h->cfg, err)) != 0 ||
@@ -74,6 +109,8 @@ int handler_new(struct handler **out, const char *(*get)(const char *), struct h
     *out = h;
     return 0;
 fail:
+    if (rc == D2F_EDAMAGE && !h->set)
+        corrupt_report(h, err); /* found while opening */
     handler_free(h);
     return rc;
 }
@@ -292,7 +329,14 @@ int handler_invoke(struct handler *h, const char *event, size_t len, int64_t dea
         return d2f_errf(err, D2F_EINPUT,
                         "the event is neither a DynamoDB stream batch ('Records'), a "
                         "scheduled event (source aws.events), nor {\"ddb2fs\":\"status\"}");
-    case SCHEDULED:
+    case SCHEDULED: {
+        int64_t left = deadline_ms - HANDLER_MARGIN_MS - http_now_ms();
+        if ((rc = health(h, left < OUTBOX_CHECK_MS ? (left > 0 ? left : 0) : OUTBOX_CHECK_MS,
+                         err)) != 0) {
+            *error_type = handler_error_type(rc);
+            return rc;
+        }
+    }
         drain_some(h, deadline_ms, 0, &st);
         wait_until(h, deadline_ms - HANDLER_ANSWER_MS);
         drain_prune_set(partitions_all(h->set), partitions_count(h->set), &h->cfg,

@@ -222,6 +222,7 @@ static int set_journal(struct outbox *ob, const char *mode, struct d2f_err *err)
 }
 
 static void forget_keys(struct outbox *ob);
+static int corrupt(struct outbox *ob, const char *why, struct d2f_err *err);
 static int scalar(struct outbox *ob, const char *sql, const char *text, int64_t *value, int *found,
                   struct d2f_err *err);
 
@@ -311,7 +312,57 @@ int outbox_open(struct outbox **out, const char *path, enum config_journal journ
     *out = ob;
     return 0;
 fail:
+    if (rc == D2F_EDB && ob->db &&
+        ((sqlite3_errcode(ob->db) & 0xFF) == SQLITE_CORRUPT ||
+         (sqlite3_errcode(ob->db) & 0xFF) == SQLITE_NOTADB))
+        rc = corrupt(ob, sqlite3_errmsg(ob->db), err);
     outbox_close(ob);
+    return rc;
+}
+
+/* Stops a check at its deadline. */
+static int check_progress(void *arg)
+{
+    return outbox_now_ms() >= *(const int64_t *)arg;
+}
+
+static int corrupt(struct outbox *ob, const char *why, struct d2f_err *err)
+{
+    return d2f_errf(err, D2F_EDAMAGE,
+                    "outbox '%s' is corrupt (%s): nothing is acknowledged into it; restore the "
+                    "file from its EFS backup, then run 'ddb2fs replay' to bring Firestore to "
+                    "what it holds",
+                    ob->path, why);
+}
+
+int outbox_check(struct outbox *ob, int64_t budget_ms, int *complete, struct d2f_err *err)
+{
+    static const char *const checks[] = {"PRAGMA quick_check(1)", "PRAGMA integrity_check(1)"};
+    int64_t until = outbox_now_ms() + budget_ms;
+    int rc = 0;
+
+    *complete = 1;
+    sqlite3_progress_handler(ob->db, 1000, check_progress, &until);
+    for (size_t i = 0; i < 2 && !rc && *complete; i++) {
+        sqlite3_stmt *st = NULL;
+        int s = sqlite3_prepare_v2(ob->db, checks[i], -1, &st, NULL);
+
+        if (s == SQLITE_OK)
+            s = sqlite3_step(st);
+        if (s == SQLITE_ROW) {
+            const char *v = (const char *)sqlite3_column_text(st, 0);
+            if (!v || strcmp(v, "ok") != 0)
+                rc = corrupt(ob, v ? v : "no verdict", err);
+        } else if ((s & 0xFF) == SQLITE_INTERRUPT) {
+            *complete = 0;
+        } else if ((s & 0xFF) == SQLITE_CORRUPT || (s & 0xFF) == SQLITE_NOTADB) {
+            rc = corrupt(ob, sqlite3_errmsg(ob->db), err);
+        } else {
+            rc = db_err(ob, err, "check the outbox's health");
+        }
+        sqlite3_finalize(st);
+    }
+    sqlite3_progress_handler(ob->db, 0, NULL, NULL);
     return rc;
 }
 

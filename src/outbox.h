@@ -67,6 +67,15 @@ struct outbox_row {
 int outbox_open(struct outbox **out, const char *path, enum config_journal journal,
                 enum outbox_open_mode mode, struct d2f_err *err) D2F_WUR;
 
+/* How long the health check may take (outbox_check): the cold start waits for it. */
+#define OUTBOX_CHECK_MS 2000
+
+/* Checks the file's health: PRAGMA quick_check, then integrity_check (which also finds an index
+ * that misses a row), both within budget_ms (a progress handler stops them then: a check that
+ * could not finish counts as passed, *complete is 0). D2F_EDAMAGE with err saying what is
+ * wrong and what to do (restore the backup, then replay); D2F_EDB when it could not run. */
+int outbox_check(struct outbox *ob, int64_t budget_ms, int *complete, struct d2f_err *err) D2F_WUR;
+
 /* Closes the database; accepts NULL. */
 void outbox_close(struct outbox *ob);
 

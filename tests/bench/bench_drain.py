@@ -22,6 +22,7 @@ import argparse
 import json
 import os
 import shutil
+import sqlite3
 import subprocess
 import sys
 import tempfile
@@ -38,6 +39,18 @@ for i in range((n + per - 1) // per):
     ev = events.event(min(per, n - i * per), first=i * per, seed=1000 + i, customers=docs // 10)
     open("%s/e%05d.json" % (out, i), "w").write(events.dumps(ev))
 """
+
+
+def pending_again(db):
+    """Every row pending again, no lease, and (into an emptied server) no document known."""
+    con = sqlite3.connect(db)
+    with con:
+        con.execute("UPDATE record_state SET state = 'pending', committed_at = NULL")
+        con.execute("DELETE FROM lease")
+        for t in ("fence", "fence_transaction"):
+            if con.execute("SELECT 1 FROM sqlite_master WHERE name = ?", (t,)).fetchone():
+                con.execute("DELETE FROM %s" % t)
+    con.close()
 
 
 def main():
@@ -67,9 +80,7 @@ def main():
         env.update(server.env())  # the emulator: no tokens to fetch
         run, floor = runs_with_floor(
             server, [args.ddb2fs, "drain"], env, args.runs, args.latency_ms, work,
-            before=lambda: subprocess.run(["sqlite3", db, "UPDATE record_state SET state = "
-                                           "'pending', committed_at = NULL; DELETE FROM lease"],
-                                          check=True))
+            before=lambda: pending_again(db))
         peer = node_peer(server, event_files(work), env, args.latency_ms, args.records,
                          args.node_peer)
     finally:

@@ -5,6 +5,7 @@ One HTTP/1.1 server on 127.0.0.1 (keep-alive, a thread per connection) serves:
 
   POST /v1/projects/P/databases/D/documents:commit    atomic commit of update/delete writes
   POST /v1/projects/P/databases/D/documents:batchGet  found/missing per name
+  POST …/documents:beginTransaction, …/documents:rollback   read-write transactions
   GET  /v1/projects/P/databases/D/documents/C/ID      one document
   GET  /v1/projects/P/databases/D/documents/C         list (pageSize, pageToken)
   POST /token                                          JWT-bearer grant -> access token
@@ -19,7 +20,15 @@ directly in an array, nesting deeper than 20, bad field names and document ids, 
 server issued and that has not expired, or a self-signed JWT (Google's AIP-4111) signed by a
 registered key with aud https://firestore.googleapis.com/; with none registered (emulator mode)
 anything goes. Faults are injected on commits: error rates per status, latency, hangs,
-"apply the commit, then drop the connection", and tokens refused as revoked.
+"apply the commit, then drop the connection", and tokens refused as revoked. Preconditions
+(currentDocument.exists / updateTime) and transactions answer as Google's emulator does:
+ALREADY_EXISTS for exists=false on a document that exists, FAILED_PRECONDITION for an updateTime
+that is not the stored one, a deletion's writeResult without updateTime, INVALID_ARGUMENT
+"Transaction is invalid or closed." for a commit in a transaction rolled back, committed or
+expired (transaction_seconds, default 270), rollback 200 for a known transaction. A hung commit
+(hang_rate, or hang_commits: the ordinals of commit requests to hang) is dropped unanswered after
+hang_seconds; with hang_apply it is applied then, preconditions and transaction checked at that
+moment ("delayed application"). /_test/applied lists every applied write in order.
 
 Run alone: firestore_server.py [--port N]; it prints "port N" and serves until killed.
 """
@@ -77,6 +86,11 @@ def now_rfc3339():
     return time.strftime("%Y-%m-%dT%H:%M:%S", time.gmtime(t)) + ".%06dZ" % int(t % 1 * 1e6)
 
 
+def stamp_text(us):
+    return time.strftime("%Y-%m-%dT%H:%M:%S", time.gmtime(us // 1000000)) + ".%06dZ" % (
+        us % 1000000)
+
+
 def string_size(s):
     return len(s.encode("utf-8")) + 1
 
@@ -119,6 +133,11 @@ class Store:
         self.rng = random.Random(1)
         self.commits = 0
         self.writes = 0
+        self.commit_requests = 0
+        self.late = {"applied": 0, "refused": 0}  # hung commits applied when the hang ended
+        self.last_us = 0        # update times are distinct and grow, as Firestore's do
+        self.txns = {}          # transaction id -> {"began": epoch s, "open": bool}
+        self.applied = []       # every applied write: [name, "update"|"delete", fields]
         self.wif_counts = {"sts": 0, "impersonations": 0}
 
 
@@ -204,7 +223,7 @@ class Handler(BaseHTTPRequestHandler):
                 return self.reply(*google_sts.generate_access_token(
                     self, urllib.parse.unquote(m.group(1)), body))
             m = re.fullmatch(r"/v1/projects/([^/]+)/databases/([^/]+)/documents(:commit|"
-                             r":batchGet|/.*)?", path.path)
+                             r":batchGet|:beginTransaction|:rollback|/.*)?", path.path)
             if not m:
                 raise Refusal("NOT_FOUND", "no such method: %s %s" % (self.command, path.path))
             project, database, rest = m.group(1), m.group(2), m.group(3) or ""
@@ -214,6 +233,10 @@ class Handler(BaseHTTPRequestHandler):
                 return self.commit(prefix, body)
             if rest == ":batchGet" and self.command == "POST":
                 return self.batch_get(prefix, body)
+            if rest == ":beginTransaction" and self.command == "POST":
+                return self.begin_transaction(body)
+            if rest == ":rollback" and self.command == "POST":
+                return self.rollback(body)
             if rest.startswith("/") and self.command == "GET":
                 return self.get(prefix, urllib.parse.unquote(rest[1:]),
                                 urllib.parse.parse_qs(path.query))
@@ -432,6 +455,13 @@ class Handler(BaseHTTPRequestHandler):
         ops = [k for k in ("update", "delete", "transform") if k in w]
         if len(ops) != 1:
             raise Refusal("INVALID_ARGUMENT", "%s: a Write needs exactly one operation" % where)
+        pre = w.get("currentDocument")
+        if pre is not None:
+            if (not isinstance(pre, dict) or len(pre) != 1
+                    or not isinstance(pre.get("exists", pre.get("updateTime")),
+                                      bool if "exists" in pre else str)):
+                raise Refusal("INVALID_ARGUMENT", "%s.currentDocument: one of exists (a boolean) "
+                              "or updateTime (a timestamp)" % where)
         if "delete" in w:
             self.check_name(prefix, w["delete"], where + ".delete")
             return w["delete"]
@@ -464,13 +494,17 @@ class Handler(BaseHTTPRequestHandler):
             revoked = f.get("unauthenticated", 0) > 0
             if revoked:
                 st.faults["unauthenticated"] -= 1
-            hang = st.rng.random() < f.get("hang_rate", 0)
+            st.commit_requests += 1
+            hang = (st.rng.random() < f.get("hang_rate", 0)
+                    or st.commit_requests in f.get("hang_commits", ()))
             lat = f.get("latency_ms")
             delay = (st.rng.uniform(*lat) if isinstance(lat, list) else (lat or 0)) / 1000.0
         if delay:
             time.sleep(delay)
         if hang:
             time.sleep(f.get("hang_seconds", 30))
+            if f.get("hang_apply"):
+                return "apply"
             self.drop()
             return True
         if revoked:
@@ -505,18 +539,46 @@ class Handler(BaseHTTPRequestHandler):
         for name in names:
             if name in refused:
                 raise Refusal("INVALID_ARGUMENT", refused[name])
-        if self.inject():
+        txn = req.get("transaction")
+        if txn is not None and not isinstance(txn, str):
+            raise Refusal("INVALID_ARGUMENT", "transaction must be a string")
+        late = self.inject()
+        if late is True:
             return
+        if late == "apply":
+            try:
+                self.apply(writes, names, txn, late)
+            except Refusal:
+                with st.lock:
+                    st.late["refused"] += 1
+                raise
+            with st.lock:
+                st.late["applied"] += 1
+            return
+        self.apply(writes, names, txn, late)
+
+    def apply(self, writes, names, txn, late):
+        st = self.store
         with st.lock:
-            drop = st.rng.random() < st.faults.get("drop_after_apply", 0)
-            stamp = now_rfc3339()
+            drop = late == "apply" or st.rng.random() < st.faults.get("drop_after_apply", 0)
+            if txn is not None:
+                t = st.txns.get(txn)
+                if (not t or not t["open"] or time.time() - t["began"]
+                        > st.faults.get("transaction_seconds", 270)):
+                    raise Refusal("INVALID_ARGUMENT", "Transaction is invalid or closed.")
+                t["open"] = False
+            for w, name in zip(writes, names):
+                self.check_precondition(w.get("currentDocument"), name)
+            st.last_us = max(st.last_us + 1, int(time.time() * 1e6))
+            stamp = stamp_text(st.last_us)
             results = []
             for w, name in zip(writes, names):
                 log = st.writelog.setdefault(name, [])
                 if "delete" in w:
                     st.docs.pop(name, None)
                     log.append(("delete", None))
-                    results.append({"updateTime": stamp})
+                    st.applied.append([name, "delete", None])
+                    results.append({})
                 else:
                     old = st.docs.get(name)
                     fields = w["update"].get("fields", {})
@@ -524,6 +586,7 @@ class Handler(BaseHTTPRequestHandler):
                                      "createTime": old["createTime"] if old else stamp,
                                      "updateTime": stamp}
                     log.append(("update", fields))
+                    st.applied.append([name, "update", fields])
                     results.append({"updateTime": stamp})
             st.commits += 1
             st.writes += len(writes)
@@ -531,6 +594,48 @@ class Handler(BaseHTTPRequestHandler):
             self.drop()
             return
         self.reply(200, {"writeResults": results, "commitTime": stamp})
+
+    def check_precondition(self, pre, name):
+        """Under the lock: a write's currentDocument against the stored document."""
+        if pre is None:
+            return
+        doc = self.store.docs.get(name)
+        if "exists" in pre:
+            if pre["exists"] and doc is None:
+                raise Refusal("NOT_FOUND", "no entity to update: %s" % name)
+            if not pre["exists"] and doc is not None:
+                raise Refusal("ALREADY_EXISTS", "entity already exists: %s" % name)
+        elif doc is None or doc["updateTime"] != pre["updateTime"]:
+            raise Refusal("FAILED_PRECONDITION", "the stored version (%s) does not match the "
+                          "required base version (%s)"
+                          % (doc["updateTime"] if doc else "0", pre["updateTime"]))
+
+    def begin_transaction(self, body):
+        lat = self.store.faults.get("latency_ms")
+        if lat:  # a round trip like any other
+            time.sleep((random.uniform(*lat) if isinstance(lat, list) else lat) / 1000.0)
+        req = json.loads(body or b"{}")
+        for k in req:
+            if k != "options":
+                raise unknown(k, "")
+        with self.store.lock:
+            txn = base64.b64encode(secrets.token_bytes(9)).decode()
+            self.store.txns[txn] = {"began": time.time(), "open": True}
+        self.reply(200, {"transaction": txn})
+
+    def rollback(self, body):
+        req = json.loads(body or b"{}")
+        for k in req:
+            if k != "transaction":
+                raise unknown(k, "")
+        if self.store.faults.get("rollback_unavailable"):
+            raise Refusal("UNAVAILABLE", "injected UNAVAILABLE")
+        with self.store.lock:
+            t = self.store.txns.get(req.get("transaction"))
+            if not t:
+                raise Refusal("INVALID_ARGUMENT", "Invalid transaction.")
+            t["open"] = False
+        self.reply(200, {})
 
     def document(self, name):
         d = self.store.docs[name]
@@ -546,9 +651,18 @@ class Handler(BaseHTTPRequestHandler):
         for i, n in enumerate(names):
             self.check_name(prefix, n, "documents[%d]" % i)
         stamp = now_rfc3339()
+        mask = req.get("mask")
         with self.store.lock:
             out = [{"found": self.document(n), "readTime": stamp} if n in self.store.docs
                    else {"missing": n, "readTime": stamp} for n in names]
+        if mask is not None:  # only the fields named: none for an empty mask
+            keep = set(mask.get("fieldPaths", []))
+            for o in out:
+                if "found" in o:
+                    o["found"]["fields"] = {k: v for k, v in o["found"]["fields"].items()
+                                            if k in keep}
+                    if not o["found"]["fields"]:
+                        del o["found"]["fields"]
         self.reply(200, out)
 
     def get(self, prefix, rest, query):
@@ -604,10 +718,12 @@ class Handler(BaseHTTPRequestHandler):
                 out = {}
             elif what == "writelog":
                 out = st.writelog
+            elif what == "applied":
+                out = st.applied
             elif what == "requests":
                 out = st.requests
             elif what == "stats":
-                out = {"commits": st.commits, "writes": st.writes,
+                out = {"commits": st.commits, "writes": st.writes, "late": dict(st.late),
                        "requests": len(st.requests), "documents": len(st.docs)}
             else:
                 raise Refusal("NOT_FOUND", "no control " + what)

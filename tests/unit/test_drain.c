@@ -78,17 +78,32 @@ static void test_ramp(void **state)
 
 static void test_stale_lease(void **state)
 {
-    char host[256] = "host", holder[400];
+    char host[256] = "host", holder[400], space[160], owner[400];
 
     (void)state;
     gethostname(host, sizeof(host) - 1);
-    snprintf(holder, sizeof(holder), "%s:%ld:abcd", host, (long)getpid());
-    assert_int_equal(holder_gone(holder), 1); /* this process: an earlier invocation */
-    snprintf(holder, sizeof(holder), "%s:1:abcd", host);
+    pid_space(space, sizeof(space));
+    assert_true(space[0] != '\0'); /* boot_id and the pid namespace are readable here */
+    owner_name(owner, sizeof(owner));
+    owner_name(holder, sizeof(holder));
+    assert_string_equal(owner, holder); /* one token per process */
+    snprintf(holder, sizeof(holder), "%s %ld feed %s", host, (long)getpid(), space);
+    assert_int_equal(holder_gone(holder), 1); /* this pid, another token: the holder is gone */
+    snprintf(holder, sizeof(holder), "%s 1 feed %s", host, space);
     assert_int_equal(holder_gone(holder), 0); /* init runs */
+    snprintf(holder, sizeof(holder), "%s 99999999 feed %s", host, space);
+    assert_int_equal(holder_gone(holder), 1); /* no such process here */
+    /* the same host name and pid, another PID namespace or another boot: nothing is known */
+    snprintf(holder, sizeof(holder), "%s 99999999 feed %s", host,
+             "00000000-0000-0000-0000-000000000000/pid:[4026531836]");
+    assert_int_equal(holder_gone(holder), 0);
+    snprintf(holder, sizeof(holder), "%s 99999999 feed %s0", host, space);
+    assert_int_equal(holder_gone(holder), 0);
+    snprintf(holder, sizeof(holder), "%s 99999999 feed -", host);
+    assert_int_equal(holder_gone(holder), 0);
+    /* the format of earlier versions: host:pid:random */
     snprintf(holder, sizeof(holder), "%s:99999999:abcd", host);
-    assert_int_equal(holder_gone(holder), 1); /* no such process */
-    assert_int_equal(holder_gone("another-host:99999999:abcd"), 0);
+    assert_int_equal(holder_gone(holder), 0);
     assert_int_equal(holder_gone("garbage"), 0);
 }
 
@@ -110,7 +125,22 @@ static void test_verdicts(void **state)
     assert_int_equal(judge(&r, &c, &one), BURY);
     c.status = RETRY_PERMISSION_DENIED;
     assert_int_equal(judge(&r, &c, &many), STOP);
+    /* a refused precondition: read the documents anew, a few times at most */
     c.status = RETRY_ALREADY_EXISTS;
+    assert_int_equal(judge(&r, &c, &many), FENCED);
+    c.status = RETRY_FAILED_PRECONDITION;
+    assert_int_equal(judge(&r, &c, &one), FENCED);
+    one.refreshes = 20;
+    assert_int_equal(judge(&r, &c, &one), STOP);
+    /* INVALID_ARGUMENT on a commit in a transaction: first the documents are read */
+    c.status = RETRY_INVALID_ARGUMENT;
+    one.refreshes = 0;
+    one.txn = "EQwAAAAAAAAA";
+    assert_int_equal(judge(&r, &c, &one), FENCED);
+    one.refreshes = 3;
+    assert_int_equal(judge(&r, &c, &one), BURY);
+    one.txn = NULL;
+    c.status = RETRY_NOT_FOUND;
     assert_int_equal(judge(&r, &c, &many), STOP);
     c.status = RETRY_UNAUTHENTICATED;
     assert_int_equal(judge(&r, &c, &many), AGAIN); /* renew the token once */
@@ -118,13 +148,43 @@ static void test_verdicts(void **state)
     assert_int_equal(judge(&r, &c, &many), STOP);
 }
 
+static void test_preconditions(void **state)
+{
+    struct item a = {.write = "{\"update\":{\"name\":\"n/a\"}}"},
+                d = {.write = "{\"delete\":\"n/d\"}"};
+    struct item *items[2] = {&a, &d};
+    struct batch b = {.items = items, .n = 2};
+    struct buf body;
+
+    (void)state;
+    a.len = strlen(a.write);
+    d.len = strlen(d.write);
+    snprintf(d.fence, sizeof(d.fence), "2026-12-02T14:01:08.671669Z");
+    d.del = 1;
+    buf_init(&body, 4096);
+    assert_int_equal(has_create(&b), 1);
+    assert_int_equal(body_of(&b, &body), 0);
+    assert_string_equal(
+        buf_str(&body),
+        "{\"writes\":[{\"update\":{\"name\":\"n/a\"},\"currentDocument\":{\"exists\":false}},"
+        "{\"delete\":\"n/d\",\"currentDocument\":{\"updateTime\":\"2026-12-02T14:01:08."
+        "671669Z\"}}]}");
+    b.txn = "EQwAAAAAAAAA";
+    buf_reset(&body);
+    assert_int_equal(body_of(&b, &body), 0);
+    assert_non_null(strstr(buf_str(&body), "}}],\"transaction\":\"EQwAAAAAAAAA\"}"));
+    b.txn = NULL;
+    snprintf(a.fence, sizeof(a.fence), "2026-12-02T14:01:09Z");
+    assert_int_equal(has_create(&b), 0); /* an update of a known version and a deletion */
+    buf_release(&body);
+}
+
 int main(void)
 {
     const struct CMUnitTest tests[] = {
-        cmocka_unit_test(test_batches_bounded),
-        cmocka_unit_test(test_ramp),
-        cmocka_unit_test(test_stale_lease),
-        cmocka_unit_test(test_verdicts),
+        cmocka_unit_test(test_batches_bounded), cmocka_unit_test(test_ramp),
+        cmocka_unit_test(test_stale_lease),     cmocka_unit_test(test_verdicts),
+        cmocka_unit_test(test_preconditions),
     };
     return cmocka_run_group_tests(tests, NULL, NULL);
 }

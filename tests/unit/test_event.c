@@ -197,6 +197,10 @@ static void test_record_errors(void **state)
          "'dynamodb.ApproximateCreationDateTime' is a string, not a number"},
         {"{\"eventID\":\"e\",\"eventName\":\"INSERT\",\"eventSourceARN\":\"" ARN "\","
          "\"dynamodb\":{\"SequenceNumber\":\"1\",\"Keys\":{\"k\":{\"S\":\"a\"}},\"NewImage\":{},"
+         "\"ApproximateCreationDateTime\":1e999999}}",
+         "'dynamodb.ApproximateCreationDateTime' is not a finite epoch time"},
+        {"{\"eventID\":\"e\",\"eventName\":\"INSERT\",\"eventSourceARN\":\"" ARN "\","
+         "\"dynamodb\":{\"SequenceNumber\":\"1\",\"Keys\":{\"k\":{\"S\":\"a\"}},\"NewImage\":{},"
          "\"StreamViewType\":\"ALL\"}}",
          "'dynamodb.StreamViewType' is 'ALL'"},
         {"{\"eventID\":\"e\",\"eventName\":\"INSERT\",\"eventSourceARN\":\"" ARN "\","

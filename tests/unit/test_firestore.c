@@ -168,11 +168,91 @@ static void test_no_answer(void **state)
     env_emulator = host;
 }
 
+static void test_preconditions_and_transactions(void **state)
+{
+    struct config cfg;
+    struct http *http = NULL;
+    struct firestore *fs = NULL;
+    struct firestore_commit c, *one[1] = {&c};
+    struct d2f_err err = {0};
+    char *txns[2] = {NULL, NULL}, t1[64], t2[64], *dst[1] = {t1}, *got[1] = {t2}, name[256];
+    const char *names[1] = {name};
+    int64_t began[2];
+
+    (void)state;
+    assert_int_equal(config_load(&cfg, get, &err), 0);
+    assert_int_equal(http_new(&http, &err), 0);
+    assert_int_equal(firestore_new(&fs, &cfg, http, NULL, &err), 0);
+    snprintf(name, sizeof(name), "%s/P/x", firestore_docs_prefix(fs));
+    assert_int_equal(firestore_begin(fs, txns, began, 2, http_now_ms() + 10000, &err), 0);
+    assert_non_null(txns[0]);
+    assert_non_null(txns[1]);
+    assert_true(strcmp(txns[0], txns[1]) != 0);
+
+    /* a create in a transaction: its updateTime comes back, and batchGet says the same */
+    firestore_commit_init(&c);
+    assert_int_equal(buf_addf(&c.body,
+                              "{\"writes\":[{\"update\":{\"name\":\"%s\"},\"currentDocument\":{"
+                              "\"exists\":false}}],\"transaction\":\"%s\"}",
+                              name, txns[0]),
+                     0);
+    assert_int_equal(commit_all(fs, one, 1, &err), 0);
+    assert_int_equal(c.status, RETRY_OK);
+    assert_int_equal(firestore_commit_times(&c, dst, 1, sizeof(t1), &err), 0);
+    assert_true(t1[0] != '\0');
+    assert_int_equal(
+        firestore_update_times(fs, names, 1, http_now_ms() + 10000, got, sizeof(t2), &err), 0);
+    assert_string_equal(t1, t2);
+    /* a transaction used or unknown cannot commit: rolling it back says so */
+    assert_int_equal(firestore_rollback(fs, txns[0], http_now_ms() + 10000, &err), 0);
+    assert_int_equal(firestore_rollback(fs, "AAAA", http_now_ms() + 10000, &err), 0);
+    assert_int_equal(firestore_commit_times(&c, dst, 2, sizeof(t1), &err), D2F_EREMOTE);
+
+    /* the same create again, and a stale updateTime: both refused on their precondition */
+    buf_reset(&c.body);
+    assert_int_equal(buf_addf(&c.body,
+                              "{\"writes\":[{\"update\":{\"name\":\"%s\"},\"currentDocument\":{"
+                              "\"exists\":false}}],\"transaction\":\"%s\"}",
+                              name, txns[1]),
+                     0);
+    assert_int_equal(commit_all(fs, one, 1, &err), 0);
+    assert_int_equal(c.status, RETRY_ALREADY_EXISTS);
+    buf_reset(&c.body);
+    assert_int_equal(buf_addf(&c.body,
+                              "{\"writes\":[{\"delete\":\"%s\",\"currentDocument\":{"
+                              "\"updateTime\":\"2000-01-01T00:00:00.000000Z\"}}]}",
+                              name),
+                     0);
+    assert_int_equal(commit_all(fs, one, 1, &err), 0);
+    assert_int_equal(c.status, RETRY_FAILED_PRECONDITION);
+    /* the right one: a deletion leaves no updateTime, and the document is missing */
+    buf_reset(&c.body);
+    assert_int_equal(buf_addf(&c.body,
+                              "{\"writes\":[{\"delete\":\"%s\",\"currentDocument\":{"
+                              "\"updateTime\":\"%s\"}}]}",
+                              name, t1),
+                     0);
+    assert_int_equal(commit_all(fs, one, 1, &err), 0);
+    assert_int_equal(c.status, RETRY_OK);
+    assert_int_equal(firestore_commit_times(&c, dst, 1, sizeof(t1), &err), 0);
+    assert_string_equal(t1, "");
+    assert_int_equal(
+        firestore_update_times(fs, names, 1, http_now_ms() + 10000, got, sizeof(t2), &err), 0);
+    assert_string_equal(t2, "");
+    free(txns[0]);
+    free(txns[1]);
+    firestore_commit_release(&c);
+    firestore_free(fs);
+    http_free(http);
+    config_release(&cfg);
+}
+
 int main(void)
 {
     const struct CMUnitTest tests[] = {
         cmocka_unit_test(test_commit_and_batch_get),
         cmocka_unit_test(test_no_answer),
+        cmocka_unit_test(test_preconditions_and_transactions),
     };
     return cmocka_run_group_tests(tests, setup, teardown);
 }
