@@ -94,8 +94,8 @@ def segment_problem(seg):
         return "contains '/'"
     if seg in (".", ".."):
         return "is '.' or '..'"
-    if re.fullmatch(r"__.*__", seg, re.S):
-        return "matches __.*__"
+    if re.fullmatch(r"__.+__", seg, re.S):  # the emulator takes "____", refuses "_____"
+        return "matches __.+__"
     return None
 
 
