@@ -322,7 +322,8 @@ def plain(v):
         if tag == "arrayValue":
             return ("array", tuple(plain(m) for m in x.get("values", [])))
         if tag == "bytesValue":
-            return ("bytes", base64.b64decode(x))
+            t = x.rstrip("=").replace("-", "+").replace("_", "/")  # as proto3 JSON reads it
+            return ("bytes", base64.b64decode(t + "=" * (-len(t) % 4)))
         if tag == "doubleValue":
             if not isinstance(x, (int, float)) or isinstance(x, bool):
                 return ("double?", x)
