@@ -403,3 +403,14 @@ def convert_record(rec, s):
         return {"update": {"name": name, "fields": fields}}
     except Dead as e:
         return {"error": e.args[0]}
+
+
+def convert_lines(event, env):
+    """What `ddb2fs convert` must print for an event (its JSON text, or the object) under the
+    settings env, one JSON line per record, as mapping_ref derives it: the expected writes of
+    a test, computed without the code under test."""
+    import json
+    if isinstance(event, (str, bytes)):
+        event = json.loads(event)
+    s = parse_settings(env)
+    return [json.dumps(convert_record(r, s)) for r in event["Records"]]

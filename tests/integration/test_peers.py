@@ -5,6 +5,9 @@ and answer the same (the documents read back, the found and the missing of a bat
 Without the emulator's jar this prints one line saying the peer was not run."""
 import base64
 import json
+import os
+import subprocess
+import sys
 import unittest
 import urllib.error
 import urllib.parse
@@ -187,6 +190,17 @@ class Peers(unittest.TestCase):
         finally:
             fs.stop()
             em.stop()
+
+    def test_an_absent_emulator_is_said_once(self):
+        """Without the jar the peer is not run, and one line says so: never silent."""
+        p = subprocess.run([sys.executable, "-m", "unittest", "test_peers.Peers."
+                            "test_same_requests_same_answers"], capture_output=True, text=True,
+                           env=dict(os.environ, FIRESTORE_EMULATOR_JAR="/nonexistent/emu.jar"),
+                           cwd=os.path.dirname(os.path.abspath(__file__)))
+        self.assertEqual(p.returncode, 0, p.stderr)
+        said = [l for l in (p.stdout + p.stderr).splitlines() if "emulator was NOT run" in l]
+        self.assertEqual(len(said), 1, p.stdout + p.stderr)
+        self.assertIn("/nonexistent/emu.jar is absent", said[0])
 
 
 if __name__ == "__main__":
