@@ -75,6 +75,7 @@ class Golden(DrainBase):
         self.assertEqual(p.returncode, 0, p.stderr)
         self.assertEqual(self.states(), [("committed", 24)])
         docs = self.server.documents()
+        self.maxDiff = None
         self.assertEqual(docs, final_states(lines, self.server.prefix()))
         # deletes included: the example item and the TTL'd sessions are gone
         self.assertNotIn(self.server.prefix() + "ExampleTableWithStream/101", docs)

@@ -102,13 +102,14 @@ def segment_problem(seg):
 
 
 def stored(v):
-    """A value as the emulator keeps it: a doubleValue given as text is the number, -0.0 is
-    0.0."""
+    """A value as the emulator keeps it: a doubleValue is a double (given as text, or as an
+    integral JSON number), and -0.0 is 0.0."""
     if isinstance(v, dict):
         out = {k: stored(x) for k, x in v.items()}
         d = out.get("doubleValue")
-        if isinstance(d, str) and DOUBLE_TEXT.fullmatch(d):
-            out["doubleValue"] = float(d)
+        if (isinstance(d, str) and DOUBLE_TEXT.fullmatch(d)) or (isinstance(d, int) and
+                                                                 not isinstance(d, bool)):
+            out["doubleValue"] = float(d)  # 9223372036854776000 is the double 2**63
         if isinstance(out.get("doubleValue"), float) and out["doubleValue"] == 0:
             out["doubleValue"] = 0.0
         return out
