@@ -61,6 +61,41 @@ def sent_texts(requests):
     return last
 
 
+class Judge(unittest.TestCase):
+    """mapping_ref itself, on cases the README writes out."""
+
+    def test_numbers(self):
+        for text, want in [("0.1", "0.1"), ("84.784156556355984562591651843016712255",
+                                             "84.78415655635598"),
+                           ("9223372036854775808", "9223372036854776000"), ("9.9e125", "9.9e+125"),
+                           ("1e-7", "1e-7"), ("1e21", "1e+21"), ("100.5", "100.5"),
+                           ("123e-20", "1.23e-18"), ("0.000001", "0.000001")]:
+            self.assertEqual(ref.number_value(text, "auto")["doubleValue"].text, want)
+        self.assertEqual(ref.number_value("1E+3", "auto"), {"integerValue": "1000"})
+        self.assertEqual(ref.number_value("-0", "auto"), {"integerValue": "0"})
+        self.assertEqual(ref.number_value("+3", "string"), {"stringValue": "+3"})
+        for bad in ["1" * 39, "1e126", "1e-131", "0x10", "1\0", "", "e5", "."]:
+            self.assertRaises(ref.Dead, ref.parse_number, bad)
+
+    def test_types_are_strict(self):
+        self.assertNotEqual(ref.plain({"integerValue": "1"}), ref.plain({"doubleValue": 1.0}))
+        self.assertNotEqual(ref.plain({"stringValue": "a"}), ref.plain({"stringValue": "a\0"}))
+        self.assertEqual(ref.plain({"arrayValue": {}}), ref.plain({"arrayValue": {"values": []}}))
+
+    def test_ids(self):
+        self.assertEqual(ref.document_id({"p": {"S": "a#b"}, "s": {"N": "1E+3"}}, "p", "s"),
+                         "a%23b#1000")
+        self.assertEqual(ref.document_id({"p": {"S": "__admin__"}}, "p"), "%5F_admin__")
+        self.assertEqual(ref.document_id({"p": {"S": ".."}}, "p"), "%2E%2E")
+        self.assertEqual(ref.document_id({"p": {"S": "\0x"}}, "p"), "\0x")
+        self.assertEqual(ref.document_id({"p": {"S": "a/%"}}, "p"), "a%2F%25")
+        self.assertTrue(ref.document_id({"p": {"S": "x" * 1501}}, "p").startswith("%sha256%"))
+        self.assertEqual(ref.field_name("__x__", "escape"), "%5F_x__")
+        self.assertEqual(ref.field_name("%p", "escape"), "%25p")
+        self.assertEqual(ref.field_name("____", "dead"), "____")
+        self.assertRaises(ref.Dead, ref.field_name, "_____", "dead")
+
+
 class Workload:
     """The DynamoDB Local side, made once for every run: the streams and the final Scans."""
 
