@@ -182,8 +182,10 @@ static void read_status(const struct http_call *call, enum retry_status *status,
                                 : retry_status_from_http(call->status);
     if (*status == RETRY_OK)
         *status = RETRY_UNKNOWN;
-    snprintf(message, cap, "HTTP %ld %s: %s", call->status, retry_status_name(*status),
-             cJSON_IsString(m) ? m->valuestring : "(no message)");
+    int k = snprintf(message, cap, "HTTP %ld %s: ", call->status, retry_status_name(*status));
+    if (k >= 0 && (size_t)k < cap) /* the server's text may quote a U+0000 of a name */
+        json_text_message(cJSON_IsString(m) ? m->valuestring : "(no message)", message + k,
+                          cap - (size_t)k);
     cJSON_Delete(body);
 }
 

@@ -387,3 +387,23 @@ size_t json_text_utf8(const char *s, size_t n, unsigned char *out)
     }
     return o;
 }
+
+size_t json_text_message(const char *s, char *out, size_t cap)
+{
+    size_t n = strlen(s), o = 0;
+
+    for (size_t i = 0; i < n && o + 1 < cap; i++) {
+        if (is_nul_pair(s, i, n)) {
+            if (o + 7 > cap)
+                break;
+            memcpy(out + o, "\\u0000", 6);
+            o += 6;
+            i++;
+        } else {
+            out[o++] = s[i];
+        }
+    }
+    if (cap)
+        out[o] = '\0';
+    return o;
+}

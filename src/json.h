@@ -78,4 +78,9 @@ int json_text_cmp(const char *a, const char *b);
  * bytes; no NUL is added). Returns how many were written. */
 size_t json_text_utf8(const char *s, size_t n, unsigned char *out);
 
+/* Copies the JSON text string s into out (cap bytes, NUL-terminated, cut to fit) with each
+ * U+0000 (C0 80) written as the six characters \u0000, so that a message holding it is valid
+ * UTF-8. Returns the length written. */
+size_t json_text_message(const char *s, char *out, size_t cap);
+
 #endif

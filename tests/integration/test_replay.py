@@ -10,6 +10,7 @@ import time
 import unittest
 
 import events
+import mapping_ref as ref
 from common import BIN, query, run
 from fsserver import PROJECT, FirestoreServer, final_states
 from test_drain import DrainBase
@@ -72,8 +73,8 @@ class Rebuild(ReplayBase):
         lines = self.ingest(evs)
         other_lines = []
         for ev in evs:
-            other_lines += run(["convert", "-"], env=dict(self.env, GOOGLE_CLOUD_PROJECT=OTHER),
-                               stdin=events.dumps(ev)).stdout.splitlines()
+            other_lines += ref.convert_lines(events.dumps(ev),
+                                             dict(self.env, GOOGLE_CLOUD_PROJECT=OTHER))
         # the live drain runs slowly, commit after commit, while the rebuild goes to OTHER
         self.server.faults(latency_ms=60)
         live = subprocess.Popen([BIN, "drain"], env=dict(self.env, DDB2FS_COMMIT_WRITES="100",

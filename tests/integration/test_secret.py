@@ -11,6 +11,7 @@ import time
 import unittest
 
 import events
+import mapping_ref as ref
 from common import BIN, TempDir, clean_env, query, run
 from fsserver import (PROJECT, FirestoreServer, RuntimeServer, SecretsServer, ServiceAccount,
                       final_states)
@@ -59,9 +60,7 @@ class SealedKey(unittest.TestCase):
         ev = events.event(n, seed=seed, first=first)
         p = run(["ingest", "-"], env=self.env, stdin=events.dumps(ev))
         self.assertEqual(p.returncode, 0, p.stderr)
-        c = run(["convert", "-"], env=dict(self.env, GOOGLE_CLOUD_PROJECT=PROJECT),
-                stdin=events.dumps(ev))
-        return c.stdout.splitlines()
+        return ref.convert_lines(events.dumps(ev), dict(self.env, GOOGLE_CLOUD_PROJECT=PROJECT))
 
     def drain(self, env=None):
         return run(["drain"], env=env or self.env)
@@ -348,8 +347,8 @@ class SealedKey(unittest.TestCase):
             log.close()
         lines = []
         for ev in evs:
-            lines += run(["convert", "-"], env=dict(self.env, GOOGLE_CLOUD_PROJECT=PROJECT),
-                         stdin=events.dumps(ev)).stdout.splitlines()
+            lines += ref.convert_lines(events.dumps(ev),
+                                       dict(self.env, GOOGLE_CLOUD_PROJECT=PROJECT))
         self.assertEqual(self.fs.documents(), final_states(lines, self.fs.prefix()))
         blobs = {"seal-key stderr": p.stderr.encode()}
         for root, _, files in os.walk(work):

@@ -51,6 +51,8 @@ MAX_REQUEST = 10 * 1024 * 1024
 MAX_DOCUMENT = 1024 * 1024
 MAX_DEPTH = 20
 MAX_NAME = 1500
+MAX_VALUE = 1048487  # bytes of one string or bytes value
+DOUBLE_TEXT = re.compile(r"-?([0-9]+\.?[0-9]*|\.[0-9]+)([eE][+-]?[0-9]+)?")
 FIRESTORE_AUDIENCE = "https://firestore.googleapis.com/"
 SCOPES = {"https://www.googleapis.com/auth/datastore",
           "https://www.googleapis.com/auth/cloud-platform"}
@@ -108,9 +110,26 @@ def segment_problem(seg):
         return "contains '/'"
     if seg in (".", ".."):
         return "is '.' or '..'"
-    if re.fullmatch(r"__.*__", seg, re.S):
-        return "matches __.*__"
+    if re.fullmatch(r"__.+__", seg, re.S):  # the emulator takes "____", refuses "_____"
+        return "matches __.+__"
     return None
+
+
+def stored(v):
+    """A value as the emulator keeps it: a doubleValue is a double (given as text, or as an
+    integral JSON number), and -0.0 is 0.0."""
+    if isinstance(v, dict):
+        out = {k: stored(x) for k, x in v.items()}
+        d = out.get("doubleValue")
+        if (isinstance(d, str) and DOUBLE_TEXT.fullmatch(d)) or (isinstance(d, int) and
+                                                                 not isinstance(d, bool)):
+            out["doubleValue"] = float(d)  # 9223372036854776000 is the double 2**63
+        if isinstance(out.get("doubleValue"), float) and out["doubleValue"] == 0:
+            out["doubleValue"] = 0.0
+        return out
+    if isinstance(v, list):
+        return [stored(x) for x in v]
+    return v
 
 
 class Store:
@@ -369,9 +388,8 @@ class Handler(BaseHTTPRequestHandler):
         return size
 
     def check_value(self, v, where, depth, in_array):
-        if depth > MAX_DEPTH:
-            raise Refusal("INVALID_ARGUMENT", "%s: nested deeper than %d levels" %
-                          (where, MAX_DEPTH))
+        """depth: the levels around v. As the emulator counts them, each map and each
+        non-empty array is a level, and there may be MAX_DEPTH at most."""
         if not isinstance(v, dict):
             raise Refusal("INVALID_ARGUMENT", "%s: a Value must be an object" % where)
         for k in v:
@@ -395,25 +413,36 @@ class Handler(BaseHTTPRequestHandler):
                     not -2**63 <= int(x) < 2**63:
                 raise Refusal("INVALID_ARGUMENT", "%s: invalid integerValue %r" % (where, x))
             return 8
-        if kind == "doubleValue":
+        if kind == "doubleValue":  # proto3 JSON: a number, or its text in a string
             if isinstance(x, bool) or not (isinstance(x, (int, float)) or
-                                           x in ("NaN", "Infinity", "-Infinity")):
+                                           x in ("NaN", "Infinity", "-Infinity") or
+                                           (isinstance(x, str) and DOUBLE_TEXT.fullmatch(x))):
                 raise Refusal("INVALID_ARGUMENT", "%s: invalid doubleValue" % where)
             return 8
         if kind == "stringValue":
             if not isinstance(x, str):
                 raise Refusal("INVALID_ARGUMENT", "%s: invalid stringValue" % where)
             try:
-                return string_size(x)
+                size = string_size(x)
             except UnicodeEncodeError:
                 raise Refusal("INVALID_ARGUMENT", "%s: stringValue is not valid UTF-8" % where)
+            if size - 1 > MAX_VALUE:
+                raise Refusal("INVALID_ARGUMENT", "%s: The value of property is longer than %d "
+                              "bytes." % (where, MAX_VALUE))
+            return size
         if kind == "bytesValue":
-            try:
-                if not isinstance(x, str) or len(x) % 4:
+            try:  # proto3 JSON: base64, padded or not, standard or URL-safe
+                if not isinstance(x, str) or not re.fullmatch(r"[A-Za-z0-9+/_-]*={0,2}", x) \
+                        or len(x.rstrip("=")) % 4 == 1 or ("=" in x and len(x) % 4):
                     raise ValueError
-                return len(base64.b64decode(x, validate=True))
+                t = x.rstrip("=").replace("-", "+").replace("_", "/")
+                size = len(base64.b64decode(t + "=" * (-len(t) % 4), validate=True))
             except (ValueError, binascii.Error):
                 raise Refusal("INVALID_ARGUMENT", "%s: invalid bytesValue (base64)" % where)
+            if size > MAX_VALUE:
+                raise Refusal("INVALID_ARGUMENT", "%s: The value of property is longer than %d "
+                              "bytes." % (where, MAX_VALUE))
+            return size
         if kind in ("timestampValue", "referenceValue"):
             if not isinstance(x, str):
                 raise Refusal("INVALID_ARGUMENT", "%s: invalid %s" % (where, kind))
@@ -434,6 +463,9 @@ class Handler(BaseHTTPRequestHandler):
             values = x.get("values", [])
             if not isinstance(values, list):
                 raise Refusal("INVALID_ARGUMENT", "%s: values must be a list" % where)
+            if values and depth + 1 > MAX_DEPTH:
+                raise Refusal("INVALID_ARGUMENT", "%s: nested deeper than %d levels" %
+                              (where, MAX_DEPTH))
             return sum(self.check_value(e, "%s[%d]" % (where, i), depth + 1, True)
                        for i, e in enumerate(values))
         # mapValue
@@ -442,6 +474,9 @@ class Handler(BaseHTTPRequestHandler):
         for k in x:
             if k != "fields":
                 raise unknown(k, where + ".mapValue")
+        if depth + 1 > MAX_DEPTH:
+            raise Refusal("INVALID_ARGUMENT", "%s: nested deeper than %d levels" %
+                          (where, MAX_DEPTH))
         return self.check_fields(x.get("fields", {}), where, depth + 1)
 
     def check_write(self, prefix, w, i):
@@ -476,7 +511,7 @@ class Handler(BaseHTTPRequestHandler):
             if k not in ("name", "fields"):
                 raise unknown(k, where + ".update")
         size = self.check_name(prefix, doc.get("name"), where + ".update.name")
-        size += self.check_fields(doc.get("fields", {}), where + ".update", 1) + 32
+        size += self.check_fields(doc.get("fields", {}), where + ".update", 0) + 32
         if size > MAX_DOCUMENT:
             raise Refusal("INVALID_ARGUMENT", "%s: Document '%s' cannot be written because its "
                           "size (%d bytes) exceeds the maximum allowed size of %d bytes."
@@ -581,7 +616,7 @@ class Handler(BaseHTTPRequestHandler):
                     results.append({})
                 else:
                     old = st.docs.get(name)
-                    fields = w["update"].get("fields", {})
+                    fields = stored(w["update"].get("fields", {}))
                     st.docs[name] = {"fields": fields,
                                      "createTime": old["createTime"] if old else stamp,
                                      "updateTime": stamp}

@@ -105,6 +105,23 @@ static void test_parse_prefix_stops_after_the_value(void **state)
     cJSON_Delete(v);
 }
 
+/* A message quoting a U+0000 (C0 80 in the tree) writes it \u0000, and is cut to fit. */
+static void test_text_message(void **state)
+{
+    char out[16];
+
+    (void)state;
+    assert_int_equal(json_text_message("a\xc0\x80"
+                                       "b",
+                                       out, sizeof(out)),
+                     8);
+    assert_string_equal(out, "a\\u0000b");
+    assert_int_equal(json_text_message("0123456789\xc0\x80", out, 16), 10);
+    assert_string_equal(out, "0123456789"); /* no half escape */
+    assert_int_equal(json_text_message("plain", out, 3), 2);
+    assert_string_equal(out, "pl");
+}
+
 static void test_text_order(void **state)
 {
     /* U+0000 sorts first, then by UTF-8 bytes; a prefix sorts before what extends it */
@@ -213,6 +230,7 @@ int main(void)
         cmocka_unit_test(test_raw_c0_stays_invalid),
         cmocka_unit_test(test_parse_refuses_what_cjson_refuses),
         cmocka_unit_test(test_parse_prefix_stops_after_the_value),
+        cmocka_unit_test(test_text_message),
         cmocka_unit_test(test_text_order),
         cmocka_unit_test(test_double_text),
         cmocka_unit_test(test_double_text_reads_back),
