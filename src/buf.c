@@ -6,6 +6,8 @@
 #include <stdlib.h>
 #include <string.h>
 
+#include <sodium.h>
+
 void buf_init(struct buf *b, size_t max)
 {
     b->data = NULL;
@@ -16,6 +18,9 @@ void buf_init(struct buf *b, size_t max)
 
 void buf_release(struct buf *b)
 {
+    /* a buffer may have held a token, a JWT or key text: none is left in freed memory */
+    if (b->data)
+        sodium_memzero(b->data, b->cap);
     free(b->data);
     b->data = NULL;
     b->len = 0;
@@ -42,9 +47,15 @@ static int grow(struct buf *b, size_t extra)
     cap = b->cap ? b->cap : 64;
     while (cap < need)
         cap = cap > (size_t)-1 / 2 ? need : cap * 2;
-    p = realloc(b->data, cap);
+    /* not realloc: the old block is wiped before it goes back to the allocator */
+    p = malloc(cap);
     if (!p)
         return D2F_ENOMEM;
+    if (b->data) {
+        memcpy(p, b->data, b->len + 1);
+        sodium_memzero(b->data, b->cap);
+        free(b->data);
+    }
     b->data = p;
     b->cap = cap;
     return 0;

@@ -27,6 +27,15 @@
 #define EXIT_FAILED 1
 #define EXIT_USAGE 2
 
+/* Prints "prefix: msg" on stderr with control characters escaped: a message may quote data (a
+ * table name, a reason a record was refused) and a terminal would act on them. */
+static void say_error(const char *prefix, const char *msg)
+{
+    char *e = d2f_escape_controls(msg);
+
+    fprintf(stderr, "%s: %s\n", prefix, e ? e : "(out of memory)");
+    free(e);
+}
 static const char usage_text[] =
     "usage: ddb2fs <command> [options]\n"
     "\n"
@@ -140,7 +149,7 @@ static int load_config(struct config *cfg)
     struct d2f_err err = {0};
 
     if (config_load(cfg, env, &err) != 0) {
-        fprintf(stderr, "ddb2fs: %s\n", err.msg);
+        say_error("ddb2fs", err.msg);
         return -1;
     }
     return 0;
@@ -231,7 +240,7 @@ static int cmd_ingest(int argc, char **argv)
         goto out; /* a malformed event: no answer can name its records */
     if (rc) {
         /* nothing was kept: every record is a failure, Lambda retries them */
-        fprintf(stderr, "ddb2fs ingest: %s\n", err.msg);
+        say_error("ddb2fs ingest", err.msg);
     } else {
         ingest_log(&res, "event ingested");
     }
@@ -244,7 +253,7 @@ static int cmd_ingest(int argc, char **argv)
     rc = 0;
 out:
     if (rc)
-        fprintf(stderr, "ddb2fs ingest: %s\n", err.msg);
+        say_error("ddb2fs ingest", err.msg);
     ingest_free(ing);
     outbox_close(ob);
     buf_release(&input);
@@ -319,7 +328,7 @@ static int cmd_convert(int argc, char **argv)
 out:
     fflush(stdout);
     if (rc)
-        fprintf(stderr, "ddb2fs convert: %s\n", err.msg);
+        say_error("ddb2fs convert", err.msg);
     buf_release(&input);
     buf_release(&prefix);
     config_release(&cfg);
@@ -360,7 +369,7 @@ static int cmd_status(int argc, char **argv)
         status_print(s, stdout);
     }
     if (rc)
-        fprintf(stderr, "ddb2fs status: %s\n", err.msg);
+        say_error("ddb2fs status", err.msg);
     cJSON_Delete(s);
     outbox_close(ob);
     config_release(&cfg);
@@ -405,7 +414,7 @@ static int cmd_drain(int argc, char **argv)
     status = rc ? EXIT_FAILED : 0;
 out:
     if (rc)
-        fprintf(stderr, "ddb2fs drain: %s\n", err.msg);
+        say_error("ddb2fs drain", err.msg);
     outbox_close(ob);
     firestore_free(fs);
     gauth_free(auth);
@@ -535,7 +544,7 @@ static int cmd_seal_key(int argc, char **argv)
     }
     rc = secret_seal(&o, stdout, &err);
     if (rc)
-        fprintf(stderr, "ddb2fs seal-key: %s\n", err.msg);
+        say_error("ddb2fs seal-key", err.msg);
     else
         fprintf(stderr, "ddb2fs seal-key: sealed '%s' into '%s'%s%s\n", o.key_file, o.sealed_file,
                 o.data_key_file ? "; data key in " : "; data key on stdout",
@@ -621,7 +630,7 @@ static int cmd_replay(int argc, char **argv)
     }
     status = rc == D2F_EUSAGE || rc == D2F_ECONFIG ? EXIT_USAGE : rc ? EXIT_FAILED : 0;
     if (rc)
-        fprintf(stderr, "ddb2fs replay: %s\n", err.msg);
+        say_error("ddb2fs replay", err.msg);
     outbox_close(ob);
     http_free(http);
     config_release(&cfg);

@@ -8,11 +8,13 @@
 #include <cjson/cJSON.h>
 
 #include "json.h"
+#include "log.h"
 #include "secret.h"
 
 struct firestore {
     struct http *http;
     struct gauth *auth; /* NULL with the emulator */
+    int emulator;       /* 1: FIRESTORE_EMULATOR_HOST, plain HTTP to any host */
     char *commit_url;
     char *batch_get_url;
     char *docs_prefix;
@@ -60,6 +62,15 @@ int firestore_new(struct firestore **out, const struct config *cfg, struct http 
         return rc;
     fs->http = http;
     fs->auth = cfg->emulator ? NULL : auth;
+    fs->emulator = cfg->emulator != NULL;
+    if (cfg->emulator) {
+        cJSON *f = cJSON_CreateObject();
+        cJSON_AddStringToObject(f, "emulator", cfg->emulator);
+        log_write(LOG_WARN,
+                  "writing to a Firestore emulator (FIRESTORE_EMULATOR_HOST): plain HTTP, no "
+                  "credentials, nothing reaches Google's Firestore",
+                  f);
+    }
     /* "projects/P/databases/D/documents" + ":commit" and ":batchGet" */
     fs->commit_url = joined(base, fs->docs_prefix, ":commit");
     fs->batch_get_url = joined(base, fs->docs_prefix, ":batchGet");
@@ -182,6 +193,7 @@ int firestore_commit_start(struct firestore *fs, struct firestore_commit **c, si
     for (size_t i = 0; i < n; i++) {
         struct http_call *call = &c[i]->call;
         call->method = "POST";
+        call->plain_http = fs->emulator;
         call->url = fs->commit_url;
         call->content_type = "application/json";
         call->authorization = auth;
@@ -208,7 +220,13 @@ void firestore_commit_finish(struct firestore *fs, struct firestore_commit **c, 
         struct http_call *call = &c[i]->call, *one[1] = {call};
 
         http_collect(fs->http, one, 1);
-        if (call->failed) {
+        if (call->tls_failed) {
+            c[i]->status = RETRY_TLS;
+            snprintf(c[i]->message, sizeof(c[i]->message),
+                     "TLS failed, not retried: %s (check DDB2FS_FIRESTORE_ENDPOINT and the CA "
+                     "certificates)",
+                     call->error);
+        } else if (call->failed) {
             c[i]->status = RETRY_NETWORK;
             snprintf(c[i]->message, sizeof(c[i]->message), "no answer: %s", call->error);
         } else if (call->status == 200) {
@@ -238,6 +256,7 @@ int firestore_batch_get(struct firestore *fs, const char *const *names, size_t n
         goto out;
     }
     call.method = "POST";
+    call.plain_http = fs->emulator;
     call.url = fs->batch_get_url;
     call.content_type = "application/json";
     call.body = body;

@@ -114,7 +114,7 @@ class FirestoreServer(ServerProcess):
     def env(self, **more):
         """Settings that point ddb2fs at this server as an emulator."""
         e = {"FIRESTORE_EMULATOR_HOST": self.host, "GOOGLE_CLOUD_PROJECT": PROJECT,
-             "DDB2FS_RAMP": "off"}
+             "DDB2FS_RAMP": "off", "DDB2FS_ALLOW_EMULATOR": "1"}
         e.update(more)
         return e
 
