@@ -146,7 +146,9 @@ int gauth_from_json(struct gauth **out, const char *json, size_t len, enum gauth
                  "the key's 'private_key_id' is not a key id (1 to 128 of A-Z a-z 0-9 _ -)");
         goto out;
     }
-    if (strcmp(g->token_uri, GOOGLE_TOKEN_URI) != 0 && !http_url_loopback(g->token_uri)) {
+    if (strcmp(g->token_uri, GOOGLE_TOKEN_URI) != 0 &&
+        !((strncmp(g->token_uri, "http://", 7) == 0 || strncmp(g->token_uri, "https://", 8) == 0) &&
+          http_url_loopback(g->token_uri))) {
         d2f_errf(err, D2F_ECONFIG,
                  "the key's 'token_uri' is '%.80s', not Google's token endpoint " GOOGLE_TOKEN_URI
                  ": the key file may have been altered; use the file the Google Cloud console "
