@@ -444,11 +444,19 @@ class Dockerfile(unittest.TestCase):
         froms = re.findall(r"^FROM\s+(\S+)", text, re.M)
         self.assertEqual(len(froms), 2)
         for image in froms:
-            self.assertRegex(image, r"@sha256:[0-9a-f]{64}$")
+            # a digest, or a digest build argument the build cannot do without
+            m = re.search(r"@(sha256:[0-9a-f]{64}|\$\{(\w+_DIGEST)\})$", image)
+            self.assertTrue(m, image)
+            if m.group(2):
+                self.assertRegex(text, r"(?m)^ARG %s$" % m.group(2))
         adds = re.findall(r"^ADD\s+.*$", text, re.M)
         self.assertEqual(len(adds), 2)
-        for add in adds:
-            self.assertRegex(add, r"--checksum=sha256:[0-9a-f]{64}\s")
+        cjson = [a for a in adds if "cjson" in a]
+        self.assertRegex(cjson[0], r"--checksum=sha256:[0-9a-f]{64}\s")
+        # libsodium's: its checksum is a build argument, required and checked before use
+        self.assertRegex(text, r'test -n "\$\{SODIUM_SHA256\}" && echo "\$\{SODIUM_SHA256\}  '
+                               r'sodium.tar.gz" \| sha256sum -c -')
+        self.assertLess(text.index("sha256sum -c"), text.index("tar xzf sodium.tar.gz"))
         self.assertRegex(text, r"(?m)^USER\s+(?!root\b)(?!0\b)\S+")
         self.assertIn("cmake --install", text)
         self.assertNotIn("ldd ", text)
