@@ -18,6 +18,7 @@
 #include "json.h"
 #include "log.h"
 #include "outbox.h"
+#include "partition.h"
 #include "record.h"
 #include "replay.h"
 #include "runtime.h"
@@ -208,7 +209,7 @@ static int cmd_ingest(int argc, char **argv)
 {
     struct config cfg;
     struct d2f_err err = {0};
-    struct outbox *ob = NULL;
+    struct partitions *set = NULL;
     struct ingest *ing = NULL;
     struct ingest_result res;
     struct buf input, answer;
@@ -225,13 +226,16 @@ static int cmd_ingest(int argc, char **argv)
     buf_init(&answer, EVENT_MAX_BYTES);
     if ((rc = read_input(file, &input, &err)) != 0)
         goto out;
-    if ((rc = outbox_open(&ob, cfg.outbox, cfg.journal, OUTBOX_CREATE, &err)) != 0)
-        goto out;
-    if ((rc = outbox_check_keys(ob, &cfg, &err)) != 0) {
-        status = EXIT_USAGE;
+    if ((rc = partitions_open(&set, &cfg, OUTBOX_CREATE, &err)) != 0) {
+        status = rc == D2F_ECONFIG ? EXIT_USAGE : EXIT_FAILED;
         goto out;
     }
-    if (!(ing = ingest_new(ob, &cfg))) {
+    for (size_t i = 0; i < partitions_count(set); i++)
+        if ((rc = outbox_check_keys(partitions_outbox(set, i), &cfg, &err)) != 0) {
+            status = EXIT_USAGE;
+            goto out;
+        }
+    if (!(ing = ingest_new_set(partitions_all(set), partitions_count(set), &cfg))) {
         rc = d2f_errf(&err, D2F_ENOMEM, "out of memory");
         goto out;
     }
@@ -255,7 +259,7 @@ out:
     if (rc)
         say_error("ddb2fs ingest", err.msg);
     ingest_free(ing);
-    outbox_close(ob);
+    partitions_close(set);
     buf_release(&input);
     buf_release(&answer);
     config_release(&cfg);
@@ -339,7 +343,7 @@ static int cmd_status(int argc, char **argv)
 {
     struct config cfg;
     struct d2f_err err = {0};
-    struct outbox *ob = NULL;
+    struct partitions *set = NULL;
     cJSON *s = NULL;
     int json = 0, rc;
 
@@ -357,9 +361,9 @@ static int cmd_status(int argc, char **argv)
     }
     if (load_config(&cfg))
         return EXIT_USAGE;
-    rc = outbox_open(&ob, cfg.outbox, cfg.journal, OUTBOX_EXISTING, &err);
+    rc = partitions_open(&set, &cfg, OUTBOX_EXISTING, &err);
     if (!rc)
-        rc = status_collect(ob, &s, &err);
+        rc = status_collect_set(partitions_all(set), partitions_count(set), &s, &err);
     if (!rc && json) {
         char *text = json_print(s);
         if (text)
@@ -371,7 +375,7 @@ static int cmd_status(int argc, char **argv)
     if (rc)
         say_error("ddb2fs status", err.msg);
     cJSON_Delete(s);
-    outbox_close(ob);
+    partitions_close(set);
     config_release(&cfg);
     return rc ? EXIT_FAILED : 0;
 }
@@ -380,7 +384,7 @@ static int cmd_drain(int argc, char **argv)
 {
     struct config cfg;
     struct d2f_err err = {0};
-    struct outbox *ob = NULL;
+    struct partitions *set = NULL;
     struct http *http = NULL;
     struct gauth *auth = NULL;
     struct firestore *fs = NULL;
@@ -402,20 +406,21 @@ static int cmd_drain(int argc, char **argv)
         (rc = firestore_connect(&cfg, http, &auth, &fs, &err)) != 0)
         goto out;
     status = EXIT_FAILED;
-    if ((rc = outbox_open(&ob, cfg.outbox, cfg.journal, OUTBOX_EXISTING, &err)) != 0 ||
-        (rc = outbox_check_keys(ob, &cfg, &err)) != 0)
+    if ((rc = partitions_open(&set, &cfg, OUTBOX_EXISTING, &err)) != 0)
         goto out;
-    if ((rc = outbox_settings(ob, &cfg, &err)) != 0)
-        goto out;
+    for (size_t i = 0; i < partitions_count(set); i++)
+        if ((rc = outbox_check_keys(partitions_outbox(set, i), &cfg, &err)) != 0 ||
+            (rc = outbox_settings(partitions_outbox(set, i), &cfg, &err)) != 0)
+            goto out;
     deadline = http_now_ms() + cfg.drain_seconds * 1000;
-    rc = drain_run(ob, &cfg, fs, deadline, &st, &err);
+    rc = drain_run_set(partitions_all(set), partitions_count(set), &cfg, fs, deadline, &st, &err);
     drain_log(&st, rc ? err.msg : NULL);
-    drain_prune(ob, &cfg, deadline);
+    drain_prune_set(partitions_all(set), partitions_count(set), &cfg, deadline);
     status = rc ? EXIT_FAILED : 0;
 out:
     if (rc)
         say_error("ddb2fs drain", err.msg);
-    outbox_close(ob);
+    partitions_close(set);
     firestore_free(fs);
     gauth_free(auth);
     http_free(http);
@@ -572,7 +577,7 @@ static int cmd_replay(int argc, char **argv)
     struct replay_result res = {0};
     struct config cfg;
     struct d2f_err err = {0};
-    struct outbox *ob = NULL;
+    struct partitions *set = NULL;
     struct http *http = NULL;
     int modes = 0, rc, status;
 
@@ -622,16 +627,17 @@ static int cmd_replay(int argc, char **argv)
     if (load_config(&cfg))
         return EXIT_USAGE;
     if ((rc = http_new(&http, &err)) == 0 &&
-        (rc = outbox_open(&ob, cfg.outbox, cfg.journal,
-                          o.dry_run ? OUTBOX_READONLY : OUTBOX_EXISTING, &err)) == 0) {
-        rc = replay_run(&o, &cfg, ob, http, stdout, stderr, &res, &err);
+        (rc = partitions_open(&set, &cfg, o.dry_run ? OUTBOX_READONLY : OUTBOX_EXISTING, &err)) ==
+            0) {
+        rc = replay_run_set(&o, &cfg, partitions_all(set), partitions_count(set), http, stdout,
+                            stderr, &res, &err);
         if (rc != D2F_EUSAGE && rc != D2F_ECONFIG)
             replay_log(&o, &res, rc ? err.msg : NULL);
     }
     status = rc == D2F_EUSAGE || rc == D2F_ECONFIG ? EXIT_USAGE : rc ? EXIT_FAILED : 0;
     if (rc)
         say_error("ddb2fs replay", err.msg);
-    outbox_close(ob);
+    partitions_close(set);
     http_free(http);
     config_release(&cfg);
     return status;

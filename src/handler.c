@@ -15,12 +15,13 @@
 #include "json.h"
 #include "log.h"
 #include "outbox.h"
+#include "partition.h"
 #include "status.h"
 
 struct handler {
     char function[256]; /* AWS_LAMBDA_FUNCTION_NAME, the metrics' dimension */
     struct config cfg;
-    struct outbox *ob;
+    struct partitions *set; /* the outbox: one file, or a partitioned outbox's files */
     struct ingest *ing;
     struct gauth *auth;
     struct firestore *fs;
@@ -60,12 +61,13 @@ int handler_new(struct handler **out, const char *(*get)(const char *), struct h
              get("AWS_LAMBDA_FUNCTION_NAME") ? get("AWS_LAMBDA_FUNCTION_NAME") : "ddb2fs");
     if ((rc = config_load(&h->cfg, get, err)) != 0 ||
         (rc = firestore_connect(&h->cfg, http, &h->auth, &h->fs, err)) != 0 ||
-        (rc = outbox_open(&h->ob, h->cfg.outbox, h->cfg.journal, OUTBOX_CREATE, err)) != 0 ||
-        (rc = outbox_check_keys(h->ob, &h->cfg, err)) != 0)
+        (rc = partitions_open(&h->set, &h->cfg, OUTBOX_CREATE, err)) != 0)
         goto fail;
-    if ((rc = outbox_settings(h->ob, &h->cfg, err)) != 0)
-        goto fail;
-    if (!(h->ing = ingest_new(h->ob, &h->cfg))) {
+    for (size_t i = 0; i < partitions_count(h->set); i++)
+        if ((rc = outbox_check_keys(partitions_outbox(h->set, i), &h->cfg, err)) != 0 ||
+            (rc = outbox_settings(partitions_outbox(h->set, i), &h->cfg, err)) != 0)
+            goto fail;
+    if (!(h->ing = ingest_new_set(partitions_all(h->set), partitions_count(h->set), &h->cfg))) {
         rc = d2f_errf(err, D2F_ENOMEM, "out of memory");
         goto fail;
     }
@@ -81,7 +83,7 @@ void handler_free(struct handler *h)
     if (!h)
         return;
     ingest_free(h->ing);
-    outbox_close(h->ob);
+    partitions_close(h->set);
     firestore_free(h->fs);
     gauth_free(h->auth);
     config_release(&h->cfg);
@@ -104,8 +106,11 @@ static void metrics(struct handler *h, const struct ingest_result *res,
     cJSON *line = cJSON_CreateObject(), *aws, *cwm, *m, *dims, *list;
     char *text;
 
-    if (outbox_oldest_pending_age(h->ob, &age, NULL) != 0)
-        age = 0;
+    for (size_t i = 0; i < partitions_count(h->set); i++) {
+        int64_t one = 0;
+        if (outbox_oldest_pending_age(partitions_outbox(h->set, i), &one, NULL) == 0 && one > age)
+            age = one;
+    }
     values[0] = (double)res->inserted;
     values[1] = (double)res->duplicates;
     values[2] = (double)st->rows_committed;
@@ -171,6 +176,13 @@ static enum kind kind_of(const char *event, size_t len)
     return k;
 }
 
+/* Waits for the outbox's locks no later than until_ms (0: the busy timeout again). */
+static void wait_until(struct handler *h, int64_t until_ms)
+{
+    for (size_t i = 0; i < partitions_count(h->set); i++)
+        outbox_wait_until(partitions_outbox(h->set, i), until_ms);
+}
+
 /* Drains until the deadline's margin; a drain that stops is logged, not an error: the
  * records are durable and the next invocation goes on. */
 static void drain_some(struct handler *h, int64_t deadline_ms, struct drain_stats *st)
@@ -183,9 +195,10 @@ static void drain_some(struct handler *h, int64_t deadline_ms, struct drain_stat
         return;
     /* the drain's own writes (marks, the lease) wait for others' locks no longer than the
      * answer allows: rows left unmarked are sent again, fenced, by a later drain */
-    outbox_wait_until(h->ob, deadline_ms - HANDLER_ANSWER_MS);
-    rc = drain_run(h->ob, &h->cfg, h->fs, deadline_ms - HANDLER_MARGIN_MS, st, &err);
-    outbox_wait_until(h->ob, 0);
+    wait_until(h, deadline_ms - HANDLER_ANSWER_MS);
+    rc = drain_run_set(partitions_all(h->set), partitions_count(h->set), &h->cfg, h->fs,
+                       deadline_ms - HANDLER_MARGIN_MS, st, &err);
+    wait_until(h, 0);
     drain_log(st, rc ? err.msg : NULL);
 }
 
@@ -205,9 +218,10 @@ int handler_invoke(struct handler *h, const char *event, size_t len, int64_t dea
                         "scheduled event (source aws.events), nor {\"ddb2fs\":\"status\"}");
     case SCHEDULED:
         drain_some(h, deadline_ms, &st);
-        outbox_wait_until(h->ob, deadline_ms - HANDLER_ANSWER_MS);
-        drain_prune(h->ob, &h->cfg, deadline_ms - HANDLER_MARGIN_MS);
-        outbox_wait_until(h->ob, 0);
+        wait_until(h, deadline_ms - HANDLER_ANSWER_MS);
+        drain_prune_set(partitions_all(h->set), partitions_count(h->set), &h->cfg,
+                        deadline_ms - HANDLER_MARGIN_MS);
+        wait_until(h, 0);
         metrics(h, &res, &st);
         rc = buf_addf(answer, "{\"drained\":%zu,\"pending\":%lld}", st.rows_committed,
                       (long long)st.pending_left);
@@ -215,7 +229,8 @@ int handler_invoke(struct handler *h, const char *event, size_t len, int64_t dea
     case STATUS: {
         cJSON *status = NULL;
         char *text = NULL;
-        if ((rc = status_collect(h->ob, &status, err)) != 0) {
+        if ((rc = status_collect_set(partitions_all(h->set), partitions_count(h->set), &status,
+                                     err)) != 0) {
             *error_type = handler_error_type(rc);
             return rc;
         }
@@ -229,9 +244,9 @@ int handler_invoke(struct handler *h, const char *event, size_t len, int64_t dea
         break;
     }
     /* a lock held elsewhere past the deadline: report the batch, Lambda retries it */
-    outbox_wait_until(h->ob, deadline_ms - HANDLER_MARGIN_MS);
+    wait_until(h, deadline_ms - HANDLER_MARGIN_MS);
     rc = ingest_event(h->ing, event, len, &res, err);
-    outbox_wait_until(h->ob, 0);
+    wait_until(h, 0);
     if (rc == D2F_EINPUT || rc == D2F_ELIMIT) {
         *error_type = handler_error_type(rc);
         return rc;

@@ -179,8 +179,11 @@ def aws(argv, state):
             outputs = {"RepositoryUri": "%s.dkr.ecr.%s.amazonaws.com/%s" % (ACCOUNT, region, app),
                        "TableName": params["TableName"],
                        "StreamEnabledByDeploy": params["StreamEnabledByDeploy"],
-                       "DataKeySecretArn": params["DataKeySecretArn"],
+                       "FunctionRoleArn": "arn:aws:iam::%s:role/%s-FunctionRole-FAKE0123"
+                                          % (ACCOUNT, name),
                        "FileSystemId": "fs-0fake"}
+            if params["Credentials"] == "sealed-key":  # the output's condition
+                outputs["DataKeySecretArn"] = params["DataKeySecretArn"]
             if params.get("ImageUri"):
                 if params["ImageUri"] not in state["pushed"]:
                     fail("An error occurred: Source image %s does not exist" % params["ImageUri"])
@@ -229,14 +232,18 @@ def docker(argv, state):
         context = opts[-1]
         files = sorted(os.listdir(context)) if os.path.isdir(context) else None
         entry = {"tag": tag, "context": context}
-        if files is not None and "sa.sealed" in files:
-            with open(os.path.join(context, "sa.sealed"), "rb") as f:
-                sealed = f.read()
+        if files is not None and ("sa.sealed" in files or "wif.json" in files):
             with open(os.path.join(context, "Dockerfile")) as f:
                 entry["dockerfile"] = f.read()
             entry["files"] = files
+        if files is not None and "sa.sealed" in files:
+            with open(os.path.join(context, "sa.sealed"), "rb") as f:
+                sealed = f.read()
             entry["sealed_magic"] = sealed[:6].decode("latin-1")
             entry["sealed_sha256"] = hashlib.sha256(sealed).hexdigest()
+        if files is not None and "wif.json" in files:
+            with open(os.path.join(context, "wif.json")) as f:
+                entry["wif"] = f.read()
         state["built"].append(entry)
     elif cmd == "login":
         if sys.stdin.read().strip() != "fake-ecr-password":
