@@ -217,6 +217,11 @@ class Endpoints(Base):
             self.assertNotEqual(p.returncode, 0)
             self.assertIn("not Google's token endpoint", p.stderr)
         self.assertEqual(rec.seen, [])
+        # a message that quotes the file's text escapes what a terminal would act on
+        key = self.key("https://evil.example/\x1b]0;owned\x07\x1b[2J")
+        p = run(["seal-key", key.path, "--out", self.tmp.file("k.sealed")])
+        self.assertIn("https://evil.example/\\x1b]0;owned\\x07\\x1b[2J", p.stderr)
+        self.assertNotIn("\x1b", p.stderr)
         key = self.key("https://oauth2.googleapis.com/token")
         p = run(["seal-key", key.path, "--out", self.tmp.file("k.sealed")])
         self.assertEqual(p.returncode, 0, p.stderr)
