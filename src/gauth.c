@@ -96,6 +96,7 @@ static int keep_der(struct gauth *g, EVP_PKEY *pkey, struct d2f_err *err)
     if (i2d_PrivateKey(pkey, &p) != n)
         return d2f_errf(err, D2F_ECONFIG, "the key's 'private_key' cannot be encoded");
     g->key_der_len = (size_t)n;
+    sodium_mprotect_noaccess(g->key_der); /* readable only while a JWT is signed */
     return 0;
 }
 
@@ -239,6 +240,7 @@ static int add_b64url(struct buf *out, const void *p, size_t n)
         return D2F_ENOMEM;
     sodium_bin2base64(enc, len, p, n, sodium_base64_VARIANT_URLSAFE_NO_PADDING);
     rc = buf_adds(out, enc);
+    sodium_memzero(enc, len); /* a piece of a JWT */
     free(enc);
     return rc;
 }
@@ -283,7 +285,9 @@ static int sign_jwt(struct gauth *g, cJSON *claims, struct buf *out, struct d2f_
         goto out;
     signed_len = out->len;
     md = EVP_MD_CTX_new();
+    sodium_mprotect_readonly(g->key_der);
     key = d2i_PrivateKey(EVP_PKEY_RSA, NULL, &der, (long)g->key_der_len);
+    sodium_mprotect_noaccess(g->key_der);
     if (!md || !key || EVP_DigestSignInit(md, NULL, EVP_sha256(), NULL, key) != 1 ||
         EVP_DigestSign(md, NULL, &siglen, (const unsigned char *)out->data, signed_len) != 1 ||
         !(sig = malloc(siglen)) ||
