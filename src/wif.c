@@ -53,7 +53,8 @@ static const char *google_url_problem(const char *url)
 
     if (sigv4_url_host(url, host, sizeof(host)) != 0)
         return "is not a URL";
-    if ((strncmp(url, "http://", 7) == 0 || strncmp(url, "https://", 8) == 0) && http_url_loopback(url))
+    if ((strncmp(url, "http://", 7) == 0 || strncmp(url, "https://", 8) == 0) &&
+        http_url_loopback(url))
         return NULL;
     if (strncmp(url, "https://", 8) != 0)
         return "is not an https:// URL";
