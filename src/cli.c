@@ -53,6 +53,7 @@ static const char usage_text[] =
     "  replay --rebuild|--resend|--dead [filters]\n"
     "                     rebuild or repair Firestore from the outbox; retry dead records\n"
     "  seal-key KEY_FILE  seal a service-account key file with a new data key; print the key\n"
+    "  repartition N      move the outbox to N files (DDB2FS_PARTITIONS)\n"
     "\n"
     "Run 'ddb2fs <command> --help' for a command's details. Settings come from the\n"
     "environment (DDB2FS_OUTBOX, DDB2FS_KEYS, DDB2FS_COLLECTIONS, ...): see the README.\n";
@@ -87,6 +88,17 @@ static const char status_help[] =
     "Shows the outbox (DDB2FS_OUTBOX): records pending, dead and committed, the oldest\n"
     "pending record, the replication lag, the drain lease holder, and per table its key\n"
     "schema and counts. --json prints the same as one JSON object.\n";
+
+static const char repartition_help[] =
+    "usage: ddb2fs repartition N\n"
+    "\n"
+    "Moves the outbox at DDB2FS_OUTBOX to N files (1: one file; 2 to 64: a directory of N\n"
+    "files and a manifest), each record into the file its table and Keys choose. Refused\n"
+    "while any record is pending (run 'ddb2fs drain' first) or a drain holds a lease. The old\n"
+    "outbox is marked moved first, so that no writer adds to it (their batches are reported\n"
+    "and retried, and they open the new outbox); it is kept beside the new one as\n"
+    "DDB2FS_OUTBOX.before-repartition-TIME. Then set DDB2FS_PARTITIONS=N where ddb2fs runs.\n"
+    "Exit status: 0 moved (or already N); 1 refused or failed, nothing changed; 2 usage.\n";
 
 static const char drain_help[] =
     "usage: ddb2fs drain\n"
@@ -413,7 +425,8 @@ static int cmd_drain(int argc, char **argv)
             (rc = outbox_settings(partitions_outbox(set, i), &cfg, &err)) != 0)
             goto out;
     deadline = http_now_ms() + cfg.drain_seconds * 1000;
-    rc = drain_run_set(partitions_all(set), partitions_count(set), &cfg, fs, deadline, &st, &err);
+    rc =
+        drain_run_set(partitions_all(set), partitions_count(set), 0, &cfg, fs, deadline, &st, &err);
     drain_log(&st, rc ? err.msg : NULL);
     drain_prune_set(partitions_all(set), partitions_count(set), &cfg, deadline);
     status = rc ? EXIT_FAILED : 0;
@@ -643,13 +656,52 @@ static int cmd_replay(int argc, char **argv)
     return status;
 }
 
+static int cmd_repartition(int argc, char **argv)
+{
+    struct config cfg;
+    struct d2f_err err = {0};
+    struct partitions_moved moved;
+    char *end = NULL;
+    long n = 0;
+    int rc;
+
+    if (wants_help(argc, argv)) {
+        fputs(repartition_help, stdout);
+        return 0;
+    }
+    if (argc == 3)
+        n = strtol(argv[2], &end, 10);
+    if (argc != 3 || !end || *end || n < 1 || n > CONFIG_PARTITIONS_MAX) {
+        fprintf(stderr, "ddb2fs repartition: give N, 1 to %d\n\n%s", CONFIG_PARTITIONS_MAX,
+                repartition_help);
+        return EXIT_USAGE;
+    }
+    if (load_config(&cfg))
+        return EXIT_USAGE;
+    rc = partitions_repartition(&cfg, (size_t)n, &moved, &err);
+    if (rc)
+        say_error("ddb2fs repartition", err.msg);
+    else if (moved.from == moved.to)
+        fprintf(stderr, "ddb2fs repartition: '%s' has %zu file%s already; nothing moved\n",
+                cfg.outbox, moved.to, moved.to == 1 ? "" : "s");
+    else
+        fprintf(stderr,
+                "ddb2fs repartition: '%s' moved from %zu file%s to %zu: %lld records; the outbox "
+                "as it was is kept at '%s' (remove it when satisfied); set DDB2FS_PARTITIONS=%zu "
+                "where ddb2fs runs\n",
+                cfg.outbox, moved.from, moved.from == 1 ? "" : "s", moved.to,
+                (long long)moved.records, moved.kept, moved.to);
+    config_release(&cfg);
+    return rc == D2F_EUSAGE ? EXIT_USAGE : rc ? EXIT_FAILED : 0;
+}
+
 static const struct {
     const char *name;
     int (*run)(int argc, char **argv);
 } commands[] = {
-    {"ingest", cmd_ingest},     {"convert", cmd_convert}, {"status", cmd_status},
-    {"drain", cmd_drain},       {"lambda", cmd_lambda},   {"replay", cmd_replay},
-    {"seal-key", cmd_seal_key},
+    {"ingest", cmd_ingest},     {"convert", cmd_convert},         {"status", cmd_status},
+    {"drain", cmd_drain},       {"lambda", cmd_lambda},           {"replay", cmd_replay},
+    {"seal-key", cmd_seal_key}, {"repartition", cmd_repartition},
 };
 
 int cli_main(int argc, char **argv)

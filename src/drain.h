@@ -71,11 +71,14 @@ int drain_run(struct outbox *ob, const struct config *cfg, struct firestore *fs,
 
 /*
  * drain_run over the n files of a partitioned outbox (partition.h): each file has its own
- * lease, so drains at once share the files; one run gives each file an even slice of the time,
- * then goes back to those with rows left. Firestore's ramp-up is shared among the files.
- * Returns 0 when no row is left pending in any file; err names the partition that stopped.
+ * lease, so drains at once share the files; one run gives each file with rows pending an even
+ * slice of the time, then goes back to those with rows left; with most > 0 it drains no more
+ * than most files (a stream batch's invocation drains one, starting from a file its pid
+ * chooses, so that invocations at once drain apart). Firestore's ramp-up is shared among the
+ * files. Returns 0 when no row is left pending in the files it looked at; err names the
+ * partition that stopped.
  */
-int drain_run_set(struct outbox *const *obs, size_t n, const struct config *cfg,
+int drain_run_set(struct outbox *const *obs, size_t n, size_t most, const struct config *cfg,
                   struct firestore *fs, int64_t deadline_ms, struct drain_stats *stats,
                   struct d2f_err *err) D2F_WUR;
 

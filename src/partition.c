@@ -8,11 +8,13 @@
 #include <stdlib.h>
 #include <string.h>
 #include <sys/stat.h>
+#include <time.h>
 #include <unistd.h>
 
 #include <sodium.h>
 
 #include "buf.h"
+#include "event.h"
 #include "json.h"
 #include "number.h"
 
@@ -297,4 +299,187 @@ struct outbox *partitions_outbox(struct partitions *set, size_t i)
 struct outbox *const *partitions_all(struct partitions *set)
 {
     return set->ob;
+}
+
+/* The partition of a kept record (its raw JSON), for outbox_copy_into. */
+static size_t raw_partition(const char *raw, size_t len, size_t n)
+{
+    struct event_record rec;
+    size_t part = 0;
+
+    memset(&rec, 0, sizeof(rec));
+    rec.raw = raw;
+    rec.raw_len = len;
+    rec.json = json_parse(raw, len);
+    if (rec.json) {
+        event_record_check(&rec);
+        part = partition_of(rec.table[0] ? rec.table : NULL, rec.keys, n);
+    }
+    event_record_release(&rec);
+    return part;
+}
+
+/* Removes an outbox left at path by an earlier attempt: a file and its companions, or a
+ * directory of part files and a manifest. */
+static void remove_outbox(const char *path)
+{
+    static const char *const companions[] = {"", "-journal", "-wal", "-shm"};
+    char p[4200];
+
+    if (partitions_is_dir(path)) {
+        for (size_t i = 0; i < CONFIG_PARTITIONS_MAX; i++) {
+            char part[4096];
+            if (partition_path(path, i, part, sizeof(part)) == 0)
+                for (size_t c = 0; c < 4; c++) {
+                    snprintf(p, sizeof(p), "%s%s", part, companions[c]);
+                    unlink(p);
+                }
+        }
+        snprintf(p, sizeof(p), "%s/" MANIFEST, path);
+        unlink(p);
+        rmdir(path);
+        return;
+    }
+    for (size_t c = 0; c < 4; c++) {
+        snprintf(p, sizeof(p), "%s%s", path, companions[c]);
+        unlink(p);
+    }
+}
+
+/* Takes each file's drain lease for the move (when owner is given), and checks nothing is
+ * pending. */
+static int quiet(struct partitions *old, const char *owner, struct d2f_err *err)
+{
+    for (size_t i = 0; i < old->n; i++) {
+        char holder[400];
+        int64_t pending = 0;
+        int taken = 1, rc;
+        if (owner && (rc = outbox_lease_take(old->ob[i], owner, outbox_now_ms() + 3600 * 1000, NULL,
+                                             &taken, holder, sizeof(holder), err)) != 0)
+            return rc;
+        if (!taken)
+            return d2f_errf(err, D2F_EIO,
+                            "a drain holds the lease of '%s' (%s): let it finish, then run "
+                            "repartition again",
+                            outbox_path(old->ob[i]), holder);
+        if ((rc = outbox_pending_count(old->ob[i], &pending, err)) != 0)
+            return rc;
+        if (pending)
+            return d2f_errf(err, D2F_EIO,
+                            "%lld records are pending in '%s': drain first ('ddb2fs drain'), "
+                            "then repartition",
+                            (long long)pending, outbox_path(old->ob[i]));
+    }
+    return 0;
+}
+
+/* Clears the moved mark of every file, and gives owner's leases back (owner NULL: none). */
+static void unmark(struct partitions *set, const char *owner)
+{
+    for (size_t i = 0; i < set->n; i++) {
+        struct d2f_err ignored = {0};
+        sqlite3_exec(outbox_db(set->ob[i]), "DELETE FROM meta WHERE key = '" OUTBOX_MOVED_KEY "'",
+                     NULL, NULL, NULL);
+        if (owner && outbox_lease_release(set->ob[i], owner, &ignored) != 0)
+            continue; /* it expires on its own */
+    }
+}
+
+int partitions_repartition(const struct config *cfg, size_t n, struct partitions_moved *moved,
+                           struct d2f_err *err)
+{
+    struct config oc = *cfg, nc = *cfg;
+    struct partitions *old = NULL, *fresh = NULL;
+    char tmp[4096], owner[64], stamp[32];
+    time_t now = time(NULL);
+    struct tm tm;
+    int rc;
+
+    memset(moved, 0, sizeof(*moved));
+    if (n < 1 || n > CONFIG_PARTITIONS_MAX)
+        return d2f_errf(err, D2F_EUSAGE, "repartition: N is 1 to %d", CONFIG_PARTITIONS_MAX);
+    oc.partitions = 0; /* the outbox as it is */
+    if ((rc = partitions_open(&old, &oc, OUTBOX_EXISTING, err)) != 0)
+        return rc;
+    moved->from = old->n;
+    moved->to = n;
+    /* a mark at DDB2FS_OUTBOX itself is an earlier attempt's that did not finish */
+    unmark(old, NULL);
+    if (old->n == n)
+        goto out;
+    snprintf(owner, sizeof(owner), "repartition %ld", (long)getpid());
+    if (snprintf(tmp, sizeof(tmp), "%s.repartition", cfg->outbox) >= (int)sizeof(tmp) ||
+        snprintf(moved->kept, sizeof(moved->kept), "%s.before-repartition-", cfg->outbox) >=
+            (int)sizeof(moved->kept) - 16) {
+        rc = d2f_errf(err, D2F_ECONFIG, "DDB2FS_OUTBOX: '%.64s…' is too long", cfg->outbox);
+        goto out;
+    }
+    if ((rc = quiet(old, owner, err)) != 0)
+        goto unmark;
+    /* from here on no file of the old outbox takes a transaction: writers are refused (their
+     * batches are retried) and open the new outbox once it is in place */
+    for (size_t i = 0; i < old->n && !rc; i++)
+        rc = outbox_meta_set(old->ob[i], OUTBOX_MOVED_KEY, outbox_now_ms(), err);
+    if (!rc)
+        rc = quiet(old, NULL, err); /* an ingest that committed before the mark */
+    if (rc)
+        goto unmark;
+    remove_outbox(tmp);
+    nc.outbox = tmp;
+    nc.partitions = (long)n;
+    if ((rc = partitions_open(&fresh, &nc, OUTBOX_CREATE, err)) != 0)
+        goto unmark;
+    for (size_t k = 0; k < n && !rc; k++)
+        rc = outbox_begin(fresh->ob[k], err);
+    for (size_t i = 0; i < old->n && !rc; i++) {
+        int64_t copied = 0;
+        rc = outbox_copy_into(old->ob[i], fresh->ob, n, raw_partition, &copied, err);
+        moved->records += copied;
+    }
+    for (size_t k = 0; k < n && !rc; k++)
+        rc = outbox_commit(fresh->ob[k], err);
+    partitions_close(fresh);
+    fresh = NULL;
+    if (rc) {
+        remove_outbox(tmp);
+        goto unmark;
+    }
+    gmtime_r(&now, &tm);
+    strftime(stamp, sizeof(stamp), "%Y%m%dT%H%M%SZ", &tm);
+    strncat(moved->kept, stamp, sizeof(moved->kept) - strlen(moved->kept) - 1);
+    if (old->n == 1) {
+        /* one file: its WAL companions go with it (a process that still has it open keeps
+         * using the same files, refused) */
+        static const char *const companions[] = {"-wal", "-shm", "-journal"};
+        sqlite3_exec(outbox_db(old->ob[0]), "PRAGMA wal_checkpoint(TRUNCATE)", NULL, NULL, NULL);
+        for (size_t c = 0; c < 3; c++) {
+            char from[4200], to[4400];
+            snprintf(from, sizeof(from), "%s%s", cfg->outbox, companions[c]);
+            snprintf(to, sizeof(to), "%s%s", moved->kept, companions[c]);
+            if (rename(from, to) != 0 && errno != ENOENT) {
+                rc = d2f_errf(err, D2F_EIO, "cannot move '%s' aside: %s", from, strerror(errno));
+                remove_outbox(tmp);
+                goto unmark;
+            }
+        }
+    }
+    if (rename(cfg->outbox, moved->kept) != 0) {
+        rc = d2f_errf(err, D2F_EIO, "cannot move '%s' aside: %s", cfg->outbox, strerror(errno));
+        remove_outbox(tmp);
+        goto unmark;
+    }
+    if (rename(tmp, cfg->outbox) != 0) {
+        rc = d2f_errf(err, D2F_EIO, "cannot put the new outbox at '%s': %s", cfg->outbox,
+                      strerror(errno));
+        if (rename(moved->kept, cfg->outbox) == 0)
+            goto unmark;
+    }
+    goto out;
+unmark:
+    /* the old outbox takes writes again, as before */
+    unmark(old, owner);
+    moved->kept[0] = '\0';
+out:
+    partitions_close(old);
+    return rc;
 }

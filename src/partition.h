@@ -69,4 +69,18 @@ int partition_path(const char *dir, size_t i, char *out, size_t cap);
  * the n it records. */
 int partition_manifest(const char *dir, size_t n, size_t *had, struct d2f_err *err) D2F_WUR;
 
+/* What partitions_repartition did. */
+struct partitions_moved {
+    size_t from, to; /* files before and after */
+    int64_t records; /* records moved */
+    char kept[4200]; /* where the outbox as it was is kept ("" when nothing moved) */
+};
+
+/* Moves the outbox at cfg->outbox to n files (1: one file): refused while any record is
+ * pending or a drain holds a lease. Every file of the old outbox is marked moved first, so that
+ * no writer adds to it (they are refused, their batches retried, and open the new outbox); the
+ * new one is built beside it and put in its place; the old one is kept under moved->kept. */
+int partitions_repartition(const struct config *cfg, size_t n, struct partitions_moved *moved,
+                           struct d2f_err *err) D2F_WUR;
+
 #endif

@@ -8,6 +8,7 @@ import decimal
 import hashlib
 import json
 import os
+import shutil
 import signal
 import sqlite3
 import subprocess
@@ -305,6 +306,140 @@ class Partitions(unittest.TestCase):
         self.assertGreaterEqual(partial, 1, "no kill landed between two files' commits")
         p = run(["drain"], env=self.env())
         self.assertEqual(p.returncode, 0, p.stderr)
+        self.assertEqual(self.fs.documents(), expected_documents(recs, self.fs.prefix()))
+
+
+class Repartition(unittest.TestCase):
+    def setUp(self):
+        self.tmp = TempDir()
+        self.fs = FirestoreServer()
+        self.outbox = self.tmp.file("ddb2fs.db")
+
+    def tearDown(self):
+        self.fs.stop()
+        self.tmp.cleanup()
+
+    def env(self, n=None, **more):
+        e = clean_env(DDB2FS_OUTBOX=self.outbox, DDB2FS_KEYS="%s=pk,sk" % TABLE, **self.fs.env())
+        if n:
+            e["DDB2FS_PARTITIONS"] = str(n)
+        e.update({k: str(v) for k, v in more.items()})
+        return e
+
+    def ingest(self, recs, env):
+        p = run(["ingest", "-"], env=env, stdin=json.dumps({"Records": recs}))
+        self.assertEqual(p.returncode, 0, p.stderr)
+        return p
+
+    def kept(self):
+        """Where repartition kept the outbox as it was."""
+        (kept,) = [os.path.join(self.tmp.path, f) for f in os.listdir(self.tmp.path)
+                   if ".before-repartition-" in f and not f.endswith(("-wal", "-shm", "-journal"))]
+        return kept
+
+    def rows(self):
+        """seq -> (file index, state) over the outbox's files, with each seq's count."""
+        files = ([self.outbox] if not os.path.isdir(self.outbox) else
+                 sorted(os.path.join(self.outbox, f) for f in os.listdir(self.outbox)
+                        if f.endswith(".db")))
+        out, counts = {}, {}
+        for i, f in enumerate(files):
+            for seq, state in query(f, "SELECT seq, state FROM records"):
+                out[seq] = (i, state)
+                counts[seq] = counts.get(seq, 0) + 1
+        return out, counts, len(files)
+
+    def test_one_file_to_four_to_two_to_one(self):
+        recs = workload(900, 120)
+        self.ingest(recs[:600], self.env())
+        p = run(["repartition", "4"], env=self.env())
+        self.assertEqual(p.returncode, 1)
+        self.assertIn("600 records are pending in '%s': drain first" % self.outbox, p.stderr)
+        self.assertFalse(os.path.isdir(self.outbox))
+        self.assertEqual(run(["drain"], env=self.env()).returncode, 0)
+        # a dead record moves with its state
+        bad = record(5000, "c001", "1", 1)
+        bad["dynamodb"]["NewImage"]["v"] = {"N": "not a number"}
+        self.ingest([bad], self.env())
+        sent = recs[:600]
+        for step, n in enumerate((4, 2, 1)):
+            before, _, _ = self.rows()
+            self.assertEqual(before[bad["dynamodb"]["SequenceNumber"]][1], "dead")
+            p = run(["repartition", str(n)], env=self.env())
+            self.assertEqual(p.returncode, 0, p.stderr)
+            self.assertIn(": %d records;" % len(before), p.stderr)
+            after, counts, files = self.rows()
+            self.assertEqual(files, n)
+            self.assertEqual(set(counts.values()), {1})
+            self.assertEqual({k: v[1] for k, v in after.items()},
+                             {k: v[1] for k, v in before.items()})
+            for r in sent + [bad]:
+                want = expected_partition(TABLE, r["dynamodb"]["Keys"], n) if n > 1 else 0
+                self.assertEqual(after[r["dynamodb"]["SequenceNumber"]][0], want)
+            # the outbox as it was, kept beside the new one
+            kept = self.kept()
+            self.assertIn("kept at '%s'" % kept, p.stderr)
+            self.assertEqual(query(kept, "SELECT count(*) FROM records"), [(len(before),)])
+            if os.path.isdir(kept):
+                shutil.rmtree(kept)
+            for f in os.listdir(self.tmp.path):
+                if f.startswith(os.path.basename(kept)):
+                    os.remove(os.path.join(self.tmp.path, f))
+            # records kept before are duplicates still; new ones arrive; the drain is exact
+            env = self.env(n)
+            new = recs[600 + 100 * step:700 + 100 * step]
+            p = self.ingest(sent[:50] + new, env)
+            self.assertIn('"duplicates":50', p.stderr)
+            sent = sent + new
+            p = run(["drain"], env=env)
+            self.assertEqual(p.returncode, 0, p.stderr)
+            self.assertEqual(self.fs.documents(), expected_documents(sent, self.fs.prefix()))
+        p = run(["repartition", "1"], env=self.env())
+        self.assertEqual(p.returncode, 0, p.stderr)
+        self.assertIn("has 1 file already; nothing moved", p.stderr)
+        for bad_n in ("0", "65", "x"):
+            self.assertEqual(run(["repartition", bad_n], env=self.env()).returncode, 2)
+
+    def test_a_running_relay_is_refused_by_the_moved_outbox_and_opens_the_new_one(self):
+        recs = workload(300, 100)
+        rt = RuntimeServer()
+        log = open(self.tmp.file("lambda.log"), "w")
+        env = self.env(AWS_LAMBDA_RUNTIME_API=rt.api)
+        proc = subprocess.Popen([BIN, "lambda"], env=env, stdout=log, stderr=subprocess.STDOUT)
+        try:
+            rid = rt.invoke({"Records": recs[:100]})
+            self.assertEqual(rt.wait(rid)["body"], {"batchItemFailures": []})
+            p = run(["repartition", "4"], env=self.env())
+            self.assertEqual(p.returncode, 0, p.stderr)
+            kept = [self.kept()]
+            # the process still holds the old file: its next batch is refused, reported whole
+            rid = rt.invoke({"Records": recs[100:200]})
+            self.assertEqual(rt.wait(rid)["body"]["batchItemFailures"],
+                             [{"itemIdentifier": r["dynamodb"]["SequenceNumber"]}
+                              for r in recs[100:200]])
+            self.assertEqual(query(kept[0], "SELECT count(*) FROM records"), [(100,)])
+            # then it opens the new outbox: the retry and the rest are durable there
+            for batch in (recs[100:200], recs[200:]):
+                rid = rt.invoke({"Records": batch})
+                self.assertEqual(rt.wait(rid)["body"], {"batchItemFailures": []})
+            # and the function moves it itself, where the outbox is mounted
+            rid = rt.invoke({"ddb2fs": "repartition", "partitions": 2})
+            got = rt.wait(rid)["body"]
+            self.assertEqual((got["from"], got["to"], got["records"]), (4, 2, 300))
+            rid = rt.invoke({"Records": recs[:10]})
+            self.assertEqual(rt.wait(rid)["body"], {"batchItemFailures": []})
+            rid = rt.invoke({"ddb2fs": "repartition", "partitions": 0})
+            self.assertIn("'partitions' is a whole number", json.dumps(rt.wait(rid)))
+        finally:
+            proc.terminate()
+            proc.wait(timeout=30)
+            log.close()
+            rt.stop()
+        self.assertEqual(query(kept[0], "SELECT count(*) FROM records"), [(100,)])
+        p = run(["drain"], env=self.env())  # a batch's invocation drains one file of several
+        self.assertEqual(p.returncode, 0, p.stderr)
+        _, counts, files = self.rows()
+        self.assertEqual((files, len(counts), set(counts.values())), (2, 300, {1}))
         self.assertEqual(self.fs.documents(), expected_documents(recs, self.fs.prefix()))
 
 
