@@ -6,20 +6,30 @@
 #include <stdlib.h>
 #include <string.h>
 
+#include <sodium.h>
+
+/* Up to this size a growing buffer is copied and the old block wiped, rather than realloc'd. */
+#define WIPE_COPY_MAX (4 * 1024 * 1024)
+
 void buf_init(struct buf *b, size_t max)
 {
     b->data = NULL;
     b->len = 0;
     b->cap = 0;
     b->max = max;
+    b->high = 0;
 }
 
 void buf_release(struct buf *b)
 {
+    /* a buffer may have held a token, a JWT or key text: none is left in freed memory */
+    if (b->data)
+        sodium_memzero(b->data, b->high + 1);
     free(b->data);
     b->data = NULL;
     b->len = 0;
     b->cap = 0;
+    b->high = 0;
 }
 
 void buf_reset(struct buf *b)
@@ -42,9 +52,23 @@ static int grow(struct buf *b, size_t extra)
     cap = b->cap ? b->cap : 64;
     while (cap < need)
         cap = cap > (size_t)-1 / 2 ? need : cap * 2;
-    p = realloc(b->data, cap);
-    if (!p)
-        return D2F_ENOMEM;
+    if (b->cap >= WIPE_COPY_MAX) {
+        /* large: records, never a secret (what holds a token, a JWT or key text is capped far
+         * below); realloc moves such a block without copying it (mremap) */
+        p = realloc(b->data, cap);
+        if (!p)
+            return D2F_ENOMEM;
+    } else {
+        /* not realloc: the old block is wiped before it goes back to the allocator */
+        p = malloc(cap);
+        if (!p)
+            return D2F_ENOMEM;
+        if (b->data) {
+            memcpy(p, b->data, b->len + 1);
+            sodium_memzero(b->data, b->high + 1);
+            free(b->data);
+        }
+    }
     b->data = p;
     b->cap = cap;
     return 0;
@@ -60,6 +84,8 @@ int buf_add(struct buf *b, const void *p, size_t n)
         memcpy(b->data + b->len, p, n);
     b->len += n;
     b->data[b->len] = '\0';
+    if (b->len > b->high)
+        b->high = b->len;
     return 0;
 }
 
@@ -90,6 +116,8 @@ int buf_addf(struct buf *b, const char *fmt, ...)
     vsnprintf(b->data + b->len, (size_t)n + 1, fmt, ap);
     va_end(ap);
     b->len += (size_t)n;
+    if (b->len > b->high)
+        b->high = b->len;
     return 0;
 }
 
@@ -105,6 +133,7 @@ char *buf_detach(struct buf *b, size_t *len)
     b->data = NULL;
     b->len = 0;
     b->cap = 0;
+    b->high = 0;
     return p;
 }
 

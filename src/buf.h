@@ -12,10 +12,11 @@
 #include "d2f.h"
 
 struct buf {
-    char *data; /* the bytes, NUL-terminated when data != NULL; owned */
-    size_t len; /* bytes in use, not counting the NUL */
-    size_t cap; /* bytes allocated */
-    size_t max; /* hard cap on len */
+    char *data;  /* the bytes, NUL-terminated when data != NULL; owned */
+    size_t len;  /* bytes in use, not counting the NUL */
+    size_t cap;  /* bytes allocated */
+    size_t max;  /* hard cap on len */
+    size_t high; /* the most bytes ever in use: what release wipes */
 };
 
 /* Sets up an empty buffer that may grow to max bytes. Allocates nothing. */

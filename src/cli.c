@@ -28,6 +28,15 @@
 #define EXIT_FAILED 1
 #define EXIT_USAGE 2
 
+/* Prints "prefix: msg" on stderr with control characters escaped: a message may quote data (a
+ * table name, a reason a record was refused) and a terminal would act on them. */
+static void say_error(const char *prefix, const char *msg)
+{
+    char *e = d2f_escape_controls(msg);
+
+    fprintf(stderr, "%s: %s\n", prefix, e ? e : "(out of memory)");
+    free(e);
+}
 static const char usage_text[] =
     "usage: ddb2fs <command> [options]\n"
     "\n"
@@ -153,7 +162,7 @@ static int load_config(struct config *cfg)
     struct d2f_err err = {0};
 
     if (config_load(cfg, env, &err) != 0) {
-        fprintf(stderr, "ddb2fs: %s\n", err.msg);
+        say_error("ddb2fs", err.msg);
         return -1;
     }
     return 0;
@@ -251,7 +260,7 @@ static int cmd_ingest(int argc, char **argv)
         goto out; /* a malformed event: no answer can name its records */
     if (rc) {
         /* nothing was kept: every record is a failure, Lambda retries them */
-        fprintf(stderr, "ddb2fs ingest: %s\n", err.msg);
+        say_error("ddb2fs ingest", err.msg);
     } else {
         ingest_log(&res, "event ingested");
     }
@@ -264,7 +273,7 @@ static int cmd_ingest(int argc, char **argv)
     rc = 0;
 out:
     if (rc)
-        fprintf(stderr, "ddb2fs ingest: %s\n", err.msg);
+        say_error("ddb2fs ingest", err.msg);
     ingest_free(ing);
     partitions_close(set);
     buf_release(&input);
@@ -339,7 +348,7 @@ static int cmd_convert(int argc, char **argv)
 out:
     fflush(stdout);
     if (rc)
-        fprintf(stderr, "ddb2fs convert: %s\n", err.msg);
+        say_error("ddb2fs convert", err.msg);
     buf_release(&input);
     buf_release(&prefix);
     config_release(&cfg);
@@ -380,7 +389,7 @@ static int cmd_status(int argc, char **argv)
         status_print(s, stdout);
     }
     if (rc)
-        fprintf(stderr, "ddb2fs status: %s\n", err.msg);
+        say_error("ddb2fs status", err.msg);
     cJSON_Delete(s);
     partitions_close(set);
     config_release(&cfg);
@@ -427,7 +436,7 @@ static int cmd_drain(int argc, char **argv)
     status = rc ? EXIT_FAILED : 0;
 out:
     if (rc)
-        fprintf(stderr, "ddb2fs drain: %s\n", err.msg);
+        say_error("ddb2fs drain", err.msg);
     partitions_close(set);
     firestore_free(fs);
     gauth_free(auth);
@@ -557,7 +566,7 @@ static int cmd_seal_key(int argc, char **argv)
     }
     rc = secret_seal(&o, stdout, &err);
     if (rc)
-        fprintf(stderr, "ddb2fs seal-key: %s\n", err.msg);
+        say_error("ddb2fs seal-key", err.msg);
     else
         fprintf(stderr, "ddb2fs seal-key: sealed '%s' into '%s'%s%s\n", o.key_file, o.sealed_file,
                 o.data_key_file ? "; data key in " : "; data key on stdout",
@@ -644,7 +653,7 @@ static int cmd_replay(int argc, char **argv)
     }
     status = rc == D2F_EUSAGE || rc == D2F_ECONFIG ? EXIT_USAGE : rc ? EXIT_FAILED : 0;
     if (rc)
-        fprintf(stderr, "ddb2fs replay: %s\n", err.msg);
+        say_error("ddb2fs replay", err.msg);
     partitions_close(set);
     http_free(http);
     config_release(&cfg);
@@ -675,7 +684,7 @@ static int cmd_repartition(int argc, char **argv)
         return EXIT_USAGE;
     rc = partitions_repartition(&cfg, (size_t)n, &moved, &err);
     if (rc)
-        fprintf(stderr, "ddb2fs repartition: %s\n", err.msg);
+        say_error("ddb2fs repartition", err.msg);
     else if (moved.from == moved.to)
         fprintf(stderr, "ddb2fs repartition: '%s' has %zu file%s already; nothing moved\n",
                 cfg.outbox, moved.to, moved.to == 1 ? "" : "s");

@@ -7,6 +7,7 @@
 #include <string.h>
 
 #include "docid.h"
+#include "http.h"
 
 #define DEFAULT_OUTBOX_LAMBDA "/mnt/outbox/ddb2fs.db"
 #define DEFAULT_OUTBOX_LOCAL "./ddb2fs.db"
@@ -45,17 +46,7 @@ static char *trim(char *s)
 
 static int table_name_ok(const char *t)
 {
-    size_t n = strlen(t);
-
-    if (n < 3 || n > 255)
-        return 0;
-    for (; *t; t++) {
-        char c = *t;
-        if (!((c >= 'a' && c <= 'z') || (c >= 'A' && c <= 'Z') || (c >= '0' && c <= '9') ||
-              c == '_' || c == '.' || c == '-'))
-            return 0;
-    }
-    return 1;
+    return d2f_table_name_ok(t, strlen(t));
 }
 
 static int key_name_ok(const char *k)
@@ -281,9 +272,43 @@ static int parse_retention(const char *(*get)(const char *), long *out, struct d
     return 0;
 }
 
+/* An endpoint that receives credentials: https://, or http:// to a loopback host (tests). */
 static int url_ok(const char *u)
 {
-    return (strncmp(u, "https://", 8) == 0 && u[8]) || (strncmp(u, "http://", 7) == 0 && u[7]);
+    return (strncmp(u, "https://", 8) == 0 && u[8]) ||
+           (strncmp(u, "http://", 7) == 0 && u[7] && http_url_loopback(u));
+}
+
+/* DDB2FS_TABLES: names and ARNs separated by ',' (or ';'), each a table name, a table ARN or a
+ * stream ARN. */
+static int parse_tables(struct config *cfg, char *s, struct d2f_err *err)
+{
+    size_t index = 0;
+    char *save = NULL;
+
+    cfg->tables = calloc(strlen(s) / 2 + 1, sizeof(*cfg->tables));
+    if (!cfg->tables)
+        return d2f_errf(err, D2F_ENOMEM, "out of memory");
+    for (char *e = strtok_r(s, ",;", &save); e; e = strtok_r(NULL, ",;", &save)) {
+        ++index;
+        e = trim(e);
+        if (!*e)
+            continue;
+        if (strncmp(e, "arn:", 4) == 0
+                ? !strstr(e, ":dynamodb:") || !strstr(e, ":table/") || strpbrk(e, " \t")
+                : !table_name_ok(e))
+            return d2f_errf(err, D2F_ECONFIG,
+                            "DDB2FS_TABLES: entry %zu: '%.64s' is neither a DynamoDB table name "
+                            "(3 to 255 of a-z A-Z 0-9 _ . -) nor a table or stream ARN "
+                            "(arn:aws:dynamodb:REGION:ACCOUNT:table/NAME[/stream/LABEL])",
+                            index, e);
+        cfg->tables[cfg->ntables++] = e;
+    }
+    if (!cfg->ntables)
+        return d2f_errf(err, D2F_ECONFIG,
+                        "DDB2FS_TABLES: names no table; list the table names or stream ARNs the "
+                        "relay serves, separated by ','");
+    return 0;
 }
 
 enum var {
@@ -306,6 +331,8 @@ enum var {
     V_SM_ENDPOINT,
     V_KEY_SEALED,
     V_KEY_SECRET,
+    V_TABLES,
+    V_ALLOW_EMULATOR,
     V_COUNT
 };
 
@@ -336,7 +363,9 @@ static int load(struct config *cfg, const char *(*get)(const char *), struct d2f
                            "AWS_ENDPOINT_URL",
                            "AWS_ENDPOINT_URL_SECRETS_MANAGER",
                            "DDB2FS_KEY_SEALED",
-                           "DDB2FS_KEY_SECRET"};
+                           "DDB2FS_KEY_SECRET",
+                           "DDB2FS_TABLES",
+                           "DDB2FS_ALLOW_EMULATOR"};
     const char *v[V_COUNT];
     char *k[V_COUNT];
     struct arena a = {0};
@@ -379,12 +408,13 @@ static int load(struct config *cfg, const char *(*get)(const char *), struct d2f
         return d2f_errf(err, D2F_ECONFIG, "AWS_REGION: '%.32s' is not a region", cfg->aws_region);
     if (cfg->dynamodb_endpoint && !url_ok(cfg->dynamodb_endpoint))
         return d2f_errf(err, D2F_ECONFIG,
-                        "AWS_ENDPOINT_URL_DYNAMODB: '%.64s' is not an http:// or https:// URL",
+                        "AWS_ENDPOINT_URL_DYNAMODB: '%.64s' is not an https:// URL (http:// only "
+                        "to a loopback host)",
                         cfg->dynamodb_endpoint);
     if (cfg->secrets_endpoint && !url_ok(cfg->secrets_endpoint))
         return d2f_errf(err, D2F_ECONFIG,
-                        "AWS_ENDPOINT_URL_SECRETS_MANAGER: '%.64s' is not an http:// or https:// "
-                        "URL",
+                        "AWS_ENDPOINT_URL_SECRETS_MANAGER: '%.64s' is not an https:// URL "
+                        "(http:// only to a loopback host): it receives credentials",
                         cfg->secrets_endpoint);
     if (cfg->key_sealed && !cfg->key_secret)
         return d2f_errf(err, D2F_ECONFIG,
@@ -397,9 +427,28 @@ static int load(struct config *cfg, const char *(*get)(const char *), struct d2f
     if (cfg->emulator && (!strchr(cfg->emulator, ':') || strpbrk(cfg->emulator, "/ ")))
         return d2f_errf(err, D2F_ECONFIG, "FIRESTORE_EMULATOR_HOST: '%.64s' is not host:port",
                         cfg->emulator);
+    if (k[V_ALLOW_EMULATOR] && strcmp(k[V_ALLOW_EMULATOR], "1") != 0)
+        return d2f_errf(err, D2F_ECONFIG, "DDB2FS_ALLOW_EMULATOR: '%.16s' is not accepted; use 1",
+                        k[V_ALLOW_EMULATOR]);
+    cfg->allow_emulator = k[V_ALLOW_EMULATOR] != NULL;
+    if (cfg->emulator && !cfg->allow_emulator &&
+        (cfg->key_sealed || cfg->key_secret || cfg->credentials))
+        return d2f_errf(err, D2F_ECONFIG,
+                        "FIRESTORE_EMULATOR_HOST: set together with a service-account key (%s); "
+                        "the emulator would take the records in plain HTTP with no credentials; "
+                        "unset one, or set DDB2FS_ALLOW_EMULATOR=1 if this is a test",
+                        cfg->key_sealed   ? "DDB2FS_KEY_SEALED"
+                        : cfg->key_secret ? "DDB2FS_KEY_SECRET"
+                                          : "GOOGLE_APPLICATION_CREDENTIALS");
+    if (cfg->emulator && !cfg->allow_emulator && k[V_RUNTIME_API])
+        return d2f_errf(err, D2F_ECONFIG,
+                        "FIRESTORE_EMULATOR_HOST: set inside AWS Lambda (AWS_LAMBDA_RUNTIME_API "
+                        "is set); the emulator would take the records in plain HTTP with no "
+                        "credentials; unset it, or set DDB2FS_ALLOW_EMULATOR=1 if this is a test");
     if (!url_ok(cfg->endpoint))
         return d2f_errf(err, D2F_ECONFIG,
-                        "DDB2FS_FIRESTORE_ENDPOINT: '%.64s' is not an http:// or https:// URL",
+                        "DDB2FS_FIRESTORE_ENDPOINT: '%.64s' is not an https:// URL (http:// only "
+                        "to a loopback host): it receives the bearer token",
                         cfg->endpoint);
     if (cfg->project && (strpbrk(cfg->project, "/ \t") || strlen(cfg->project) > 128))
         return d2f_errf(err, D2F_ECONFIG, "GOOGLE_CLOUD_PROJECT: '%.64s' is not a project id",
@@ -420,6 +469,8 @@ static int load(struct config *cfg, const char *(*get)(const char *), struct d2f
     if (k[V_KEYS] && (rc = parse_keys(cfg, k[V_KEYS], err)) != 0)
         return rc;
     if (k[V_COLLECTIONS] && (rc = parse_collections(cfg, k[V_COLLECTIONS], err)) != 0)
+        return rc;
+    if (k[V_TABLES] && (rc = parse_tables(cfg, k[V_TABLES], err)) != 0)
         return rc;
 
     choice = CONFIG_NUMBERS_AUTO;
@@ -478,6 +529,7 @@ void config_release(struct config *cfg)
         return;
     free(cfg->keys);
     free(cfg->collections);
+    free(cfg->tables);
     free(cfg->storage);
     memset(cfg, 0, sizeof(*cfg));
 }
@@ -488,6 +540,22 @@ const struct config_keys *config_keys_for(const struct config *cfg, const char *
         if (strcmp(cfg->keys[i].table, table) == 0)
             return &cfg->keys[i];
     return NULL;
+}
+
+int config_serves(const struct config *cfg, const char *table, const char *stream_arn)
+{
+    if (!cfg->ntables)
+        return 1;
+    for (size_t i = 0; i < cfg->ntables; i++) {
+        const char *t = cfg->tables[i];
+        size_t n = strlen(t);
+        if (strncmp(t, "arn:", 4) != 0
+                ? strcmp(t, table) == 0
+                : stream_arn && strncmp(stream_arn, t, n) == 0 &&
+                      (!stream_arn[n] || strncmp(stream_arn + n, "/stream/", 8) == 0))
+            return 1;
+    }
+    return 0;
 }
 
 const char *config_collection_for(const struct config *cfg, const char *table)

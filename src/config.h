@@ -70,7 +70,10 @@ struct config {
     const char *secrets_endpoint;  /* AWS_ENDPOINT_URL_SECRETS_MANAGER, else AWS_ENDPOINT_URL */
     const char *key_sealed;        /* DDB2FS_KEY_SEALED: the sealed key file, NULL when unset */
     const char *key_secret;        /* DDB2FS_KEY_SECRET: its data key's secret id, or NULL */
-    char *storage;                 /* owns the strings above */
+    const char **tables;           /* DDB2FS_TABLES entries: table names or table/stream ARNs */
+    size_t ntables;                /* entries in tables; 0: every table is served */
+    int allow_emulator; /* DDB2FS_ALLOW_EMULATOR=1: the emulator with a key or in Lambda */
+    char *storage;      /* owns the strings above */
 };
 
 /* Reads every setting through get (getenv, or a table in tests) into cfg. On error cfg is
@@ -93,6 +96,10 @@ void config_release(struct config *cfg);
 
 /* The DDB2FS_KEYS entry for table, or NULL. Valid while cfg is. */
 const struct config_keys *config_keys_for(const struct config *cfg, const char *table);
+
+/* 1 when the relay serves table (from a record of stream_arn, which may be NULL): DDB2FS_TABLES
+ * names it, its table ARN or its stream ARN, or DDB2FS_TABLES is unset. */
+int config_serves(const struct config *cfg, const char *table, const char *stream_arn);
 
 /* The DDB2FS_COLLECTIONS collection for table, or NULL. Valid while cfg is. */
 const char *config_collection_for(const struct config *cfg, const char *table);

@@ -3,6 +3,8 @@
 
 #include <stdarg.h>
 #include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
 
 int d2f_errf(struct d2f_err *err, int code, const char *fmt, ...)
 {
@@ -82,4 +84,46 @@ int d2f_utf8_valid(const char *s, size_t n)
         p += len;
     }
     return 1;
+}
+
+int d2f_table_name_ok(const char *t, size_t n)
+{
+    if (n < 3 || n > 255)
+        return 0;
+    for (size_t i = 0; i < n; i++) {
+        char c = t[i];
+        if (!((c >= 'a' && c <= 'z') || (c >= 'A' && c <= 'Z') || (c >= '0' && c <= '9') ||
+              c == '_' || c == '.' || c == '-'))
+            return 0;
+    }
+    return 1;
+}
+
+char *d2f_escape_controls(const char *s)
+{
+    const unsigned char *p = (const unsigned char *)s;
+    char *out, *o;
+
+    /* at most four bytes out for one in ("\\x1b") */
+    if (!(out = o = malloc(strlen(s) * 4 + 1)))
+        return NULL;
+    for (; *p; p++) {
+        if (*p < 0x20 || *p == 0x7F) {
+            o += sprintf(o, "\\x%02x", *p);
+        } else if (*p == '\\') {
+            *o++ = '\\';
+            *o++ = '\\';
+        } else if (p[0] == 0xC2 && p[1] >= 0x80 && p[1] <= 0x9F) {
+            /* a C1 control (U+0080 to U+009F): terminals act on these too */
+            o += sprintf(o, "\\u%04x", p[1]);
+            p++;
+        } else if (p[0] == 0xC0 && p[1] == 0x80) {
+            o += sprintf(o, "\\u0000"); /* how ddb2fs carries U+0000 through cJSON */
+            p++;
+        } else {
+            *o++ = (char)*p;
+        }
+    }
+    *o = '\0';
+    return out;
 }

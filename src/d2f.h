@@ -45,4 +45,12 @@ const char *d2f_strerror(int code);
 /* 1 when the n bytes at s are well-formed UTF-8 (no overlongs, no surrogates), else 0. */
 int d2f_utf8_valid(const char *s, size_t n);
 
+/* 1 when the n bytes at t are a DynamoDB table name: 3 to 255 of A-Z a-z 0-9 _ . - */
+int d2f_table_name_ok(const char *t, size_t n);
+
+/* A copy of s fit for a terminal: control characters (C0, DEL, C1) written as \xNN or \uNNNN,
+ * a backslash as two, U+0000 (C0 80) as \u0000. The caller frees it; NULL when out of
+ * memory. */
+char *d2f_escape_controls(const char *s);
+
 #endif

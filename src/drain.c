@@ -922,7 +922,10 @@ static int take_answers(struct sender *s, struct d2f_err *err)
             b->attempts++;
             snprintf(s->last_error, sizeof(s->last_error), "%s", c->message);
             if (!s->stop)
-                s->stop = d2f_errf(err, D2F_EREMOTE, "Firestore refused a commit: %s", c->message);
+                s->stop =
+                    c->status == RETRY_TLS
+                        ? d2f_errf(err, D2F_EIO, "cannot reach Firestore: %s", c->message)
+                        : d2f_errf(err, D2F_EREMOTE, "Firestore refused a commit: %s", c->message);
             break;
         }
         if (b && enqueue(s, b) != 0) {

@@ -319,6 +319,12 @@ void event_record_check(struct event_record *rec)
     if (rec->source_arn && table_from_arn(rec->source_arn, rec->table, sizeof(rec->table)))
         fail(rec, "'eventSourceARN' is not a DynamoDB stream ARN "
                   "(arn:aws:dynamodb:REGION:ACCOUNT:table/NAME/stream/LABEL)");
+    else if (rec->source_arn && !d2f_table_name_ok(rec->table, strlen(rec->table))) {
+        /* the name reaches collection paths, logs and terminals: only what DynamoDB allows */
+        rec->table[0] = '\0';
+        fail(rec, "the table name in 'eventSourceARN' is not a DynamoDB table name (3 to 255 of "
+                  "A-Z a-z 0-9 _ . -)");
+    }
     if (rec->seq && event_seq_key(rec->seq, rec->seq_key))
         fail(rec, "'dynamodb.SequenceNumber' is not 1 to 40 decimal digits");
     rec->event_id = get_string(rec, r, "", "eventID", 1);

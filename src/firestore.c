@@ -8,11 +8,13 @@
 #include <cjson/cJSON.h>
 
 #include "json.h"
+#include "log.h"
 #include "secret.h"
 
 struct firestore {
     struct http *http;
     struct gauth *auth; /* NULL with the emulator */
+    int emulator;       /* 1: FIRESTORE_EMULATOR_HOST, plain HTTP to any host */
     char *commit_url;
     char *batch_get_url;
     char *begin_url;
@@ -71,6 +73,15 @@ int firestore_new(struct firestore **out, const struct config *cfg, struct http 
         return rc;
     fs->http = http;
     fs->auth = cfg->emulator ? NULL : auth;
+    fs->emulator = cfg->emulator != NULL;
+    if (cfg->emulator) {
+        cJSON *f = cJSON_CreateObject();
+        cJSON_AddStringToObject(f, "emulator", cfg->emulator);
+        log_write(LOG_WARN,
+                  "writing to a Firestore emulator (FIRESTORE_EMULATOR_HOST): plain HTTP, no "
+                  "credentials, nothing reaches Google's Firestore",
+                  f);
+    }
     /* "projects/P/databases/D/documents" + ":commit" and ":batchGet" */
     fs->commit_url = joined(base, fs->docs_prefix, ":commit");
     fs->batch_get_url = joined(base, fs->docs_prefix, ":batchGet");
@@ -208,6 +219,7 @@ int firestore_commit_start(struct firestore *fs, struct firestore_commit **c, si
     for (size_t i = 0; i < n; i++) {
         struct http_call *call = &c[i]->call;
         call->method = "POST";
+        call->plain_http = fs->emulator;
         call->url = fs->commit_url;
         call->content_type = "application/json";
         call->authorization = auth;
@@ -243,6 +255,17 @@ out:
     return rc;
 }
 
+/* A call that got no answer: a TLS failure says so (no retry helps), anything else is no answer. */
+static int no_answer(const char *what, const struct http_call *call, struct d2f_err *err)
+{
+    if (call->tls_failed)
+        return d2f_errf(err, D2F_EIO,
+                        "%s: TLS failed, not retried: %s (check DDB2FS_FIRESTORE_ENDPOINT and the "
+                        "CA certificates)",
+                        what, call->error);
+    return d2f_errf(err, D2F_EIO, "%s: no answer from Firestore: %s", what, call->error);
+}
+
 int firestore_commit_wait(struct firestore *fs, int timeout_ms)
 {
     return http_wait(fs->http, timeout_ms);
@@ -254,7 +277,13 @@ void firestore_commit_finish(struct firestore *fs, struct firestore_commit **c, 
         struct http_call *call = &c[i]->call, *one[1] = {call};
 
         http_collect(fs->http, one, 1);
-        if (call->failed) {
+        if (call->tls_failed) {
+            c[i]->status = RETRY_TLS;
+            snprintf(c[i]->message, sizeof(c[i]->message),
+                     "TLS failed, not retried: %s (check DDB2FS_FIRESTORE_ENDPOINT and the CA "
+                     "certificates)",
+                     call->error);
+        } else if (call->failed) {
             c[i]->status = RETRY_NETWORK;
             snprintf(c[i]->message, sizeof(c[i]->message), "no answer: %s", call->error);
         } else if (call->status == 200) {
@@ -315,6 +344,7 @@ static int batch_get(struct firestore *fs, const char *const *names, size_t n, i
         goto out;
     }
     call.method = "POST";
+    call.plain_http = fs->emulator;
     call.url = fs->batch_get_url;
     call.content_type = "application/json";
     call.body = body;
@@ -323,7 +353,7 @@ static int batch_get(struct firestore *fs, const char *const *names, size_t n, i
         (rc = http_perform(fs->http, calls, 1, deadline_ms, err)) != 0)
         goto out;
     if (call.failed) {
-        rc = d2f_errf(err, D2F_EIO, "batchGet: no answer from Firestore: %s", call.error);
+        rc = no_answer("batchGet", &call, err);
         goto out;
     }
     if (call.status != 200) {
@@ -406,8 +436,7 @@ static int txn_of(const struct http_call *call, char **txn, struct d2f_err *err)
 
     *txn = NULL;
     if (call->failed)
-        return d2f_errf(err, D2F_EIO, "beginTransaction: no answer from Firestore: %s",
-                        call->error);
+        return no_answer("beginTransaction", call, err);
     if (call->status != 200) {
         enum retry_status s;
         char msg[512];
@@ -499,7 +528,7 @@ int firestore_rollback(struct firestore *fs, const char *txn, int64_t deadline_m
         (rc = http_perform(fs->http, calls, 1, deadline_ms, err)) != 0)
         goto out;
     if (call.failed) {
-        rc = d2f_errf(err, D2F_EIO, "rollback: no answer from Firestore: %s", call.error);
+        rc = no_answer("rollback", &call, err);
     } else if (call.status != 200) {
         enum retry_status s;
         char msg[512];

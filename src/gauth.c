@@ -16,10 +16,13 @@
 /* Cap on what we read of a token endpoint's answer. */
 #define TOKEN_ANSWER_MAX (64 * 1024)
 #define BEARER_MAX 8192
+/* The token endpoint a key may name (or a loopback stand-in, for tests). */
+#define GOOGLE_TOKEN_URI "https://oauth2.googleapis.com/token"
 
 struct gauth {
     enum gauth_mode mode;
-    EVP_PKEY *key;
+    unsigned char *key_der; /* the private key, DER, sodium_malloc'd: parsed only to sign */
+    size_t key_der_len;
     char *email, *key_id, *token_uri, *project, *audience;
     struct http *http;
     char *bearer;       /* "Bearer …", sodium_malloc'd, BEARER_MAX bytes */
@@ -58,12 +61,52 @@ static char *dup_member(const cJSON *key, const char *name, int required, struct
     return s;
 }
 
+/* A service account's address: name@host, printable ASCII without quotes, spaces or '\\'. */
+static int email_ok(const char *s)
+{
+    const char *at = strchr(s, '@');
+
+    if (!at || at == s || !at[1] || strchr(at + 1, '@') || strlen(s) > 254)
+        return 0;
+    for (; *s; s++)
+        if (*s <= ' ' || *s >= 0x7F || *s == '"' || *s == '\\')
+            return 0;
+    return 1;
+}
+
+static int key_id_ok(const char *s)
+{
+    size_t n = strlen(s);
+
+    return n >= 1 && n <= 128 &&
+           strspn(s, "ABCDEFGHIJKLMNOPQRSTUVWXYZabcdefghijklmnopqrstuvwxyz0123456789_-") == n;
+}
+
+/* Keeps the key as DER in guarded memory (locked, left out of core dumps): the parsed key, with
+ * its numbers and Montgomery copies in plain heap, lives only while a JWT is signed. */
+static int keep_der(struct gauth *g, EVP_PKEY *pkey, struct d2f_err *err)
+{
+    unsigned char *p;
+    int n = i2d_PrivateKey(pkey, NULL);
+
+    if (n <= 0)
+        return d2f_errf(err, D2F_ECONFIG, "the key's 'private_key' cannot be encoded");
+    if (!(g->key_der = p = sodium_malloc((size_t)n)))
+        return d2f_errf(err, D2F_ENOMEM, "out of memory");
+    if (i2d_PrivateKey(pkey, &p) != n)
+        return d2f_errf(err, D2F_ECONFIG, "the key's 'private_key' cannot be encoded");
+    g->key_der_len = (size_t)n;
+    sodium_mprotect_noaccess(g->key_der); /* readable only while a JWT is signed */
+    return 0;
+}
+
 int gauth_from_json(struct gauth **out, const char *json, size_t len, enum gauth_mode mode,
                     const char *audience, struct http *http, struct d2f_err *err)
 {
     cJSON *key = cJSON_ParseWithLength(json, len);
     const cJSON *type, *pem;
     struct gauth *g = NULL;
+    EVP_PKEY *pkey = NULL;
     BIO *bio = NULL;
     int rc = D2F_ECONFIG;
 
@@ -93,17 +136,41 @@ int gauth_from_json(struct gauth **out, const char *json, size_t len, enum gauth
         rc = D2F_ECONFIG; /* dup_member said which field */
         goto out;
     }
+    if (!email_ok(g->email)) {
+        d2f_errf(err, D2F_ECONFIG,
+                 "the key's 'client_email' is not a service account's address (name@host, "
+                 "without quotes, spaces or control characters)");
+        goto out;
+    }
+    if (!key_id_ok(g->key_id)) {
+        d2f_errf(err, D2F_ECONFIG,
+                 "the key's 'private_key_id' is not a key id (1 to 128 of A-Z a-z 0-9 _ -)");
+        goto out;
+    }
+    if (strcmp(g->token_uri, GOOGLE_TOKEN_URI) != 0 &&
+        !((strncmp(g->token_uri, "http://", 7) == 0 || strncmp(g->token_uri, "https://", 8) == 0) &&
+          http_url_loopback(g->token_uri))) {
+        d2f_errf(err, D2F_ECONFIG,
+                 "the key's 'token_uri' is '%.80s', not Google's token endpoint " GOOGLE_TOKEN_URI
+                 ": the key file may have been altered; use the file the Google Cloud console "
+                 "gave",
+                 g->token_uri);
+        goto out;
+    }
     pem = cJSON_GetObjectItemCaseSensitive(key, "private_key");
     if (!cJSON_IsString(pem)) {
         d2f_errf(err, D2F_ECONFIG, "the service-account key has no 'private_key'");
         goto out;
     }
     bio = BIO_new_mem_buf(pem->valuestring, -1);
-    if (!bio || !(g->key = PEM_read_bio_PrivateKey(bio, NULL, NULL, NULL)) ||
-        EVP_PKEY_get_base_id(g->key) != EVP_PKEY_RSA) {
+    if (!bio || !(pkey = PEM_read_bio_PrivateKey(bio, NULL, NULL, NULL)) ||
+        EVP_PKEY_get_base_id(pkey) != EVP_PKEY_RSA) {
         d2f_errf(err, D2F_ECONFIG, "the key's 'private_key' is not a PEM RSA private key");
         goto out;
     }
+    if ((rc = keep_der(g, pkey, err)) != 0)
+        goto out;
+    rc = D2F_ECONFIG;
     g->bearer = sodium_malloc(BEARER_MAX);
     if (!g->bearer) {
         rc = d2f_errf(err, D2F_ENOMEM, "out of memory");
@@ -115,6 +182,7 @@ int gauth_from_json(struct gauth **out, const char *json, size_t len, enum gauth
     rc = 0;
 out:
     BIO_free(bio);
+    EVP_PKEY_free(pkey); /* OpenSSL clears the private numbers it frees */
     if (key) {
         /* the parsed copy of the PEM is wiped before it is freed */
         pem = cJSON_GetObjectItemCaseSensitive(key, "private_key");
@@ -131,7 +199,7 @@ void gauth_free(struct gauth *g)
     if (!g)
         return;
     wif_free(g->wif);
-    EVP_PKEY_free(g->key);
+    sodium_free(g->key_der); /* wipes */
     free(g->email);
     free(g->key_id);
     free(g->token_uri);
@@ -172,27 +240,55 @@ static int add_b64url(struct buf *out, const void *p, size_t n)
         return D2F_ENOMEM;
     sodium_bin2base64(enc, len, p, n, sodium_base64_VARIANT_URLSAFE_NO_PADDING);
     rc = buf_adds(out, enc);
+    sodium_memzero(enc, len); /* a piece of a JWT */
     free(enc);
     return rc;
 }
 
-/* Appends header.claims.signature, signed RS256 with the key. */
-static int sign_jwt(struct gauth *g, const char *claims, struct buf *out, struct d2f_err *err)
+/* Appends the base64url of a JSON object's text; the object is freed. */
+static int add_b64url_json(struct buf *out, cJSON *obj)
 {
-    char header[512];
+    char *text = obj ? cJSON_PrintUnformatted(obj) : NULL;
+    int rc = text ? add_b64url(out, text, strlen(text)) : D2F_ENOMEM;
+
+    if (text) {
+        sodium_memzero(text, strlen(text));
+        cJSON_free(text);
+    }
+    cJSON_Delete(obj);
+    return rc;
+}
+
+/* Appends header.claims.signature, signed RS256 with the key; claims is taken. */
+static int sign_jwt(struct gauth *g, cJSON *claims, struct buf *out, struct d2f_err *err)
+{
+    cJSON *header = cJSON_CreateObject();
+    const unsigned char *der = g->key_der;
+    EVP_PKEY *key = NULL;
     EVP_MD_CTX *md = NULL;
     unsigned char *sig = NULL;
     size_t siglen = 0, signed_len;
     int rc = D2F_ENOMEM;
 
-    snprintf(header, sizeof(header), "{\"alg\":\"RS256\",\"typ\":\"JWT\",\"kid\":\"%s\"}",
-             g->key_id);
-    if (add_b64url(out, header, strlen(header)) || buf_addc(out, '.') ||
-        add_b64url(out, claims, strlen(claims)))
+    if (!cJSON_AddStringToObject(header, "alg", "RS256") ||
+        !cJSON_AddStringToObject(header, "typ", "JWT") ||
+        !cJSON_AddStringToObject(header, "kid", g->key_id)) {
+        cJSON_Delete(header);
+        cJSON_Delete(claims);
+        goto out;
+    }
+    if (add_b64url_json(out, header) || buf_addc(out, '.')) {
+        cJSON_Delete(claims);
+        goto out;
+    }
+    if (add_b64url_json(out, claims))
         goto out;
     signed_len = out->len;
     md = EVP_MD_CTX_new();
-    if (!md || EVP_DigestSignInit(md, NULL, EVP_sha256(), NULL, g->key) != 1 ||
+    sodium_mprotect_readonly(g->key_der);
+    key = d2i_PrivateKey(EVP_PKEY_RSA, NULL, &der, (long)g->key_der_len);
+    sodium_mprotect_noaccess(g->key_der);
+    if (!md || !key || EVP_DigestSignInit(md, NULL, EVP_sha256(), NULL, key) != 1 ||
         EVP_DigestSign(md, NULL, &siglen, (const unsigned char *)out->data, signed_len) != 1 ||
         !(sig = malloc(siglen)) ||
         EVP_DigestSign(md, sig, &siglen, (const unsigned char *)out->data, signed_len) != 1) {
@@ -207,6 +303,7 @@ out:
         d2f_errf(err, rc, "out of memory while signing a JWT");
     free(sig);
     EVP_MD_CTX_free(md);
+    EVP_PKEY_free(key);
     return rc;
 }
 
@@ -272,16 +369,15 @@ static int exchange(struct gauth *g, const char *jwt, int64_t deadline_ms, struc
     sodium_memzero(token->valuestring, strlen(token->valuestring));
 out:
     cJSON_Delete(answer);
-    sodium_memzero(call.response.data ? call.response.data : "", call.response.len);
-    http_call_release(&call);
-    buf_release(&body);
+    http_call_release(&call); /* wipes the answer */
+    buf_release(&body);       /* wipes the assertion */
     return rc;
 }
 
 int gauth_token(struct gauth *g, int64_t deadline_ms, const char **bearer, struct d2f_err *err)
 {
     int64_t now = http_now_ms(), margin;
-    char claims[2048];
+    cJSON *claims;
     struct buf jwt;
     int rc;
 
@@ -294,16 +390,17 @@ int gauth_token(struct gauth *g, int64_t deadline_ms, const char **bearer, struc
         return 0;
     }
     gauth_invalidate(g);
-    if (g->mode == GAUTH_OAUTH)
-        snprintf(claims, sizeof(claims),
-                 "{\"iss\":\"%s\",\"scope\":\"%s\",\"aud\":\"%s\",\"iat\":%lld,\"exp\":%lld}",
-                 g->email, GAUTH_SCOPE, g->token_uri, (long long)(now / 1000),
-                 (long long)(now / 1000 + GAUTH_LIFETIME_S));
-    else
-        snprintf(claims, sizeof(claims),
-                 "{\"iss\":\"%s\",\"sub\":\"%s\",\"aud\":\"%s\",\"iat\":%lld,\"exp\":%lld}",
-                 g->email, g->email, g->audience, (long long)(now / 1000),
-                 (long long)(now / 1000 + GAUTH_LIFETIME_S));
+    claims = cJSON_CreateObject();
+    if (!cJSON_AddStringToObject(claims, "iss", g->email) ||
+        (g->mode == GAUTH_OAUTH ? !cJSON_AddStringToObject(claims, "scope", GAUTH_SCOPE)
+                                : !cJSON_AddStringToObject(claims, "sub", g->email)) ||
+        !cJSON_AddStringToObject(claims, "aud",
+                                 g->mode == GAUTH_OAUTH ? g->token_uri : g->audience) ||
+        !cJSON_AddNumberToObject(claims, "iat", (double)(now / 1000)) ||
+        !cJSON_AddNumberToObject(claims, "exp", (double)(now / 1000 + GAUTH_LIFETIME_S))) {
+        cJSON_Delete(claims);
+        return d2f_errf(err, D2F_ENOMEM, "out of memory while signing a JWT");
+    }
     buf_init(&jwt, 64 * 1024);
     rc = sign_jwt(g, claims, &jwt, err);
     if (!rc)

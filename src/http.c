@@ -50,6 +50,60 @@ void http_call_init(struct http_call *c, size_t max_response)
     buf_init(&c->headers, 64 * 1024);
 }
 
+int http_url_loopback(const char *url)
+{
+    CURLU *u = curl_url();
+    char *host = NULL;
+    int yes = 0;
+
+    if (u && curl_url_set(u, CURLUPART_URL, url, 0) == CURLUE_OK &&
+        curl_url_get(u, CURLUPART_HOST, &host, 0) == CURLUE_OK)
+        yes = strcasecmp(host, "localhost") == 0 || strcmp(host, "[::1]") == 0 ||
+              (strncmp(host, "127.", 4) == 0 && strspn(host, "0123456789.") == strlen(host));
+    curl_free(host);
+    curl_url_cleanup(u);
+    return yes;
+}
+
+/* Which protocols a call may use, for itself and its redirects. */
+static void restrict_protocols(CURL *e, const struct http_call *c)
+{
+    int plain = c->plain_http || http_url_loopback(c->url);
+
+#if LIBCURL_VERSION_NUM >= 0x075500
+    curl_easy_setopt(e, CURLOPT_PROTOCOLS_STR, plain ? "http,https" : "https");
+    curl_easy_setopt(e, CURLOPT_REDIR_PROTOCOLS_STR, plain ? "http,https" : "https");
+#else
+    long p = plain ? CURLPROTO_HTTP | CURLPROTO_HTTPS : CURLPROTO_HTTPS;
+    curl_easy_setopt(e, CURLOPT_PROTOCOLS, p);
+    curl_easy_setopt(e, CURLOPT_REDIR_PROTOCOLS, p);
+#endif
+}
+
+/* Errors of TLS itself (a certificate that does not verify, no common cipher, a bad CA file):
+ * trying again changes nothing. */
+static int tls_error(CURLcode rc)
+{
+    switch (rc) {
+    case CURLE_PEER_FAILED_VERIFICATION:
+    case CURLE_SSL_CERTPROBLEM:
+    case CURLE_SSL_CIPHER:
+    case CURLE_SSL_CACERT_BADFILE:
+    case CURLE_SSL_ENGINE_NOTFOUND:
+    case CURLE_SSL_ENGINE_SETFAILED:
+    case CURLE_SSL_ENGINE_INITFAILED:
+    case CURLE_SSL_CRL_BADFILE:
+    case CURLE_SSL_ISSUER_ERROR:
+    case CURLE_SSL_PINNEDPUBKEYNOTMATCH:
+    case CURLE_SSL_INVALIDCERTSTATUS:
+    case CURLE_USE_SSL_FAILED:
+    case CURLE_UNSUPPORTED_PROTOCOL:
+        return 1;
+    default:
+        return 0;
+    }
+}
+
 static void finish_easy(struct http *h, struct http_call *c)
 {
     if (c->easy) {
@@ -131,6 +185,7 @@ static int start(struct http *h, struct http_call *c, int64_t deadline_ms)
     c->easy = e;
     c->status = 0;
     c->failed = 0;
+    c->tls_failed = 0;
     c->error[0] = '\0';
     buf_reset(&c->response);
     buf_reset(&c->headers);
@@ -146,6 +201,7 @@ static int start(struct http *h, struct http_call *c, int64_t deadline_ms)
     } else {
         curl_easy_setopt(e, CURLOPT_CONNECTTIMEOUT_MS, 10000L);
     }
+    restrict_protocols(e, c);
     if (c->aws_sigv4) {
         curl_easy_setopt(e, CURLOPT_AWS_SIGV4, c->aws_sigv4);
         curl_easy_setopt(e, CURLOPT_USERPWD, c->userpwd);
@@ -186,11 +242,19 @@ static int start(struct http *h, struct http_call *c, int64_t deadline_ms)
             return D2F_ENOMEM;
         c->request_headers = l;
     }
-    c->request_headers =
-        curl_slist_append(c->request_headers, "Expect:"); /* no 100-continue round trip */
-    if (!c->request_headers)
-        return D2F_ENOMEM;
-    curl_easy_setopt(e, CURLOPT_HTTPHEADER, c->request_headers);
+    if (c->aws_sigv4) {
+        /* libcurl before 8.3 signs every header of the list, an "Expect:" that removes a header
+         * too (curl #11664): a signed request carries no such entry; should libcurl add an
+         * Expect of its own (bodies over 1 MiB), the body follows without waiting */
+        curl_easy_setopt(e, CURLOPT_EXPECT_100_TIMEOUT_MS, 0L);
+    } else {
+        struct curl_slist *l = curl_slist_append(c->request_headers, "Expect:");
+        if (!l) /* no 100-continue round trip */
+            return D2F_ENOMEM;
+        c->request_headers = l;
+    }
+    if (c->request_headers)
+        curl_easy_setopt(e, CURLOPT_HTTPHEADER, c->request_headers);
     if (curl_multi_add_handle(h->multi, e) != CURLM_OK)
         return D2F_ENOMEM;
     return 0;
@@ -223,6 +287,7 @@ static void harvest(struct http *h)
             curl_easy_getinfo(msg->easy_handle, CURLINFO_RESPONSE_CODE, &c->status);
         } else {
             c->failed = 1;
+            c->tls_failed = tls_error(msg->data.result);
             c->status = 0;
             snprintf(c->error, sizeof(c->error), "%s", curl_easy_strerror(msg->data.result));
         }

@@ -1,7 +1,8 @@
 /*
  * http.h: a thin libcurl layer: calls run in parallel over one multi handle, which keeps
  * connections alive between calls (HTTP/2 where the server offers it). TLS verification stays
- * on; every call ends by the caller's deadline; every response body is capped.
+ * on; a call speaks https only (http to a loopback host, or to an emulator when asked), on
+ * redirects too; every call ends by the caller's deadline; every response body is capped.
  *
  * Calling sequence
  *   http_new(&h, &err);
@@ -32,11 +33,13 @@ struct http_call {
     const char *aws_sigv4;        /* sign with AWS SigV4 ("aws:amz:REGION:SERVICE"), or NULL */
     const char *userpwd;          /* "access key:secret key" for aws_sigv4; never logged */
     int keep_headers;             /* 1: keep the response's header lines in headers */
+    int plain_http;               /* 1: http:// to any host (an emulator); else loopback only */
     /* the answer, filled by http_perform */
     long status;         /* HTTP status; 0 when no answer came */
     struct buf headers;  /* the response's header lines, when keep_headers */
     struct buf response; /* response body, up to the cap given at init */
     int failed;          /* 1 when no complete answer came (network, timeout, cap) */
+    int tls_failed;      /* 1 when that was TLS: verification or setup; no retry will help */
     char error[256];     /* why, when failed */
     /* private */
     void *easy;
@@ -72,6 +75,9 @@ void http_collect(struct http *h, struct http_call **calls, size_t n);
 /* The value of response header name (case-insensitive) into out (cap bytes, trimmed);
  * 0 when found, -1 when not. */
 int http_header(const struct http_call *c, const char *name, char *out, size_t cap);
+
+/* 1 when url's host is a loopback name or address (localhost, 127.0.0.0/8, ::1). */
+int http_url_loopback(const char *url);
 
 /* Milliseconds since the epoch. */
 int64_t http_now_ms(void);

@@ -125,8 +125,8 @@ int ingest_keys(struct outbox *ob, const struct config *cfg, const struct event_
     int found, rc;
 
     *pk = *sk = NULL;
-    if (!rec->table[0])
-        return 0;
+    if (!rec->table[0] || !config_serves(cfg, rec->table, rec->source_arn))
+        return 0; /* dead, or not ours: no schema is recorded or asked for */
     if (ob && ((rc = outbox_keys_get(ob, rec->table, pk, sk, &found, err)) != 0 || found))
         return rc;
     k = config_keys_for(cfg, rec->table);

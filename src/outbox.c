@@ -1,14 +1,17 @@
 /* outbox.c: the SQLite outbox. */
 #include "outbox.h"
 
+#include <fcntl.h>
 #include <limits.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
+#include <sys/stat.h>
 #include <sys/vfs.h>
 #include <time.h>
 #include <unistd.h>
 
+#include "log.h"
 #include "sqlfiles.h"
 
 /* Tables whose key schema we have read, so that each record does not ask SQLite again. */
@@ -251,6 +254,24 @@ static int read_only(struct outbox *ob, struct d2f_err *err)
     return 0;
 }
 
+/* The outbox holds whole item images: its file is the owner's alone (0600), made so before
+ * SQLite opens it, whatever the umask; SQLite gives the -wal, -shm and -journal files the
+ * database file's mode. A file an older version left group- or world-readable is tightened. */
+static void owner_only(const char *path)
+{
+    struct stat st;
+    int fd = open(path, O_WRONLY | O_CREAT | O_EXCL | O_CLOEXEC, 0600);
+
+    if (fd >= 0) {
+        if (fchmod(fd, 0600) != 0)
+            log_write(LOG_WARN, "cannot make the new outbox file mode 0600", NULL);
+        close(fd);
+    } else if (stat(path, &st) == 0 && S_ISREG(st.st_mode) && (st.st_mode & 077) &&
+               st.st_uid == geteuid() && chmod(path, 0600) != 0) {
+        log_write(LOG_WARN, "cannot make the outbox file mode 0600", NULL);
+    }
+}
+
 int outbox_open(struct outbox **out, const char *path, enum config_journal journal,
                 enum outbox_open_mode mode, struct d2f_err *err)
 {
@@ -270,6 +291,8 @@ int outbox_open(struct outbox **out, const char *path, enum config_journal journ
         free(ob);
         return d2f_errf(err, D2F_ENOMEM, "out of memory");
     }
+    if (mode != OUTBOX_READONLY)
+        owner_only(path);
     if (sqlite3_open_v2(path, &ob->db, flags, NULL) != SQLITE_OK) {
         rc = d2f_errf(err, D2F_EDB, "cannot open outbox '%s': %s", path,
                       ob->db ? sqlite3_errmsg(ob->db) : "out of memory");

@@ -447,6 +447,12 @@ int partitions_repartition(const struct config *cfg, size_t n, struct partitions
     gmtime_r(&now, &tm);
     strftime(stamp, sizeof(stamp), "%Y%m%dT%H%M%SZ", &tm);
     strncat(moved->kept, stamp, sizeof(moved->kept) - strlen(moved->kept) - 1);
+    {
+        /* a name no earlier move of the same second took */
+        size_t base = strlen(moved->kept);
+        for (int k = 2; access(moved->kept, F_OK) == 0 && k < 1000; k++)
+            snprintf(moved->kept + base, sizeof(moved->kept) - base, "-%d", k);
+    }
     if (old->n == 1) {
         /* one file: its WAL companions go with it (a process that still has it open keeps
          * using the same files, refused) */

@@ -160,6 +160,12 @@ int record_plan(const struct event_record *rec, const struct config *cfg, const 
             return D2F_ENOMEM;
         return 0;
     }
+    if (!config_serves(cfg, rec->table, rec->source_arn)) {
+        dead(plan, rec,
+             "table '%s' is not served: DDB2FS_TABLES names neither it nor its stream ARN",
+             rec->table);
+        return 0;
+    }
     plan->op = rec->name == EVENT_REMOVE ? RECORD_DELETE : RECORD_UPDATE;
     if (rec->ttl_expiry && cfg->ttl == CONFIG_TTL_IGNORE)
         plan->op = RECORD_SKIP;

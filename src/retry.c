@@ -67,6 +67,8 @@ const char *retry_status_name(enum retry_status s)
 {
     if (s == RETRY_NETWORK)
         return "NETWORK";
+    if (s == RETRY_TLS)
+        return "TLS";
     if ((unsigned)s < sizeof(names) / sizeof(names[0]))
         return names[s];
     return "UNKNOWN";

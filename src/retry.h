@@ -8,7 +8,8 @@
 #include <stdint.h>
 
 /* google.rpc.Code, as Firestore's REST errors name them in "status"; RETRY_NETWORK stands for
- * "no answer" (connection refused or dropped, timeout). */
+ * "no answer" (connection refused or dropped, timeout), RETRY_TLS for a TLS failure (never
+ * transient). */
 enum retry_status {
     RETRY_OK = 0,
     RETRY_CANCELLED = 1,
@@ -28,6 +29,7 @@ enum retry_status {
     RETRY_DATA_LOSS = 15,
     RETRY_UNAUTHENTICATED = 16,
     RETRY_NETWORK = 100,
+    RETRY_TLS = 101, /* TLS failed: a certificate that does not verify, or TLS set-up */
 };
 
 /* The status named by text ("UNAVAILABLE"…); RETRY_UNKNOWN for a name we do not know. */

@@ -67,6 +67,7 @@ int runtime_next(struct runtime *rt, struct runtime_invocation *inv, struct d2f_
     snprintf(url, sizeof(url), "%s/invocation/next", rt->base);
     call.method = "GET";
     call.url = url;
+    call.plain_http = 1; /* the Runtime API is plain HTTP by design, and carries no credential */
     call.keep_headers = 1;
     if ((rc = http_perform(rt->http, calls, 1, 0, err)) != 0)
         goto out;
@@ -116,6 +117,7 @@ static int post(struct runtime *rt, const char *url, const char *error_type, con
         http_call_init(&call, 64 * 1024);
         call.method = "POST";
         call.url = url;
+        call.plain_http = 1;
         call.content_type = "application/json";
         call.body = body;
         call.body_len = len;

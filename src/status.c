@@ -147,7 +147,41 @@ static const char *human(double seconds, char *buf, size_t cap)
     return buf;
 }
 
-void status_print(const cJSON *s, FILE *out)
+static void print_text(const cJSON *s, FILE *out);
+
+/* Every string of the tree, escaped for a terminal (table names and dead reasons come from
+ * data). Returns 0, or -1 when out of memory. */
+static int escape_strings(cJSON *node)
+{
+    cJSON *c;
+
+    cJSON_ArrayForEach(c, node)
+    {
+        if (cJSON_IsString(c)) {
+            char *e = d2f_escape_controls(c->valuestring);
+            int ok = e && cJSON_SetValuestring(c, e) != NULL;
+            free(e);
+            if (!ok)
+                return -1;
+        } else if ((cJSON_IsObject(c) || cJSON_IsArray(c)) && escape_strings(c) != 0) {
+            return -1;
+        }
+    }
+    return 0;
+}
+
+void status_print(const cJSON *status, FILE *out)
+{
+    cJSON *s = cJSON_Duplicate(status, 1);
+
+    if (!s || escape_strings(s) != 0)
+        fputs("ddb2fs: out of memory while printing the status\n", stderr);
+    else
+        print_text(s, out);
+    cJSON_Delete(s);
+}
+
+static void print_text(const cJSON *s, FILE *out)
 {
     const cJSON *t, *lease = cJSON_GetArrayItem(cJSON_GetObjectItemCaseSensitive(s, "lease"), 0);
 

@@ -21,7 +21,8 @@ int status_collect(struct outbox *ob, cJSON **out, struct d2f_err *err) D2F_WUR;
 int status_collect_set(struct outbox *const *obs, size_t n, cJSON **out,
                        struct d2f_err *err) D2F_WUR;
 
-/* Prints a collected status for people. */
+/* Prints a collected status for people; control characters in its texts (table names, dead
+ * reasons come from data) are escaped (\\xNN, \\uNNNN). */
 void status_print(const cJSON *status, FILE *out);
 
 #endif

@@ -45,21 +45,6 @@ int wif_is_external_account(const char *json, size_t len)
     return yes;
 }
 
-/* 1 when host (no port) is a loopback name or address: the local test servers. */
-static int loopback_host(const char *url)
-{
-    char host[256];
-    size_t n;
-
-    if (sigv4_url_host(url, host, sizeof(host)) != 0)
-        return 0;
-    if (host[0] == '[')
-        return strncmp(host, "[::1]", 5) == 0;
-    n = strcspn(host, ":");
-    host[n] = '\0';
-    return strcmp(host, "localhost") == 0 || strncmp(host, "127.", 4) == 0;
-}
-
 /* https://…googleapis.com/…, or a loopback URL (tests); NULL when fine, else why. */
 static const char *google_url_problem(const char *url)
 {
@@ -68,7 +53,8 @@ static const char *google_url_problem(const char *url)
 
     if (sigv4_url_host(url, host, sizeof(host)) != 0)
         return "is not a URL";
-    if ((strncmp(url, "http://", 7) == 0 || strncmp(url, "https://", 8) == 0) && loopback_host(url))
+    if ((strncmp(url, "http://", 7) == 0 || strncmp(url, "https://", 8) == 0) &&
+        http_url_loopback(url))
         return NULL;
     if (strncmp(url, "https://", 8) != 0)
         return "is not an https:// URL";

@@ -11,6 +11,7 @@ import base64
 import hashlib
 import json
 import os
+import subprocess
 import sys
 
 import jmespath
@@ -249,7 +250,12 @@ def docker(argv, state):
         tag = opts[opts.index("-t") + 1]
         context = opts[-1]
         files = sorted(os.listdir(context)) if os.path.isdir(context) else None
-        entry = {"tag": tag, "context": context}
+        entry = {"tag": tag, "context": context,
+                 # "--build-arg NAME" passes NAME's value from the environment, as docker does
+                 "build_args": {a.split("=", 1)[0]: (a.split("=", 1)[1] if "=" in a
+                                                     else os.environ.get(a))
+                                for a in (opts[i + 1] for i, o in enumerate(opts)
+                                          if o == "--build-arg")}}
         if files is not None and ("sa.sealed" in files or "wif.json" in files):
             with open(os.path.join(context, "Dockerfile")) as f:
                 entry["dockerfile"] = f.read()
@@ -287,6 +293,11 @@ def main():
     if tool == "aws":
         argv = [a for a in argv if a not in ("--no-cli-pager",)]
         aws(argv, state)
+    elif tool == "shred":
+        # recorded, then done for real
+        rc = subprocess.run(["/usr/bin/shred"] + argv).returncode
+        if rc:
+            sys.exit(rc)
     else:
         docker(argv, state)
     save(state)

@@ -209,7 +209,7 @@ class Commands(unittest.TestCase):
         self.tmp = TempDir()
         bindir = self.tmp.file("bin")
         os.mkdir(bindir)
-        for tool in ("aws", "docker"):
+        for tool in ("aws", "docker", "shred"):
             os.symlink(FAKE, os.path.join(bindir, tool))
         self.state = self.tmp.file("cloud.json")
         self.log = self.tmp.file("calls.jsonl")
@@ -230,7 +230,10 @@ class Commands(unittest.TestCase):
                     # the variables users of the older walkthrough have set
                     "AWS_REGION": REGION, "DYNAMODB_TABLE": "Orders",
                     "GCP_PROJECT_ID": "orders-prod", "APP_NAME": "orders-mirror",
-                    "GCP_KEY_FILE": self.key.path}
+                    "GCP_KEY_FILE": self.key.path,
+                    # the Dockerfile's pins (made up: the fake docker only records them)
+                    "BUILD_IMAGE_DIGEST": "sha256:" + "1" * 64,
+                    "RUN_IMAGE_DIGEST": "sha256:" + "2" * 64, "SODIUM_SHA256": "3" * 64}
 
     def tearDown(self):
         self.tmp.cleanup()
@@ -301,7 +304,7 @@ class Commands(unittest.TestCase):
         calls = self.calls()
         self.assertEqual([v for v in self.verbs(calls) if v not in self.READ_ONLY], [
             "aws dynamodb update-table", "aws dynamodb wait", "aws secretsmanager create-secret",
-            "aws cloudformation deploy", "docker build", "docker build",
+            "shred -u", "aws cloudformation deploy", "docker build", "docker build",
             "aws ecr get-login-password", "docker login", "docker push",
             "aws cloudformation deploy"])
         cloud = self.cloud_now()
@@ -488,6 +491,54 @@ class Commands(unittest.TestCase):
                               email, env=env, code=1)
             self.assertIn("is not a service account's email", p.stderr)
         self.assertTrue(set(self.verbs(self.calls())) <= self.READ_ONLY)
+
+    def deployed_params(self):
+        return self.cloud_now()["stacks"]["orders-mirror"]["parameters"]
+
+    def test_key_names_read_from_json_and_those_ddb2fs_keys_cannot_carry(self):
+        cloud = copy.deepcopy(self.cloud)
+        cloud["tables"]["Spaced"] = {"pk": "customer id", "sk": "order no",
+                                     "stream": dict(self.cloud["tables"]["Users"]["stream"])}
+        self.save(cloud)
+        self.run_tool(DEPLOY, env=dict(self.env, DYNAMODB_TABLE="Spaced"))
+        params = self.deployed_params()
+        self.assertEqual(params["KeySchema"], "Spaced=customer id,order no")
+        self.assertEqual(params["TableName"], "Spaced")
+        for pk, sk, shown in (("id;Other=evil", None, "';' '='"), ("id", "a,b", "','"),
+                              ("x\ty", None, "'\\t'"), (" id", None, "spaces around it")):
+            self.save(dict(cloud, stacks={}, tables={"Bad": dict({"pk": pk}, **(
+                {"sk": sk} if sk else {}))}))
+            self.calls()
+            p = self.run_tool(DEPLOY, "--dry-run", env=dict(self.env, DYNAMODB_TABLE="Bad"),
+                              code=1)
+            self.assertIn("which DDB2FS_KEYS cannot carry", p.stderr)
+            self.assertIn(shown, p.stderr)
+            self.assertEqual(self.printed(p), [])
+            self.assertTrue(set(self.verbs(self.calls())) <= self.READ_ONLY)
+        p = self.run_tool(DEPLOY, "--dry-run", "--collection", "a;Users=b", code=1)
+        self.assertIn("--collection 'a;Users=b' holds", p.stderr)
+        p = self.run_tool(DEPLOY, "--dry-run", "--table", "bad name", code=1)
+        self.assertIn("is not a DynamoDB table name", p.stderr)
+
+    def test_data_key_shredded_pins_passed_tables_set(self):
+        self.run_tool(DEPLOY, "--enable-stream")
+        shreds = [c["argv"] for c in self.calls() if c["tool"] == "shred"]
+        self.assertEqual(len(shreds), 1, shreds)
+        self.assertEqual(shreds[0][0], "-u")
+        self.assertTrue(shreds[0][1].endswith("/data.key"))
+        self.assertFalse(os.path.exists(shreds[0][1]))
+        built = self.cloud_now()["built"][0]
+        self.assertEqual(built["build_args"], {"BUILD_IMAGE_DIGEST": "sha256:" + "1" * 64,
+                                               "RUN_IMAGE_DIGEST": "sha256:" + "2" * 64,
+                                               "SODIUM_SHA256": "3" * 64})
+        env = {k: v for k, v in self.env.items() if k != "SODIUM_SHA256"}
+        p = self.run_tool(DEPLOY, env=env, code=1)
+        self.assertIn("SODIUM_SHA256 is not set", p.stderr)
+        with open(TEMPLATE) as f:
+            template = json.load(f)
+        fn = [r for r in template["Resources"].values() if r["Type"] == "AWS::Lambda::Function"]
+        self.assertEqual(fn[0]["Properties"]["Environment"]["Variables"]["DDB2FS_TABLES"],
+                         {"Ref": "TableName"})
 
     def test_partitions_of_a_new_stack_and_moving_those_of_a_deployed_one(self):
         env = dict(self.env, DYNAMODB_TABLE="Users")

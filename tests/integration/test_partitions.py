@@ -423,8 +423,9 @@ class Repartition(unittest.TestCase):
                 rid = rt.invoke({"Records": batch})
                 self.assertEqual(rt.wait(rid)["body"], {"batchItemFailures": []})
             # and the function moves it itself, where the outbox is mounted
-            rid = rt.invoke({"ddb2fs": "repartition", "partitions": 2})
-            got = rt.wait(rid)["body"]
+            rid = rt.invoke({"ddb2fs": "repartition", "partitions": 2}, timeout_ms=60000)
+            got = rt.wait(rid, timeout=90)["body"]
+            self.assertIn("from", got, got)
             self.assertEqual((got["from"], got["to"], got["records"]), (4, 2, 300))
             rid = rt.invoke({"Records": recs[:10]})
             self.assertEqual(rt.wait(rid)["body"], {"batchItemFailures": []})

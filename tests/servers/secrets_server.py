@@ -19,7 +19,11 @@ Refusals are HTTP 400 with {"__type", "message"} and x-amzn-ErrorType, as AWS an
   POST /_test/config {"region"?, "clock_offset"?, "latency_ms"?}
                                                           clock_offset: seconds added to "now";
                                                           latency_ms: before each answer
+  POST /_test/table {"name", "keys": [partition, sort?]}  a table DescribeTable (SigV4 for
+                                                          "dynamodb") describes
   POST /_test/requests                                    every request: target, verdict
+
+Like AWS's strict front ends, it refuses a SignedHeaders entry the request does not carry.
 
 Run alone: secrets_server.py [--port N]; it prints "port N".
 """
@@ -111,6 +115,12 @@ def verify(method, path, query, headers, body, keys, region, now, service=SERVIC
     signed = parts["SignedHeaders"].split(";")
     if signed != sorted(signed) or any(s != s.lower() for s in signed):
         raise Refusal("InvalidSignatureException", BAD_SIGNATURE)
+    present = {k.lower() for k, _ in headers}
+    for name in signed:
+        if name not in present:
+            raise Refusal("IncompleteSignatureException",
+                          "'%s' is named as a SignedHeader, but it does not exist in the HTTP "
+                          "request" % name)
     for required in ("host", "x-amz-date"):
         if required not in signed:
             raise Refusal("InvalidSignatureException",
@@ -161,6 +171,7 @@ class State:
         self.clock_offset = 0.0
         self.latency_ms = 0
         self.requests = []
+        self.tables = {}
 
 
 class Handler(BaseHTTPRequestHandler):
@@ -199,6 +210,10 @@ class Handler(BaseHTTPRequestHandler):
                 seconds=st.clock_offset)
         entry = {"target": target, "authorization": self.headers.get("Authorization", "")}
         try:
+            if target == "DynamoDB_20120810.DescribeTable":
+                verify("POST", path, query, list(self.headers.items()), body, keys, region, now,
+                       service="dynamodb")
+                return self.describe_table(entry, json.loads(body))
             verify("POST", path, query, list(self.headers.items()), body, keys, region, now)
             if target != "secretsmanager.GetSecretValue":
                 raise Refusal("UnknownOperationException", "")
@@ -234,6 +249,19 @@ class Handler(BaseHTTPRequestHandler):
         answer.update(secret)
         self.reply(200, answer)
 
+    def describe_table(self, entry, req):
+        st = self.server.state
+        with st.lock:
+            entry["refused"] = None
+            st.requests.append(entry)
+            schema = st.tables.get(req.get("TableName") if isinstance(req, dict) else None)
+        if schema is None:
+            return self.refuse(Refusal("ResourceNotFoundException",
+                                       "Requested resource not found"))
+        keys = [{"AttributeName": n, "KeyType": t} for n, t in zip(schema, ("HASH", "RANGE"))]
+        self.reply(200, {"Table": {"TableName": req["TableName"], "KeySchema": keys,
+                                   "TableStatus": "ACTIVE"}})
+
     def control(self, what, req):
         st = self.server.state
         with st.lock:
@@ -243,6 +271,9 @@ class Handler(BaseHTTPRequestHandler):
             if what == "secret":
                 st.secrets[req["id"]] = ({"SecretString": req["string"]} if "string" in req
                                          else {"SecretBinary": req["binary"]})
+                return self.reply(200, {})
+            if what == "table":
+                st.tables[req["name"]] = req["keys"]
                 return self.reply(200, {})
             if what == "config":
                 st.region = req.get("region", st.region)

@@ -7,7 +7,7 @@ BUILD_PACKAGES=(gcc make cmake pkg-config libcjson-dev libsqlite3-dev libsodium-
                 libcurl4-openssl-dev libssl-dev sqlite3 python3 curl)
 # shellcheck disable=SC2034
 TEST_PACKAGES=(libcmocka-dev clang clang-format libclang-rt-dev valgrind python3-cryptography
-               python3-jmespath shellcheck)
+               python3-jmespath shellcheck gdb binutils)
 
 say() {
     printf '\033[1m==> %s\033[0m\n' "$*"
