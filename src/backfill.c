@@ -301,7 +301,9 @@ static cJSON *as_record(const struct job *j, const cJSON *item, const struct sca
         !cJSON_AddStringToObject(r, "eventSource", "aws:dynamodb") ||
         !cJSON_AddStringToObject(r, "eventSourceARN", j->stream_arn) ||
         !(d = cJSON_AddObjectToObject(r, "dynamodb")) ||
-        !json_add_number(d, "ApproximateCreationDateTime", (double)(p->read_start / 1000)) ||
+        /* a whole number of seconds: exact as a cJSON number (the drain reads this tree) */
+        !cJSON_AddNumberToObject(d, "ApproximateCreationDateTime",
+                                 (double)(p->read_start / 1000)) ||
         !(keys = cJSON_AddObjectToObject(d, "Keys")) ||
         (pk && !cJSON_AddItemToObject(keys, j->pk, cJSON_Duplicate(pk, 1))) ||
         (sk && !cJSON_AddItemToObject(keys, j->sk, cJSON_Duplicate(sk, 1))) ||
