@@ -54,6 +54,7 @@ struct backfill_stats {
     int segments, segments_done;
     double item_count; /* DescribeTable's ItemCount at the job's start */
     int done;          /* 1: every segment of the job is finished */
+    int busy;          /* 1: another runner scans the job now; this one left it alone */
 };
 
 /*

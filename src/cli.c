@@ -791,6 +791,13 @@ static int cmd_backfill(int argc, char **argv)
                       &st, &err);
     if (isatty(2))
         fputc('\n', stderr);
+    if (!rc && st.busy && !st.pages) {
+        rc = d2f_errf(&err, D2F_EIO,
+                      "another runner (the function, or another 'ddb2fs backfill') scans job "
+                      "%lld now: see 'ddb2fs backfill --status'",
+                      (long long)job);
+        goto out;
+    }
     printf("backfill of '%s' (job %lld): %lld items in %lld pages this run, %.1f read units, "
            "%.1f s (%.0f items/s), %lu requests retried; %s\n",
            o.table, (long long)job, (long long)st.items, (long long)st.pages, st.read_units,

@@ -804,7 +804,7 @@ out:
 }
 
 /* A lease owner: "host:pid:random". */
-static void owner_name(char *out, size_t cap)
+void drain_owner_name(char *out, size_t cap)
 {
     char host[256] = "host";
 
@@ -814,7 +814,7 @@ static void owner_name(char *out, size_t cap)
 
 /* 1 when a lease holder is a process of this host that no longer runs, or this very process
  * (an earlier invocation, whose requests all ended by its deadline): its lease is stale. */
-static int holder_gone(const char *holder)
+int drain_holder_gone(const char *holder)
 {
     char host[256] = "host", *end;
     size_t n;
@@ -836,8 +836,8 @@ int drain_lease_take(struct outbox *ob, int64_t deadline_ms, char *owner, size_t
     char holder[400];
     int taken, rc;
 
-    owner_name(owner, cap);
-    if ((rc = outbox_lease_take(ob, owner, deadline_ms + LEASE_MARGIN_MS, holder_gone, &taken,
+    drain_owner_name(owner, cap);
+    if ((rc = outbox_lease_take(ob, owner, deadline_ms + LEASE_MARGIN_MS, drain_holder_gone, &taken,
                                 holder, sizeof(holder), err)) != 0)
         return rc;
     if (!taken)

@@ -90,6 +90,13 @@ int drain_lease_take(struct outbox *ob, int64_t deadline_ms, char *owner, size_t
 int drain_lease_renew(struct outbox *ob, const char *owner, int64_t until_ms,
                       struct d2f_err *err) D2F_WUR;
 
+/* A holder's name for a lease or a claim: "host:pid:random" (cap bytes at out). */
+void drain_owner_name(char *out, size_t cap);
+
+/* 1 when holder (a drain_owner_name) is a process of this host that no longer runs, or this
+ * very process: what it holds is stale. */
+int drain_holder_gone(const char *holder);
+
 /* Gives the lease back (a failure is logged: the lease expires on its own). */
 void drain_lease_release(struct outbox *ob, const char *owner);
 

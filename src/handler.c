@@ -205,8 +205,8 @@ static void backfill_some(struct handler *h, int64_t deadline_ms)
     outbox_wait_until(h->ob, deadline_ms - HANDLER_ANSWER_MS);
     rc = backfill_run(h->ob, &h->cfg, 0, deadline_ms - HANDLER_MARGIN_MS, NULL, NULL, &st, &err);
     outbox_wait_until(h->ob, 0);
-    if (!st.job)
-        return;
+    if (!st.job || (st.busy && !st.pages))
+        return; /* nothing to scan, or another runner scans it */
     f = cJSON_CreateObject();
     json_add_number(f, "job", (double)st.job);
     json_add_number(f, "items", (double)st.items);
@@ -300,7 +300,10 @@ int handler_invoke(struct handler *h, const char *event, size_t len, int64_t dea
     } else {
         ingest_log(&res, "batch durable");
         drain_some(h, deadline_ms, &st);
-        backfill_some(h, deadline_ms);
+        backfill_some(h,
+                      deadline_ms < http_now_ms() + HANDLER_BACKFILL_STREAM_MS + HANDLER_MARGIN_MS
+                          ? deadline_ms
+                          : http_now_ms() + HANDLER_BACKFILL_STREAM_MS + HANDLER_MARGIN_MS);
         metrics(h, &res, &st);
     }
     if (ingest_answer(event, len, rc != 0, answer) != 0) {
