@@ -749,6 +749,12 @@ int backfill_gate(struct outbox *ob, const struct config *cfg, int64_t *waiting,
     return rc;
 }
 
+int backfill_waiting(struct outbox *ob, int64_t *waiting, struct d2f_err *err)
+{
+    *waiting = 0;
+    return one_int(ob, gate_waiting, NULL, waiting, err);
+}
+
 int backfill_holds_prune(struct outbox *ob)
 {
     struct d2f_err err = {0};

@@ -87,6 +87,10 @@ int backfill_cancel(struct outbox *ob, const char *table, int64_t *job,
 int backfill_gate(struct outbox *ob, const struct config *cfg, int64_t *waiting,
                   struct d2f_err *err) D2F_WUR;
 
+/* Pending snapshots that wait for the stream (the gate's count, read again: pages kept since
+ * the last gate wait too). */
+int backfill_waiting(struct outbox *ob, int64_t *waiting, struct d2f_err *err) D2F_WUR;
+
 /* 1 when pruning must wait: a job is scanning, or snapshots are undecided. */
 int backfill_holds_prune(struct outbox *ob);
 

@@ -961,12 +961,15 @@ int drain_run(struct outbox *ob, const struct config *cfg, struct firestore *fs,
         while (!rc && more)
             rc = one_window(&r, &after, &more, err);
         if (rc || (rc = outbox_pending_count(ob, &stats->pending_left, err)) != 0 ||
-            (rc = outbox_unresolved_count(ob, &unresolved, err)) != 0)
+            (rc = outbox_unresolved_count(ob, &unresolved, err)) != 0 ||
+            (rc = backfill_waiting(ob, &waiting, err)) != 0)
             break;
         if (stats->pending_left <= unresolved + waiting || http_now_ms() >= r.stop_at)
             break;
         more = 1; /* records arrived while the drain ran: go on with them */
     }
+    if (!rc) /* what became of the snapshots sent, for status */
+        rc = backfill_gate(ob, cfg, &waiting, err);
     stats->snapshots_waiting = waiting;
     drain_lease_release(ob, owner);
     if (rc && outbox_pending_count(ob, &stats->pending_left, NULL) != 0)

@@ -85,12 +85,13 @@ def versions_go_back(writelog):
 
 
 class Stream:
-    """Delivers the table's stream records from a starting count on, in batches of 100, through
-    the Runtime API server to the 'ddb2fs lambda' processes, two batches in flight; held back
-    while self.hold is set."""
+    """Delivers the table's stream records from a starting count on, as Lambda does with a
+    parallelization factor of 2: records split by item key into two lanes, each in order, in
+    batches of 100, each lane through its own Runtime API server to its own 'ddb2fs lambda',
+    both lanes' batches in flight at once. Held back while self.hold is set."""
 
-    def __init__(self, ddb, rt, arn, skip):
-        self.ddb, self.rt, self.arn, self.sent = ddb, rt, arn, skip
+    def __init__(self, ddb, runtimes, arn, skip):
+        self.ddb, self.runtimes, self.arn, self.sent = ddb, runtimes, arn, skip
         self.hold = threading.Event()
         self.stop = threading.Event()
         self.failures = []
@@ -101,20 +102,18 @@ class Stream:
         return self.ddb.stream_records(self.arn)[self.sent:]
 
     def deliver(self, records):
-        ids = []
-        for i in range(0, len(records), 100):
-            ids.append(self.rt.invoke({"Records": records[i:i + 100]}, timeout_ms=60000))
-            if len(ids) == 2:
-                self.collect(ids)
-                ids = []
-        self.collect(ids)
+        lanes = [[] for _ in self.runtimes]
+        for r in records:
+            k = r["dynamodb"]["Keys"]
+            lanes[hash((k["pk"]["S"], k["sk"]["N"])) % len(lanes)].append(r)
+        for i in range(0, max(len(l) for l in lanes) if records else 0, 100):
+            ids = [(rt, rt.invoke({"Records": lane[i:i + 100]}, timeout_ms=30000))
+                   for rt, lane in zip(self.runtimes, lanes) if lane[i:i + 100]]
+            for rt, rid in ids:
+                got = rt.wait(rid, timeout=60)
+                if (got["kind"], got["body"]) != ("response", {"batchItemFailures": []}):
+                    self.failures.append(got)
         self.sent += len(records)
-
-    def collect(self, ids):
-        for rid in ids:
-            got = self.rt.wait(rid, timeout=120)
-            if (got["kind"], got["body"]) != ("response", {"batchItemFailures": []}):
-                self.failures.append(got)
 
     def run(self):
         while not self.stop.is_set():
@@ -134,6 +133,7 @@ class Backfill(unittest.TestCase):
         self.ddb = DynamoDBLocal()
         self.fs = FirestoreServer()
         self.rt = RuntimeServer()
+        self.rt2 = None
         self.procs = []
         self.db = self.tmp.file("outbox.db")
         self.env = clean_env(DDB2FS_OUTBOX=self.db, DDB2FS_BACKFILL_SETTLE=SETTLE_S,
@@ -141,10 +141,16 @@ class Backfill(unittest.TestCase):
                              **self.fs.env(), **self.ddb.env())
 
     def tearDown(self):
+        if os.path.exists(self.tmp.file("lambda.log")) and os.environ.get("DDB2FS_TEST_KEEP"):
+            with open(self.tmp.file("lambda.log")) as src, open(os.environ["DDB2FS_TEST_KEEP"],
+                                                                 "w") as dst:
+                dst.write(src.read())
         for p in self.procs:
             p.kill()
             p.wait()
         self.rt.stop()
+        if self.rt2:
+            self.rt2.stop()
         self.fs.stop()
         self.ddb.stop()
         self.tmp.cleanup()
@@ -153,11 +159,12 @@ class Backfill(unittest.TestCase):
         return subprocess.run([BIN] + list(args), env=self.env, capture_output=True, text=True,
                               timeout=timeout)
 
-    def lambdas(self, n):
-        log = open(self.tmp.file("lambda.log"), "a")
-        for _ in range(n):
-            self.procs.append(subprocess.Popen([BIN, "lambda"], env=self.env, stdout=log,
-                                               stderr=log))
+    def lambdas(self, *runtimes):
+        with open(self.tmp.file("lambda.log"), "a") as log:
+            for rt in runtimes or [self.rt]:
+                env = dict(self.env, AWS_LAMBDA_RUNTIME_API=rt.api)
+                self.procs.append(subprocess.Popen([BIN, "lambda"], env=env, stdout=log,
+                                                   stderr=log))
 
     def drain_until_settled(self, timeout=120):
         """Drains until nothing is pending (snapshots wait for their settle time)."""
@@ -210,7 +217,7 @@ class Backfill(unittest.TestCase):
             self.assertIn(message, p.stderr, args)
             self.assertEqual(dump(self.db), before, args)
         # the function refuses the same way, with its own error type
-        self.lambdas(1)
+        self.lambdas()
         rid = self.rt.invoke({"ddb2fs": "backfill", "table": "KeysOnly", "rate": 5,
                               "stream_is_mapped": True})
         got = self.rt.wait(rid)
@@ -223,8 +230,9 @@ class Backfill(unittest.TestCase):
         arn = create(self.ddb, TABLE)
         keys = load(self.ddb, TABLE, ITEMS)
         before_mapping = len(self.ddb.stream_records(arn))  # the stream is mapped from here on
-        self.lambdas(2)
-        stream = Stream(self.ddb, self.rt, arn, before_mapping)
+        self.rt2 = RuntimeServer()
+        self.lambdas(self.rt, self.rt2)
+        stream = Stream(self.ddb, [self.rt, self.rt2], arn, before_mapping)
         rng, version, stop = random.Random(7), [10], threading.Event()
         deleted = set()
 
@@ -316,7 +324,7 @@ class Backfill(unittest.TestCase):
                 p = subprocess.Popen([BIN] + args, env=self.env, stdout=subprocess.PIPE,
                                      stderr=subprocess.PIPE)
             else:  # the function: the request, then scheduled invocations advance it
-                self.lambdas(1)
+                self.lambdas()
                 p = self.procs.pop()
                 event = ({"ddb2fs": "backfill", "table": TABLE, "rate": 3, "segments": 3,
                           "stream_is_mapped": True} if not query(
