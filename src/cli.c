@@ -776,6 +776,8 @@ static int cmd_backfill(int argc, char **argv)
     }
     if ((rc = outbox_check_keys(ob, &cfg, &err)) != 0)
         goto out;
+    /* pages are only appended: a small page cache keeps memory flat whatever the table's size */
+    sqlite3_exec(outbox_db(ob), "PRAGMA cache_size = -4096", NULL, NULL, NULL);
     /* a job of this table already scanning goes on; otherwise a new one */
     if ((rc = backfill_start(ob, &cfg, &o, &job, &err)) == D2F_EUSAGE &&
         strstr(err.msg, "is already scanning")) {
