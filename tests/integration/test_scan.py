@@ -8,7 +8,7 @@ import zlib
 from common import BIN, TempDir, clean_env, query, run
 from fsserver import PROJECT, ServerProcess
 
-ITEMS, ITEM_BYTES, LIMIT = 3000, 2000, 20
+ITEMS, ITEM_BYTES, LIMIT = 1500, 2000, 20
 
 
 class DynamoDBServer(ServerProcess):
@@ -43,7 +43,7 @@ class Scan(unittest.TestCase):
     def test_throttled_and_paced(self):
         srv = DynamoDBServer(items=ITEMS, item_bytes=ITEM_BYTES, throttle_every=4, error_every=7)
         try:
-            rate = 100.0
+            rate = 50.0
             p = self.backfill(srv, "--rate", str(rate), "--segments", "4", "--limit", str(LIMIT))
             self.assertEqual(p.returncode, 0, p.stderr)
             reqs = [r for r in srv.requests() if r["target"].endswith(".Scan")]
