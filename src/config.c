@@ -506,8 +506,12 @@ static int load(struct config *cfg, const char *(*get)(const char *), struct d2f
                          err)) ||
         (rc = parse_retention(get, &cfg->retention_s, err)) ||
         (rc = parse_long(get, "DDB2FS_LEASE_SECONDS", 1, 3600, 30, &cfg->lease_s, err)) ||
-        (rc =
-             parse_long(get, "DDB2FS_TRANSACTION_SECONDS", 1, 3600, 270, &cfg->transaction_s, err)))
+        (rc = parse_long(get, "DDB2FS_TRANSACTION_SECONDS", 1, 3600, 270, &cfg->transaction_s,
+                         err)) ||
+        (rc = parse_long(get, "DDB2FS_BACKFILL_SETTLE", 0, 86400, 300, &cfg->backfill_settle_s,
+                         err)) ||
+        (rc = parse_long(get, "DDB2FS_BACKFILL_MARGIN", 0, 86400, 300, &cfg->backfill_margin_s,
+                         err)))
         return rc;
     return 0;
 }

@@ -62,6 +62,8 @@ struct config {
     long lease_s;    /* DDB2FS_LEASE_SECONDS: a drain lease lasts this long unrenewed, 30 */
     long transaction_s;     /* DDB2FS_TRANSACTION_SECONDS: how long a Firestore transaction may
                                still commit after it began, default 270 */
+    long backfill_settle_s; /* DDB2FS_BACKFILL_SETTLE: a snapshot waits for the stream (s) */
+    long backfill_margin_s; /* DDB2FS_BACKFILL_MARGIN: creation-time rounding and skew (s) */
     const char *aws_region; /* AWS_REGION */
     const char *aws_key_id; /* AWS_ACCESS_KEY_ID */
     const char *aws_secret; /* AWS_SECRET_ACCESS_KEY; never logged */

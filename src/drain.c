@@ -12,6 +12,7 @@
 
 #include <sodium.h>
 
+#include "backfill.h"
 #include "event.h"
 #include "fence.h"
 #include "ingest.h"
@@ -1104,7 +1105,7 @@ static void pid_space(char *out, size_t cap)
 /* A lease owner: "host pid token space": a random token drawn once per process (the same
  * process holds the lease again at once, from one invocation to the next), and the boot and
  * PID namespace that give the pid its meaning. */
-static void owner_name(char *out, size_t cap)
+void drain_owner_name(char *out, size_t cap)
 {
     static char token[33]; /* one per process, as its identity */
     char host[256] = "host", space[160];
@@ -1122,7 +1123,7 @@ static void owner_name(char *out, size_t cap)
 /* 1 when a lease holder is known dead: a process of this boot and PID namespace whose pid no
  * longer runs (or runs this process, under another token). Anywhere else its lease lasts until
  * it expires: a pid of another namespace says nothing. */
-static int holder_gone(const char *holder)
+int drain_holder_gone(const char *holder)
 {
     char host[256], token[64], space[160], mine[160];
     long pid;
@@ -1142,9 +1143,9 @@ static int take_until(struct outbox *ob, int64_t until_ms, char *owner, size_t c
     char holder[400];
     int taken, rc;
 
-    owner_name(owner, cap);
-    if ((rc = outbox_lease_take(ob, owner, until_ms, holder_gone, &taken, holder, sizeof(holder),
-                                err)) != 0)
+    drain_owner_name(owner, cap);
+    if ((rc = outbox_lease_take(ob, owner, until_ms, drain_holder_gone, &taken, holder,
+                                sizeof(holder), err)) != 0)
         return rc;
     if (!taken)
         return d2f_errf(err, D2F_EIO, "another drain holds the lease (%s)", holder);
@@ -1288,7 +1289,7 @@ int drain_run(struct outbox *ob, const struct config *cfg, struct firestore *fs,
 {
     struct run r = {
         .ob = ob, .cfg = cfg, .fs = fs, .st = stats, .deadline = deadline_ms, .mark = 1};
-    int64_t start = http_now_ms(), after = 0, unresolved = 0, ramp_from = 0;
+    int64_t start = http_now_ms(), after = 0, unresolved = 0, ramp_from = 0, waiting = 0;
     char owner[320];
     int more = 1, rc;
 
@@ -1306,15 +1307,23 @@ int drain_run(struct outbox *ob, const struct config *cfg, struct firestore *fs,
     if (!rc)
         rc = settle_transactions(&r, err);
     for (;;) {
+        /* snapshots are decided before each pass; one that became ready may lie behind */
+        if (!rc)
+            rc = backfill_gate(ob, cfg, &waiting, err);
+        after = 0;
         while (!rc && more)
             rc = one_window(&r, &after, &more, err);
         if (rc || (rc = outbox_pending_count(ob, &stats->pending_left, err)) != 0 ||
-            (rc = outbox_unresolved_count(ob, &unresolved, err)) != 0)
+            (rc = outbox_unresolved_count(ob, &unresolved, err)) != 0 ||
+            (rc = backfill_waiting(ob, &waiting, err)) != 0)
             break;
-        if (stats->pending_left <= unresolved || r.held || http_now_ms() >= r.stop_at)
+        if (stats->pending_left <= unresolved + waiting || r.held || http_now_ms() >= r.stop_at)
             break;
         more = 1; /* records arrived while the drain ran: go on with them */
     }
+    if (!rc) /* what became of the snapshots sent, for status */
+        rc = backfill_gate(ob, cfg, &waiting, err);
+    stats->snapshots_waiting = waiting;
     fence_reader_free(r.fences);
     drain_lease_release(ob, owner);
     if (rc && outbox_pending_count(ob, &stats->pending_left, NULL) != 0)
@@ -1325,10 +1334,10 @@ int drain_run(struct outbox *ob, const struct config *cfg, struct firestore *fs,
                       "%zu deletions wait until a transaction that may still create their "
                       "documents has expired (in %lld s; DDB2FS_TRANSACTION_SECONDS)",
                       r.held, (long long)((r.deletes_wait - http_now_ms()) / 1000 + 1));
-    else if (!rc && stats->pending_left > unresolved)
+    else if (!rc && stats->pending_left > unresolved + waiting)
         rc = d2f_errf(err, D2F_EIO, "the time budget ran out with %lld records pending",
                       (long long)stats->pending_left);
-    else if (!rc && stats->pending_left > 0)
+    else if (!rc && stats->pending_left > waiting)
         rc = d2f_errf(err, D2F_ESCHEMA,
                       "%lld records wait for their table's key schema: set DDB2FS_KEYS "
                       "(see 'ddb2fs status')",
@@ -1423,6 +1432,8 @@ void drain_log(const struct drain_stats *st, const char *stopped)
     json_add_number(f, "bisections", (double)st->bisections);
     json_add_number(f, "refreshes", (double)st->refreshes);
     json_add_number(f, "seconds", (double)st->elapsed_ms / 1000.0);
+    if (st->snapshots_waiting)
+        json_add_number(f, "snapshots_waiting", (double)st->snapshots_waiting);
     if (stopped)
         cJSON_AddStringToObject(f, "stopped", stopped);
     log_write(stopped ? LOG_ERROR : LOG_INFO,
@@ -1436,8 +1447,8 @@ void drain_prune(struct outbox *ob, const struct config *cfg, int64_t deadline_m
     cJSON *f;
     int rc;
 
-    if (!cfg->retention_s || deadline_ms <= start)
-        return;
+    if (!cfg->retention_s || deadline_ms <= start || backfill_holds_prune(ob))
+        return; /* a backfill needs every document's stream records while it is open */
     rc = outbox_prune(ob, start - (int64_t)cfg->retention_s * 1000, deadline_ms, &pruned, &err);
     if (!rc && !pruned)
         return;

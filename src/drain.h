@@ -49,16 +49,17 @@
 #define DRAIN_RAMP_STEP_MS (5 * 60 * 1000)
 
 struct drain_stats {
-    size_t rows_committed; /* rows marked committed (written or superseded) */
-    size_t rows_dead;      /* rows marked dead */
-    size_t writes;         /* writes that Firestore accepted */
-    size_t commits;        /* commit requests sent, retries and halves included */
-    size_t retries;        /* commits sent again after a transient error */
-    size_t bisections;     /* commits split to find a refused write */
-    size_t refreshes;      /* commits refused on a precondition, sent again after a batchGet */
-    size_t windows;        /* windows read */
-    int64_t pending_left;  /* rows still pending at the end */
-    int64_t elapsed_ms;    /* how long the run took */
+    size_t rows_committed;     /* rows marked committed (written or superseded) */
+    size_t rows_dead;          /* rows marked dead */
+    size_t writes;             /* writes that Firestore accepted */
+    size_t commits;            /* commit requests sent, retries and halves included */
+    size_t retries;            /* commits sent again after a transient error */
+    size_t bisections;         /* commits split to find a refused write */
+    size_t refreshes;          /* commits refused on a precondition, sent again after a batchGet */
+    size_t windows;            /* windows read */
+    int64_t pending_left;      /* rows still pending at the end */
+    int64_t snapshots_waiting; /* pending snapshots waiting for the stream to catch up */
+    int64_t elapsed_ms;        /* how long the run took */
 };
 
 /*
@@ -106,6 +107,15 @@ int drain_lease_take(struct outbox *ob, int64_t deadline_ms, char *owner, size_t
 /* Extends owner's lease to until_ms; D2F_EIO when another holds it now. */
 int drain_lease_renew(struct outbox *ob, const char *owner, int64_t until_ms,
                       struct d2f_err *err) D2F_WUR;
+
+/* A holder's name for a lease or a claim: "host pid token boot_id/pidns", the token drawn once
+ * per process (cap bytes at out). */
+void drain_owner_name(char *out, size_t cap);
+
+/* 1 when holder (a drain_owner_name) is known dead: a process of this boot and PID namespace
+ * whose pid no longer runs, or this process under another token; anywhere else, 0 (what it
+ * holds lasts until it expires). */
+int drain_holder_gone(const char *holder);
 
 /* Gives the lease back (a failure is logged: the lease expires on its own). */
 void drain_lease_release(struct outbox *ob, const char *owner);

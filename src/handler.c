@@ -7,6 +7,7 @@
 
 #include <cjson/cJSON.h>
 
+#include "backfill.h"
 #include "config.h"
 #include "drain.h"
 #include "firestore.h"
@@ -186,7 +187,7 @@ static void metrics(struct handler *h, const struct ingest_result *res,
     cJSON_Delete(line);
 }
 
-enum kind { STREAM, SCHEDULED, STATUS, REPARTITION, UNKNOWN };
+enum kind { STREAM, SCHEDULED, STATUS, REPARTITION, BACKFILL, UNKNOWN };
 
 /* What an event is: a stream batch has Records; a scheduled event comes from aws.events; an
  * operator's {"ddb2fs":"status"} asks for the outbox's status. */
@@ -209,6 +210,7 @@ static enum kind kind_of(const char *event, size_t len)
         k = cJSON_IsString(source) && strcmp(source->valuestring, "aws.events") == 0 ? SCHEDULED
             : cJSON_IsString(ask) && strcmp(ask->valuestring, "status") == 0         ? STATUS
             : cJSON_IsString(ask) && strcmp(ask->valuestring, "repartition") == 0    ? REPARTITION
+            : cJSON_IsString(ask) && strcmp(ask->valuestring, "backfill") == 0       ? BACKFILL
                                                                                      : UNKNOWN;
     cJSON_Delete(e);
     return k;
@@ -315,6 +317,65 @@ static void drain_some(struct handler *h, int64_t deadline_ms, size_t most, stru
     drain_log(st, rc ? err.msg : NULL);
 }
 
+/* Advances the backfill jobs still scanning for the time the invocation has left; running out
+ * of time is how a job goes on across invocations, logged, not an error. */
+static void backfill_some(struct handler *h, int64_t deadline_ms)
+{
+    struct outbox *ob = partitions_outbox(h->set, 0);
+    struct backfill_stats st;
+    struct d2f_err err = {0};
+    cJSON *f;
+    int rc;
+
+    /* a partitioned outbox has no backfill yet */
+    if (partitions_count(h->set) != 1 || deadline_ms - HANDLER_MARGIN_MS <= http_now_ms() + 100 ||
+        !backfill_holds_prune(ob))
+        return;
+    outbox_wait_until(ob, deadline_ms - HANDLER_ANSWER_MS);
+    rc = backfill_run(ob, &h->cfg, 0, deadline_ms - HANDLER_MARGIN_MS, NULL, NULL, &st, &err);
+    outbox_wait_until(ob, 0);
+    if (!st.job || (st.busy && !st.pages))
+        return; /* nothing to scan, or another runner scans it */
+    f = cJSON_CreateObject();
+    json_add_number(f, "job", (double)st.job);
+    json_add_number(f, "items", (double)st.items);
+    json_add_number(f, "pages", (double)st.pages);
+    json_add_number(f, "read_units", (double)st.read_units);
+    json_add_number(f, "retries", (double)st.retries);
+    json_add_number(f, "segments_done", (double)st.segments_done);
+    json_add_number(f, "segments", (double)st.segments);
+    if (rc && rc != D2F_EIO)
+        cJSON_AddStringToObject(f, "stopped", err.msg);
+    log_write(rc && rc != D2F_EIO ? LOG_ERROR : LOG_INFO,
+              st.done ? "backfill scanned" : "backfill goes on", f);
+}
+
+/* {"ddb2fs":"backfill","table":"T",...}: records the job, and starts it. */
+static int backfill_request(struct handler *h, const char *event, size_t len, int64_t deadline_ms,
+                            struct buf *answer, const char **error_type, struct d2f_err *err)
+{
+    struct backfill_opts o;
+    cJSON *e = json_parse(event, len);
+    int64_t job = 0;
+    int rc = backfill_opts_from_json(e, &o, err);
+
+    if (!rc && partitions_count(h->set) != 1)
+        rc = d2f_errf(err, D2F_EUSAGE,
+                      "backfill: not with a partitioned outbox "
+                      "(DDB2FS_PARTITIONS) yet");
+    if (!rc)
+        rc = backfill_start(partitions_outbox(h->set, 0), &h->cfg, &o, &job, err);
+    cJSON_Delete(e);
+    if (rc) {
+        *error_type = rc == D2F_EUSAGE || rc == D2F_EINPUT ? "ddb2fs.BackfillRefused"
+                                                           : handler_error_type(rc);
+        return rc;
+    }
+    backfill_some(h, deadline_ms);
+    rc = buf_addf(answer, "{\"backfill\":%lld}", (long long)job);
+    return rc ? d2f_errf(err, rc, "out of memory") : 0;
+}
+
 int handler_invoke(struct handler *h, const char *event, size_t len, int64_t deadline_ms,
                    struct buf *answer, const char **error_type, struct d2f_err *err)
 {
@@ -328,7 +389,10 @@ int handler_invoke(struct handler *h, const char *event, size_t len, int64_t dea
         *error_type = "ddb2fs.UnknownEvent";
         return d2f_errf(err, D2F_EINPUT,
                         "the event is neither a DynamoDB stream batch ('Records'), a "
-                        "scheduled event (source aws.events), nor {\"ddb2fs\":\"status\"}");
+                        "scheduled event (source aws.events), {\"ddb2fs\":\"status\"}, "
+                        "{\"ddb2fs\":\"repartition\",...} nor {\"ddb2fs\":\"backfill\",...}");
+    case BACKFILL:
+        return backfill_request(h, event, len, deadline_ms, answer, error_type, err);
     case SCHEDULED: {
         int64_t left = deadline_ms - HANDLER_MARGIN_MS - http_now_ms();
         if ((rc = health(h, left < OUTBOX_CHECK_MS ? (left > 0 ? left : 0) : OUTBOX_CHECK_MS,
@@ -338,6 +402,7 @@ int handler_invoke(struct handler *h, const char *event, size_t len, int64_t dea
         }
     }
         drain_some(h, deadline_ms, 0, &st);
+        backfill_some(h, deadline_ms);
         wait_until(h, deadline_ms - HANDLER_ANSWER_MS);
         drain_prune_set(partitions_all(h->set), partitions_count(h->set), &h->cfg,
                         deadline_ms - HANDLER_MARGIN_MS);
@@ -384,6 +449,10 @@ int handler_invoke(struct handler *h, const char *event, size_t len, int64_t dea
         /* a batch's invocation drains one file of a partitioned outbox: the instances at once
          * drain apart, and the answer does not wait for every file */
         drain_some(h, deadline_ms, 1, &st);
+        backfill_some(h,
+                      deadline_ms < http_now_ms() + HANDLER_BACKFILL_STREAM_MS + HANDLER_MARGIN_MS
+                          ? deadline_ms
+                          : http_now_ms() + HANDLER_BACKFILL_STREAM_MS + HANDLER_MARGIN_MS);
         metrics(h, &res, &st);
     }
     if (ingest_answer(event, len, rc != 0, answer) != 0) {

@@ -210,16 +210,21 @@ def aws(argv, state):
         else:
             fail("fake aws: cloudformation %s is not simulated" % op, 252)
     elif (service, op) == ("lambda", "invoke"):
-        # the function's answer to {"ddb2fs":"repartition",...}, as the outbox it has says
+        # the function's answer to {"ddb2fs":"repartition",...} as the outbox it has says, or to
+        # {"ddb2fs":"backfill",...}
         payload = json.loads(opts["payload"])
         stack = state["stacks"].get(opts["function-name"])
         if stack is None or "FunctionName" not in stack["outputs"]:
             fail("An error occurred (ResourceNotFoundException): Function not found")
         state.setdefault("invoked", []).append(payload)
-        answer = {"errorType": "ddb2fs.OutboxError", "errorMessage": "records are pending"} \
-            if state.get("pending") else \
-            {"from": int(stack["parameters"]["Partitions"]), "to": payload["partitions"],
-             "records": 0, "kept": "/mnt/outbox/ddb2fs.db.before-repartition-X"}
+        if payload.get("ddb2fs") == "backfill":  # the job recorded, or refused
+            answer = {"errorType": "ddb2fs.BackfillRefused", "errorMessage": "no stream"} \
+                if state.get("refuse_backfill") else {"backfill": 1}
+        elif state.get("pending"):
+            answer = {"errorType": "ddb2fs.OutboxError", "errorMessage": "records are pending"}
+        else:
+            answer = {"from": int(stack["parameters"]["Partitions"]), "to": payload["partitions"],
+                      "records": 0, "kept": "/mnt/outbox/ddb2fs.db.before-repartition-X"}
         with open(argv[-1], "w") as f:
             json.dump(answer, f)
         out = {"StatusCode": 200}

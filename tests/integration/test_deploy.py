@@ -539,6 +539,34 @@ class Commands(unittest.TestCase):
         fn = [r for r in template["Resources"].values() if r["Type"] == "AWS::Lambda::Function"]
         self.assertEqual(fn[0]["Properties"]["Environment"]["Variables"]["DDB2FS_TABLES"],
                          {"Ref": "TableName"})
+    def test_backfill_once_the_stack_is_up(self):
+        env = dict(self.env, DYNAMODB_TABLE="Users")
+        p = self.run_tool(DEPLOY, "--backfill", "250", env=env)
+        cloud = self.cloud_now()
+        self.assertEqual(cloud["invoked"], [{"ddb2fs": "backfill", "table": "Users", "rate": 250,
+                                             "stream_is_mapped": True}])
+        verbs = [v for v in self.verbs(self.calls()) if v not in self.READ_ONLY]
+        self.assertGreater(verbs.index("aws lambda invoke"),
+                           len(verbs) - 1 - verbs[::-1].index("aws cloudformation deploy"))
+        self.assertIn("starting the backfill of Users at 250 read units/s", p.stderr)
+        # the role may scan that table and no other
+        with open(os.path.join(os.path.dirname(DEPLOY), "ddb2fs.template.json")) as f:
+            template = json.load(f)
+        statements = template["Resources"]["FunctionRole"]["Properties"]["Policies"][0][
+            "PolicyDocument"]["Statement"]
+        (scan,) = [s for s in statements if isinstance(s, dict) and "dynamodb:Scan" in
+                   s.get("Action", [])]
+        self.assertEqual(scan["Resource"], {"Fn::Sub": "arn:${AWS::Partition}:dynamodb:"
+                                            "${AWS::Region}:${AWS::AccountId}:table/${TableName}"})
+        # refused by the function: deploy says so
+        cloud["refuse_backfill"] = True
+        self.save(cloud)
+        p = self.run_tool(DEPLOY, "--backfill", "250", env=env, code=1)
+        self.assertIn("the backfill did not start", p.stderr)
+        self.assertIn("no stream", p.stderr)
+        for bad in ("0", "x", "-5"):
+            p = self.run_tool(DEPLOY, "--dry-run", "--backfill", bad, env=env, code=1)
+            self.assertIn("--backfill '%s': give the read capacity units" % bad, p.stderr)
 
     def test_partitions_of_a_new_stack_and_moving_those_of_a_deployed_one(self):
         env = dict(self.env, DYNAMODB_TABLE="Users")

@@ -84,27 +84,28 @@ static void test_stale_lease(void **state)
     gethostname(host, sizeof(host) - 1);
     pid_space(space, sizeof(space));
     assert_true(space[0] != '\0'); /* boot_id and the pid namespace are readable here */
-    owner_name(owner, sizeof(owner));
-    owner_name(holder, sizeof(holder));
+    drain_owner_name(owner, sizeof(owner));
+    drain_owner_name(holder, sizeof(holder));
     assert_string_equal(owner, holder); /* one token per process */
     snprintf(holder, sizeof(holder), "%s %ld feed %s", host, (long)getpid(), space);
-    assert_int_equal(holder_gone(holder), 1); /* this pid, another token: the holder is gone */
+    assert_int_equal(drain_holder_gone(holder),
+                     1); /* this pid, another token: the holder is gone */
     snprintf(holder, sizeof(holder), "%s 1 feed %s", host, space);
-    assert_int_equal(holder_gone(holder), 0); /* init runs */
+    assert_int_equal(drain_holder_gone(holder), 0); /* init runs */
     snprintf(holder, sizeof(holder), "%s 99999999 feed %s", host, space);
-    assert_int_equal(holder_gone(holder), 1); /* no such process here */
+    assert_int_equal(drain_holder_gone(holder), 1); /* no such process here */
     /* the same host name and pid, another PID namespace or another boot: nothing is known */
     snprintf(holder, sizeof(holder), "%s 99999999 feed %s", host,
              "00000000-0000-0000-0000-000000000000/pid:[4026531836]");
-    assert_int_equal(holder_gone(holder), 0);
+    assert_int_equal(drain_holder_gone(holder), 0);
     snprintf(holder, sizeof(holder), "%s 99999999 feed %s0", host, space);
-    assert_int_equal(holder_gone(holder), 0);
+    assert_int_equal(drain_holder_gone(holder), 0);
     snprintf(holder, sizeof(holder), "%s 99999999 feed -", host);
-    assert_int_equal(holder_gone(holder), 0);
+    assert_int_equal(drain_holder_gone(holder), 0);
     /* the format of earlier versions: host:pid:random */
     snprintf(holder, sizeof(holder), "%s:99999999:abcd", host);
-    assert_int_equal(holder_gone(holder), 0);
-    assert_int_equal(holder_gone("garbage"), 0);
+    assert_int_equal(drain_holder_gone(holder), 0);
+    assert_int_equal(drain_holder_gone("garbage"), 0);
 }
 
 static void test_verdicts(void **state)
