@@ -15,12 +15,13 @@
 #include "json.h"
 #include "log.h"
 #include "outbox.h"
+#include "partition.h"
 #include "status.h"
 
 struct handler {
     char function[256]; /* AWS_LAMBDA_FUNCTION_NAME, the metrics' dimension */
     struct config cfg;
-    struct outbox *ob;
+    struct partitions *set; /* the outbox: one file, or a partitioned outbox's files */
     struct ingest *ing;
     struct gauth *auth;
     struct firestore *fs;
@@ -65,11 +66,18 @@ static void corrupt_report(const struct handler *h, const struct d2f_err *err)
     fflush(stdout);
 }
 
-/* The outbox's health check, within budget_ms: D2F_EDAMAGE (reported) when it is damaged. */
+/* The outbox's health check, every file's, within budget_ms in all: D2F_EDAMAGE (reported)
+ * when one is damaged. */
 static int health(struct handler *h, int64_t budget_ms, struct d2f_err *err)
 {
-    int complete, rc = outbox_check(h->ob, budget_ms, &complete, err);
+    size_t n = partitions_count(h->set);
+    int complete = 1, rc = 0;
 
+    for (size_t i = 0; i < n && !rc; i++) {
+        int done;
+        rc = outbox_check(partitions_outbox(h->set, i), budget_ms / (int64_t)n, &done, err);
+        complete &= done;
+    }
     if (rc == D2F_EDAMAGE)
         corrupt_report(h, err);
     else if (!rc && !complete)
@@ -90,20 +98,21 @@ int handler_new(struct handler **out, const char *(*get)(const char *), struct h
              get("AWS_LAMBDA_FUNCTION_NAME") ? get("AWS_LAMBDA_FUNCTION_NAME") : "ddb2fs");
     if ((rc = config_load(&h->cfg, get, err)) != 0 ||
         (rc = firestore_connect(&h->cfg, http, &h->auth, &h->fs, err)) != 0 ||
-        (rc = outbox_open(&h->ob, h->cfg.outbox, h->cfg.journal, OUTBOX_CREATE, err)) != 0 ||
-        (rc = health(h, OUTBOX_CHECK_MS, err)) != 0 ||
-        (rc = outbox_check_keys(h->ob, &h->cfg, err)) != 0)
+        (rc = partitions_open(&h->set, &h->cfg, OUTBOX_CREATE, err)) != 0 ||
+        (rc = health(h, OUTBOX_CHECK_MS, err)) != 0)
         goto fail;
-    if ((rc = outbox_settings(h->ob, &h->cfg, err)) != 0)
-        goto fail;
-    if (!(h->ing = ingest_new(h->ob, &h->cfg))) {
+    for (size_t i = 0; i < partitions_count(h->set); i++)
+        if ((rc = outbox_check_keys(partitions_outbox(h->set, i), &h->cfg, err)) != 0 ||
+            (rc = outbox_settings(partitions_outbox(h->set, i), &h->cfg, err)) != 0)
+            goto fail;
+    if (!(h->ing = ingest_new_set(partitions_all(h->set), partitions_count(h->set), &h->cfg))) {
         rc = d2f_errf(err, D2F_ENOMEM, "out of memory");
         goto fail;
     }
     *out = h;
     return 0;
 fail:
-    if (rc == D2F_EDAMAGE && !h->ob)
+    if (rc == D2F_EDAMAGE && !h->set)
         corrupt_report(h, err); /* found while opening */
     handler_free(h);
     return rc;
@@ -114,7 +123,7 @@ void handler_free(struct handler *h)
     if (!h)
         return;
     ingest_free(h->ing);
-    outbox_close(h->ob);
+    partitions_close(h->set);
     firestore_free(h->fs);
     gauth_free(h->auth);
     config_release(&h->cfg);
@@ -137,8 +146,11 @@ static void metrics(struct handler *h, const struct ingest_result *res,
     cJSON *line = cJSON_CreateObject(), *aws, *cwm, *m, *dims, *list;
     char *text;
 
-    if (outbox_oldest_pending_age(h->ob, &age, NULL) != 0)
-        age = 0;
+    for (size_t i = 0; i < partitions_count(h->set); i++) {
+        int64_t one = 0;
+        if (outbox_oldest_pending_age(partitions_outbox(h->set, i), &one, NULL) == 0 && one > age)
+            age = one;
+    }
     values[0] = (double)res->inserted;
     values[1] = (double)res->duplicates;
     values[2] = (double)st->rows_committed;
@@ -177,7 +189,7 @@ static void metrics(struct handler *h, const struct ingest_result *res,
     cJSON_Delete(line);
 }
 
-enum kind { STREAM, SCHEDULED, STATUS, UNKNOWN };
+enum kind { STREAM, SCHEDULED, STATUS, REPARTITION, UNKNOWN };
 
 /* What an event is: a stream batch has Records; a scheduled event comes from aws.events; an
  * operator's {"ddb2fs":"status"} asks for the outbox's status. */
@@ -199,14 +211,97 @@ static enum kind kind_of(const char *event, size_t len)
     if (!cJSON_GetObjectItemCaseSensitive(e, "Records"))
         k = cJSON_IsString(source) && strcmp(source->valuestring, "aws.events") == 0 ? SCHEDULED
             : cJSON_IsString(ask) && strcmp(ask->valuestring, "status") == 0         ? STATUS
+            : cJSON_IsString(ask) && strcmp(ask->valuestring, "repartition") == 0    ? REPARTITION
                                                                                      : UNKNOWN;
     cJSON_Delete(e);
     return k;
 }
 
-/* Drains until the deadline's margin; a drain that stops is logged, not an error: the
- * records are durable and the next invocation goes on. */
-static void drain_some(struct handler *h, int64_t deadline_ms, struct drain_stats *st)
+/* {"ddb2fs":"repartition","partitions":N}: a drain, then 'ddb2fs repartition N' where the outbox
+ * is mounted; this process then opens the new outbox (others do when their next batch is
+ * refused). */
+static int repartition(struct handler *h, const char *event, size_t len, struct buf *answer,
+                       const char **error_type, struct d2f_err *err);
+
+/* 1 when a file of the outbox was found moved by 'ddb2fs repartition'. */
+static int moved(struct handler *h)
+{
+    for (size_t i = 0; i < partitions_count(h->set); i++)
+        if (outbox_moved(partitions_outbox(h->set, i)))
+            return 1;
+    return 0;
+}
+
+/* Opens DDB2FS_OUTBOX again after a repartition moved it. */
+static int reopen(struct handler *h, struct d2f_err *err)
+{
+    struct partitions *set = NULL;
+    struct ingest *ing;
+    int rc;
+
+    if ((rc = partitions_open(&set, &h->cfg, OUTBOX_CREATE, err)) != 0)
+        return rc;
+    if (!(ing = ingest_new_set(partitions_all(set), partitions_count(set), &h->cfg))) {
+        partitions_close(set);
+        return d2f_errf(err, D2F_ENOMEM, "out of memory");
+    }
+    ingest_free(h->ing);
+    partitions_close(h->set);
+    h->ing = ing;
+    h->set = set;
+    log_write(LOG_INFO, "the outbox was repartitioned: opened it again", NULL);
+    return 0;
+}
+
+static int repartition(struct handler *h, const char *event, size_t len, struct buf *answer,
+                       const char **error_type, struct d2f_err *err)
+{
+    cJSON *e = json_parse(event, len);
+    const cJSON *n = cJSON_GetObjectItemCaseSensitive(e, "partitions");
+    struct partitions_moved moved;
+    double want = cJSON_IsNumber(n) ? n->valuedouble : 0;
+    char *text;
+    int rc;
+
+    cJSON_Delete(e);
+    if (want < 1 || want > CONFIG_PARTITIONS_MAX || want != (double)(long)want) {
+        *error_type = "ddb2fs.UnknownEvent";
+        return d2f_errf(err, D2F_EINPUT, "repartition: 'partitions' is a whole number from 1 to %d",
+                        CONFIG_PARTITIONS_MAX);
+    }
+    /* this process's handles go first: the move marks the files it has open */
+    if ((rc = partitions_repartition(&h->cfg, (size_t)want, &moved, err)) != 0) {
+        *error_type = handler_error_type(rc);
+        return rc;
+    }
+    h->cfg.partitions = (long)want;
+    if (moved.from != moved.to && (rc = reopen(h, err)) != 0) {
+        *error_type = handler_error_type(rc);
+        return rc;
+    }
+    e = cJSON_CreateObject();
+    json_add_number(e, "from", (double)moved.from);
+    json_add_number(e, "to", (double)moved.to);
+    json_add_number(e, "records", (double)moved.records);
+    cJSON_AddStringToObject(e, "kept", moved.kept);
+    text = json_print(e);
+    cJSON_Delete(e);
+    rc = text ? buf_adds(answer, text) : D2F_ENOMEM;
+    cJSON_free(text);
+    return rc ? d2f_errf(err, rc, "out of memory") : 0;
+}
+
+/* Waits for the outbox's locks no later than until_ms (0: the busy timeout again). */
+static void wait_until(struct handler *h, int64_t until_ms)
+{
+    for (size_t i = 0; i < partitions_count(h->set); i++)
+        outbox_wait_until(partitions_outbox(h->set, i), until_ms);
+}
+
+/* Drains until the deadline's margin, no more than most files of a partitioned outbox (0: all);
+ * a drain that stops is logged, not an error: the records are durable and the next invocation
+ * goes on. */
+static void drain_some(struct handler *h, int64_t deadline_ms, size_t most, struct drain_stats *st)
 {
     struct d2f_err err = {0};
     int rc;
@@ -216,9 +311,10 @@ static void drain_some(struct handler *h, int64_t deadline_ms, struct drain_stat
         return;
     /* the drain's own writes (marks, the lease) wait for others' locks no longer than the
      * answer allows: rows left unmarked are sent again, fenced, by a later drain */
-    outbox_wait_until(h->ob, deadline_ms - HANDLER_ANSWER_MS);
-    rc = drain_run(h->ob, &h->cfg, h->fs, deadline_ms - HANDLER_MARGIN_MS, st, &err);
-    outbox_wait_until(h->ob, 0);
+    wait_until(h, deadline_ms - HANDLER_ANSWER_MS);
+    rc = drain_run_set(partitions_all(h->set), partitions_count(h->set), most, &h->cfg, h->fs,
+                       deadline_ms - HANDLER_MARGIN_MS, st, &err);
+    wait_until(h, 0);
     drain_log(st, rc ? err.msg : NULL);
 }
 
@@ -244,10 +340,11 @@ int handler_invoke(struct handler *h, const char *event, size_t len, int64_t dea
             return rc;
         }
     }
-        drain_some(h, deadline_ms, &st);
-        outbox_wait_until(h->ob, deadline_ms - HANDLER_ANSWER_MS);
-        drain_prune(h->ob, &h->cfg, deadline_ms - HANDLER_MARGIN_MS);
-        outbox_wait_until(h->ob, 0);
+        drain_some(h, deadline_ms, 0, &st);
+        wait_until(h, deadline_ms - HANDLER_ANSWER_MS);
+        drain_prune_set(partitions_all(h->set), partitions_count(h->set), &h->cfg,
+                        deadline_ms - HANDLER_MARGIN_MS);
+        wait_until(h, 0);
         metrics(h, &res, &st);
         rc = buf_addf(answer, "{\"drained\":%zu,\"pending\":%lld}", st.rows_committed,
                       (long long)st.pending_left);
@@ -255,7 +352,8 @@ int handler_invoke(struct handler *h, const char *event, size_t len, int64_t dea
     case STATUS: {
         cJSON *status = NULL;
         char *text = NULL;
-        if ((rc = status_collect(h->ob, &status, err)) != 0) {
+        if ((rc = status_collect_set(partitions_all(h->set), partitions_count(h->set), &status,
+                                     err)) != 0) {
             *error_type = handler_error_type(rc);
             return rc;
         }
@@ -265,13 +363,18 @@ int handler_invoke(struct handler *h, const char *event, size_t len, int64_t dea
         cJSON_free(text);
         return rc ? d2f_errf(err, rc, "out of memory") : 0;
     }
+    case REPARTITION:
+        drain_some(h, deadline_ms, 0, &st); /* it moves an outbox with nothing pending */
+        return repartition(h, event, len, answer, error_type, err);
     case STREAM:
         break;
     }
     /* a lock held elsewhere past the deadline: report the batch, Lambda retries it */
-    outbox_wait_until(h->ob, deadline_ms - HANDLER_MARGIN_MS);
+    if (moved(h) && (rc = reopen(h, err)) != 0)
+        log_write(LOG_ERROR, err->msg, NULL); /* still the moved one: the batch is reported */
+    wait_until(h, deadline_ms - HANDLER_MARGIN_MS);
     rc = ingest_event(h->ing, event, len, &res, err);
-    outbox_wait_until(h->ob, 0);
+    wait_until(h, 0);
     if (rc == D2F_EINPUT || rc == D2F_ELIMIT) {
         *error_type = handler_error_type(rc);
         return rc;
@@ -281,7 +384,9 @@ int handler_invoke(struct handler *h, const char *event, size_t len, int64_t dea
         log_write(LOG_ERROR, err->msg, NULL);
     } else {
         ingest_log(&res, "batch durable");
-        drain_some(h, deadline_ms, &st);
+        /* a batch's invocation drains one file of a partitioned outbox: the instances at once
+         * drain apart, and the answer does not wait for every file */
+        drain_some(h, deadline_ms, 1, &st);
         metrics(h, &res, &st);
     }
     if (ingest_answer(event, len, rc != 0, answer) != 0) {

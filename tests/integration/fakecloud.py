@@ -85,7 +85,9 @@ def table_view(t, name):
 
 def aws(argv, state):
     service, op = argv[0], argv[1]
-    opts = options(argv[3:] if op == "wait" else argv[2:])  # wait WAITER --options
+    # wait WAITER --options; lambda invoke --options OUTFILE
+    opts = options(argv[3:] if op == "wait" else argv[2:-1] if (service, op) == (
+        "lambda", "invoke") else argv[2:])
     region = opts.get("region") or os.environ.get("AWS_REGION") or os.environ["AWS_DEFAULT_REGION"]
     out = None
     if (service, op) == ("sts", "get-caller-identity"):
@@ -179,8 +181,11 @@ def aws(argv, state):
             outputs = {"RepositoryUri": "%s.dkr.ecr.%s.amazonaws.com/%s" % (ACCOUNT, region, app),
                        "TableName": params["TableName"],
                        "StreamEnabledByDeploy": params["StreamEnabledByDeploy"],
-                       "DataKeySecretArn": params["DataKeySecretArn"],
+                       "FunctionRoleArn": "arn:aws:iam::%s:role/%s-FunctionRole-FAKE0123"
+                                          % (ACCOUNT, name),
                        "FileSystemId": "fs-0fake"}
+            if params["Credentials"] == "sealed-key":  # the output's condition
+                outputs["DataKeySecretArn"] = params["DataKeySecretArn"]
             if params.get("ImageUri"):
                 if params["ImageUri"] not in state["pushed"]:
                     fail("An error occurred: Source image %s does not exist" % params["ImageUri"])
@@ -191,6 +196,8 @@ def aws(argv, state):
                 fail("An error occurred (ValidationError) when calling the DescribeStacks "
                      "operation: Stack with id %s does not exist" % name)
             out = {"Stacks": [{"StackName": name, "StackStatus": "UPDATE_COMPLETE",
+                               "Parameters": [{"ParameterKey": k, "ParameterValue": v}
+                                              for k, v in stack["parameters"].items()],
                                "Outputs": [{"OutputKey": k, "OutputValue": v}
                                            for k, v in stack["outputs"].items()]}]}
         elif op == "delete-stack":
@@ -201,6 +208,20 @@ def aws(argv, state):
             pass
         else:
             fail("fake aws: cloudformation %s is not simulated" % op, 252)
+    elif (service, op) == ("lambda", "invoke"):
+        # the function's answer to {"ddb2fs":"repartition",...}, as the outbox it has says
+        payload = json.loads(opts["payload"])
+        stack = state["stacks"].get(opts["function-name"])
+        if stack is None or "FunctionName" not in stack["outputs"]:
+            fail("An error occurred (ResourceNotFoundException): Function not found")
+        state.setdefault("invoked", []).append(payload)
+        answer = {"errorType": "ddb2fs.OutboxError", "errorMessage": "records are pending"} \
+            if state.get("pending") else \
+            {"from": int(stack["parameters"]["Partitions"]), "to": payload["partitions"],
+             "records": 0, "kept": "/mnt/outbox/ddb2fs.db.before-repartition-X"}
+        with open(argv[-1], "w") as f:
+            json.dump(answer, f)
+        out = {"StatusCode": 200}
     elif (service, op) == ("ecr", "get-login-password"):
         sys.stdout.write("fake-ecr-password\n")
         return
@@ -229,14 +250,18 @@ def docker(argv, state):
         context = opts[-1]
         files = sorted(os.listdir(context)) if os.path.isdir(context) else None
         entry = {"tag": tag, "context": context}
-        if files is not None and "sa.sealed" in files:
-            with open(os.path.join(context, "sa.sealed"), "rb") as f:
-                sealed = f.read()
+        if files is not None and ("sa.sealed" in files or "wif.json" in files):
             with open(os.path.join(context, "Dockerfile")) as f:
                 entry["dockerfile"] = f.read()
             entry["files"] = files
+        if files is not None and "sa.sealed" in files:
+            with open(os.path.join(context, "sa.sealed"), "rb") as f:
+                sealed = f.read()
             entry["sealed_magic"] = sealed[:6].decode("latin-1")
             entry["sealed_sha256"] = hashlib.sha256(sealed).hexdigest()
+        if files is not None and "wif.json" in files:
+            with open(os.path.join(context, "wif.json")) as f:
+                entry["wif"] = f.read()
         state["built"].append(entry)
     elif cmd == "login":
         if sys.stdin.read().strip() != "fake-ecr-password":

@@ -6,12 +6,14 @@ import base64
 import copy
 import json
 import os
+import shlex
 import shutil
 import subprocess
 import unittest
 
-from common import BIN, TempDir
-from fsserver import ServiceAccount
+import test_wif as wif
+from common import BIN, TempDir, clean_env, run
+from fsserver import PROJECT, FirestoreServer, ServiceAccount
 
 SOURCE = os.environ.get("SOURCE_DIR", os.path.join(os.path.dirname(__file__), "..", ".."))
 DEPLOY = os.path.join(SOURCE, "tools", "deploy", "deploy")
@@ -19,6 +21,9 @@ DESTROY = os.path.join(SOURCE, "tools", "deploy", "destroy")
 TEMPLATE = os.path.join(SOURCE, "tools", "deploy", "ddb2fs.template.json")
 FAKE = os.path.join(os.path.dirname(os.path.abspath(__file__)), "fakecloud.py")
 REGION = "eu-west-3"
+WIF_AUDIENCE = ("//iam.googleapis.com/projects/123456/locations/global/workloadIdentityPools/"
+                "relay-pool/providers/aws")
+WIF_EMAIL = "relay@orders-prod.iam.gserviceaccount.com"
 
 
 def refs(node):
@@ -40,6 +45,21 @@ def refs(node):
         for v in node:
             found |= refs(v)
     return found
+
+
+def resolve(node, conditions):
+    """The template as CloudFormation sees it for these condition values: each Fn::If of them
+    taken, AWS::NoValue dropped."""
+    if isinstance(node, dict):
+        if list(node) == ["Fn::If"] and node["Fn::If"][0] in conditions:
+            name, yes, no = node["Fn::If"]
+            return resolve(yes if conditions[name] else no, conditions)
+        out = {k: resolve(v, conditions) for k, v in node.items()}
+        return {k: v for k, v in out.items() if v != {"Ref": "AWS::NoValue"}}
+    if isinstance(node, list):
+        return [resolve(v, conditions) for v in node if resolve(v, conditions) !=
+                {"Ref": "AWS::NoValue"}]
+    return node
 
 
 class Template(unittest.TestCase):
@@ -90,12 +110,19 @@ class Template(unittest.TestCase):
         self.assertEqual(fn["MemorySize"], {"Ref": "MemorySize"})
         self.assertEqual(self.t["Parameters"]["MemorySize"]["Default"], 256)
         self.assertEqual(set(self.r["Function"]["DependsOn"]), set(mounts))
-        env = fn["Environment"]["Variables"]
+        env = resolve(fn["Environment"]["Variables"], {"SealedKey": True})
         self.assertTrue(env["DDB2FS_OUTBOX"].startswith("/mnt/outbox/"))
         for var in ("DDB2FS_KEY_SEALED", "DDB2FS_KEY_SECRET", "GOOGLE_CLOUD_PROJECT",
                     "DDB2FS_KEYS", "DDB2FS_DATABASE", "DDB2FS_COLLECTIONS"):
             self.assertIn(var, env)
         self.assertEqual(env["DDB2FS_KEY_SECRET"], {"Ref": "DataKeySecretArn"})
+        self.assertNotIn("GOOGLE_APPLICATION_CREDENTIALS", env)
+        wif = resolve(fn["Environment"]["Variables"], {"SealedKey": False})
+        self.assertEqual(wif["GOOGLE_APPLICATION_CREDENTIALS"], "/opt/ddb2fs/wif.json")
+        self.assertFalse({"DDB2FS_KEY_SEALED", "DDB2FS_KEY_SECRET"} & set(wif))
+        self.assertEqual(self.t["Conditions"]["SealedKey"],
+                         {"Fn::Equals": [{"Ref": "Credentials"}, "sealed-key"]})
+        self.assertEqual(self.t["Outputs"]["DataKeySecretArn"]["Condition"], "SealedKey")
         self.assertEqual(fn["VpcConfig"]["SecurityGroupIds"], [{"Ref": "FunctionSecurityGroup"}])
         # the stream mapping
         m = p("StreamMapping")
@@ -130,7 +157,12 @@ class Template(unittest.TestCase):
         self.assertEqual(p("PrivateRoute")["NatGatewayId"], {"Ref": "NatGateway"})
 
     def test_role_least_privilege(self):
-        role = self.r["FunctionRole"]["Properties"]
+        for sealed in (True, False):
+            with self.subTest(sealed_key=sealed):
+                self.role_least_privilege(sealed)
+
+    def role_least_privilege(self, sealed):
+        role = resolve(self.r["FunctionRole"]["Properties"], {"SealedKey": sealed})
         self.assertNotIn("ManagedPolicyArns", role)
         statements = [s for pol in role["Policies"] for s in pol["PolicyDocument"]["Statement"]]
         by_sid = {s["Sid"]: s for s in statements}
@@ -149,10 +181,16 @@ class Template(unittest.TestCase):
             self.assertNotIn("NotAction", s)
             self.assertNotIn("NotResource", s)
         self.assertEqual(by_sid["ReadTheStream"]["Resource"], {"Ref": "StreamArn"})
-        self.assertEqual(by_sid["ReadTheDataKey"],
-                         {"Sid": "ReadTheDataKey", "Effect": "Allow",
-                          "Action": "secretsmanager:GetSecretValue",
-                          "Resource": {"Ref": "DataKeySecretArn"}})
+        if sealed:
+            self.assertEqual(by_sid["ReadTheDataKey"],
+                             {"Sid": "ReadTheDataKey", "Effect": "Allow",
+                              "Action": "secretsmanager:GetSecretValue",
+                              "Resource": {"Ref": "DataKeySecretArn"}})
+        else:
+            # Workload Identity Federation: the role signs GetCallerIdentity, which needs no
+            # permission; no secret to read
+            self.assertNotIn("ReadTheDataKey", by_sid)
+            self.assertFalse([s for s in statements if "secretsmanager" in json.dumps(s)])
         efs = by_sid["MountTheOutbox"]
         self.assertEqual(efs["Resource"], {"Fn::GetAtt": ["FileSystem", "Arn"]})
         self.assertEqual(efs["Condition"]["StringEquals"]["elasticfilesystem:AccessPointArn"],
@@ -335,6 +373,160 @@ class Commands(unittest.TestCase):
         after = self.cloud_now()
         self.assertEqual(after["tables"], self.cloud["tables"])
         self.assertEqual((after["stacks"], after["secrets"]), ({}, {}))
+
+    def test_deploy_with_wif_has_no_key_and_no_secret(self):
+        p = self.run_tool(DEPLOY, "--enable-stream", "--wif", WIF_AUDIENCE,
+                          "--service-account", WIF_EMAIL)
+        calls = self.calls()
+        self.assertEqual([v for v in self.verbs(calls) if v not in self.READ_ONLY], [
+            "aws dynamodb update-table", "aws dynamodb wait", "aws cloudformation deploy",
+            "docker build", "docker build", "aws ecr get-login-password", "docker login",
+            "docker push", "aws cloudformation deploy"])
+        self.assertFalse([c for c in calls if "seal-key" in json.dumps(c)])
+        cloud = self.cloud_now()
+        self.assertEqual(cloud["secrets"], {})
+        params = cloud["stacks"]["orders-mirror"]["parameters"]
+        self.assertEqual((params["Credentials"], params["DataKeySecretArn"]), ("wif", ""))
+        image = [b for b in cloud["built"] if b["tag"] == cloud["pushed"][0]][0]
+        self.assertEqual(image["files"], ["Dockerfile", "wif.json"])
+        self.assertIn("COPY --chmod=0444 wif.json /opt/ddb2fs/wif.json", image["dockerfile"])
+        # the configuration Google's create-cred-config --aws writes, as the README shows it
+        config = json.loads(image["wif"])
+        self.assertEqual(config, {
+            "type": "external_account", "audience": WIF_AUDIENCE,
+            "subject_token_type": "urn:ietf:params:aws:token-type:aws4_request",
+            "token_url": "https://sts.googleapis.com/v1/token",
+            "service_account_impersonation_url":
+                "https://iamcredentials.googleapis.com/v1/projects/-/serviceAccounts/"
+                "relay@orders-prod.iam.gserviceaccount.com:generateAccessToken",
+            "service_account_impersonation": {"token_lifetime_seconds": 3600},
+            "credential_source": {
+                "environment_id": "aws1",
+                "regional_cred_verification_url":
+                    "https://sts.{region}.amazonaws.com?Action=GetCallerIdentity"
+                    "&Version=2011-06-15"}})
+        # what to run on Google's side, with the role deploy made
+        role = "orders-mirror-FunctionRole-FAKE0123"
+        self.assertIn("arn:aws:iam::123456789012:role/" + role, p.stderr)
+        self.assertIn("providers update-aws aws --location=global", p.stderr)
+        self.assertIn("--workload-identity-pool=relay-pool", p.stderr)
+        self.assertIn("assertion.arn.startsWith('arn:aws:sts::123456789012:assumed-role/%s/')"
+                      % role, p.stderr)
+        self.assertIn("add-iam-policy-binding relay@orders-prod.iam.gserviceaccount.com",
+                      p.stderr)
+        self.assertIn('--member="principalSet://iam.googleapis.com/projects/123456/locations/'
+                      'global/workloadIdentityPools/relay-pool/attribute.aws_role/%s"' % role,
+                      p.stderr)
+        for s in self.key.secrets():
+            self.assertNotIn(s, json.dumps(calls) + p.stdout + p.stderr)
+        self.drains_with(config)
+        # destroy: no secret to remove
+        p = self.run_tool(DESTROY, "--dry-run")
+        self.assertFalse([l for l in self.printed(p) if "secretsmanager" in l])
+        self.run_tool(DESTROY, "--yes")
+        self.assertEqual((self.cloud_now()["stacks"], self.cloud_now()["secrets"]), ({}, {}))
+
+    def drains_with(self, config):
+        """ddb2fs takes the configuration deploy wrote: a drain through the local STS and IAM
+        Credentials stand-ins, with only Google's two hosts pointed at them."""
+        fs = FirestoreServer()
+        try:
+            fs.control("wif", {"audience": WIF_AUDIENCE, "region": wif.REGION, "akid": wif.AKID,
+                               "secret": wif.SECRET, "token": wif.SESSION,
+                               "service_account": WIF_EMAIL, "federated_ok": False})
+            local = json.loads(json.dumps(config).replace(
+                "https://sts.googleapis.com", fs.url).replace(
+                "https://iamcredentials.googleapis.com", fs.url))
+            path = self.tmp.file("wif-local.json")
+            with open(path, "w") as f:
+                json.dump(local, f)
+            env = clean_env(DDB2FS_OUTBOX=self.tmp.file("wif.db"), DDB2FS_KEYS="Wif=pk",
+                            GOOGLE_APPLICATION_CREDENTIALS=path, GOOGLE_CLOUD_PROJECT=PROJECT,
+                            DDB2FS_FIRESTORE_ENDPOINT=fs.url, AWS_REGION=wif.REGION,
+                            AWS_ACCESS_KEY_ID=wif.AKID, AWS_SECRET_ACCESS_KEY=wif.SECRET,
+                            AWS_SESSION_TOKEN=wif.SESSION)
+            recs = wif.records(3)
+            p = run(["ingest", "-"], env=env, stdin=json.dumps({"Records": recs}))
+            self.assertEqual(p.returncode, 0, p.stderr)
+            p = run(["drain"], env=env)
+            self.assertEqual(p.returncode, 0, p.stderr)
+            self.assertEqual(fs.documents(), wif.expected(recs, fs.prefix()))
+        finally:
+            fs.stop()
+
+    def test_wif_after_a_sealed_key_deploy_and_its_refusals(self):
+        env = dict(self.env, DYNAMODB_TABLE="Users")
+        self.run_tool(DEPLOY, env=env)
+        (secret,) = self.cloud_now()["secrets"].values()
+        self.calls()
+        p = self.run_tool(DEPLOY, "--wif", WIF_AUDIENCE, "--service-account", WIF_EMAIL,
+                          env=env)
+        self.assertIn("the data key of an earlier sealed-key deploy (%s) is no longer used"
+                      % secret["arn"], p.stderr)
+        self.assertEqual(self.cloud_now()["stacks"]["orders-mirror"]["parameters"]
+                         ["Credentials"], "wif")
+        p = self.run_tool(DESTROY, "--dry-run", env=env)
+        self.assertIn("aws secretsmanager delete-secret --secret-id %s "
+                      "--force-delete-without-recovery" % secret["arn"], self.printed(p))
+        self.run_tool(DESTROY, "--yes", env=env)
+        self.assertEqual(self.cloud_now()["secrets"], {})
+        self.calls()
+        # refusals: nothing asked of the cloud but look-ups
+        p = self.run_tool(DEPLOY, "--dry-run", "--wif", WIF_AUDIENCE, env=env, code=2)
+        self.assertIn("--service-account EMAIL (with --wif)", p.stderr)
+        p = self.run_tool(DEPLOY, "--dry-run", "--service-account", WIF_EMAIL, env=env, code=2)
+        self.assertIn("--wif AUDIENCE (with --service-account)", p.stderr)
+        for audience in ("projects/123456/locations/global/workloadIdentityPools/p/providers/a",
+                         "//iam.googleapis.com/projects/orders-prod/locations/global/"
+                         "workloadIdentityPools/p/providers/a",
+                         WIF_AUDIENCE + '","type":"x'):
+            p = self.run_tool(DEPLOY, "--dry-run", "--wif", audience, "--service-account",
+                              WIF_EMAIL, env=env, code=1)
+            self.assertIn("is not //iam.googleapis.com/projects/NUMBER/", p.stderr)
+        for email in ("relay", "relay@example.com", 'a"@x.iam.gserviceaccount.com'):
+            p = self.run_tool(DEPLOY, "--dry-run", "--wif", WIF_AUDIENCE, "--service-account",
+                              email, env=env, code=1)
+            self.assertIn("is not a service account's email", p.stderr)
+        self.assertTrue(set(self.verbs(self.calls())) <= self.READ_ONLY)
+
+    def test_partitions_of_a_new_stack_and_moving_those_of_a_deployed_one(self):
+        env = dict(self.env, DYNAMODB_TABLE="Users")
+        self.run_tool(DEPLOY, "--partitions", "8", env=env)
+        cloud = self.cloud_now()
+        self.assertEqual(cloud["stacks"]["orders-mirror"]["parameters"]["Partitions"], "8")
+        self.assertNotIn("invoked", cloud)  # a new outbox is made with its files
+        # the same number again: nothing moves; no flag: the number stays
+        self.run_tool(DEPLOY, env=env)
+        self.run_tool(DEPLOY, "--partitions", "8", env=env)
+        self.assertNotIn("invoked", self.cloud_now())
+        self.assertEqual(self.cloud_now()["stacks"]["orders-mirror"]["parameters"]
+                         ["Partitions"], "8")
+        # another number: the function moves the outbox, then the stack says so
+        self.calls()
+        p = self.run_tool(DEPLOY, "--partitions", "16", env=env)
+        cloud = self.cloud_now()
+        self.assertEqual(cloud["invoked"], [{"ddb2fs": "repartition", "partitions": 16}])
+        self.assertEqual(cloud["stacks"]["orders-mirror"]["parameters"]["Partitions"], "16")
+        verbs = [v for v in self.verbs(self.calls()) if v not in self.READ_ONLY]
+        self.assertLess(verbs.index("aws lambda invoke"),
+                        len(verbs) - 1 - verbs[::-1].index("aws cloudformation deploy"))
+        self.assertIn("moving the outbox from 8 to 16 files", p.stderr)
+        # the function cannot move it: deploy stops before the stack changes its number
+        cloud["pending"] = True
+        self.save(cloud)
+        p = self.run_tool(DEPLOY, "--partitions", "4", env=env, code=1)
+        self.assertIn("the outbox was not moved", p.stderr)
+        self.assertIn("records are pending", p.stderr)
+        self.assertEqual(self.cloud_now()["stacks"]["orders-mirror"]["parameters"]
+                         ["Partitions"], "16")
+        p = self.run_tool(DEPLOY, "--dry-run", "--partitions", "2", env=env)
+        (line,) = [shlex.split(l) for l in self.printed(p) if l.startswith("aws lambda invoke")]
+        self.assertEqual(line[:5], ["aws", "lambda", "invoke", "--function-name", "orders-mirror"])
+        self.assertEqual(json.loads(line[line.index("--payload") + 1]),
+                         {"ddb2fs": "repartition", "partitions": 2})
+        for bad in ("0", "65", "x"):
+            p = self.run_tool(DEPLOY, "--dry-run", "--partitions", bad, env=env, code=1)
+            self.assertIn("--partitions '%s': use 1 to 64" % bad, p.stderr)
 
     def test_inputs_and_refusals(self):
         env = {k: v for k, v in self.env.items()
