@@ -4,7 +4,7 @@
 
 -- Per target database and document: the updateTime of the last write known to have landed.
 CREATE TABLE fence (
-    target      TEXT NOT NULL,          -- 'projects/P/databases/D/documents'
+    target      TEXT NOT NULL,          -- 'https://ENDPOINT/v1/projects/P/databases/D/documents'
     document    TEXT NOT NULL,          -- 'collection/id'
     update_time TEXT,                   -- Firestore's updateTime; NULL: the document is absent
     PRIMARY KEY (target, document)

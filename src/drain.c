@@ -247,8 +247,7 @@ static int build_item(struct run *r, struct item *it, int *keep, struct d2f_err 
         r->held += it->nids;
         return 0;
     }
-    if (!r->fences &&
-        (rc = fence_reader_new(&r->fences, r->ob, firestore_docs_prefix(r->fs), err)) != 0)
+    if (!r->fences && (rc = fence_reader_new(&r->fences, r->ob, firestore_target(r->fs), err)) != 0)
         return rc;
     if ((rc = fence_get(r->fences, it->doc, it->fence, sizeof(it->fence), err)) != 0)
         return rc;
@@ -614,8 +613,8 @@ static int begin_transactions(struct sender *s, struct d2f_err *err)
         need[i]->txn = txns[i];
         need[i]->txn_began = began[i];
     }
-    return fence_transactions_add(r->ob, firestore_docs_prefix(r->fs), (const char *const *)txns,
-                                  began, n, err);
+    return fence_transactions_add(r->ob, firestore_target(r->fs), (const char *const *)txns, began,
+                                  n, err);
 }
 
 /* Starts a wave with the ready batches, up to the concurrency. Returns 0 (a wave may or may
@@ -680,7 +679,7 @@ static int mark_landed(struct sender *s, struct d2f_err *err)
         f[i].update_time = s->fenced[i]->fence;
     }
     /* the rows, their documents' new fences and the finished transactions, at once */
-    rc = fence_put(r->ob, firestore_docs_prefix(r->fs), f, s->nfenced, s->landed,
+    rc = fence_put(r->ob, firestore_target(r->fs), f, s->nfenced, s->landed,
                    r->mark ? s->nlanded : 0, (const char *const *)s->txns, s->ntxns, err);
     free(f);
     if (!rc)
@@ -724,7 +723,7 @@ static void settle(struct run *r, struct batch *b)
         return;
     if (firestore_rollback(r->fs, b->txn, r->deadline, &rb_err) == 0) {
         const char *one[1] = {b->txn};
-        if (fence_put(r->ob, firestore_docs_prefix(r->fs), NULL, 0, NULL, 0, one, 1, &rb_err) != 0)
+        if (fence_put(r->ob, firestore_target(r->fs), NULL, 0, NULL, 0, one, 1, &rb_err) != 0)
             log_write(LOG_WARN, rb_err.msg, NULL);
     } else {
         int64_t until = b->txn_began + r->cfg->transaction_s * 1000;
@@ -1163,7 +1162,7 @@ int drain_lease_take(struct outbox *ob, int64_t deadline_ms, char *owner, size_t
  * expire, hold deletions back. */
 static int settle_transactions(struct run *r, struct d2f_err *err)
 {
-    const char *prefix = firestore_docs_prefix(r->fs);
+    const char *prefix = firestore_target(r->fs);
     int64_t *began = NULL, now = http_now_ms();
     char **txns = NULL;
     size_t n = 0;
@@ -1353,6 +1352,7 @@ static void add_stats(struct drain_stats *sum, const struct drain_stats *one)
     sum->commits += one->commits;
     sum->retries += one->retries;
     sum->bisections += one->bisections;
+    sum->refreshes += one->refreshes;
     sum->windows += one->windows;
 }
 

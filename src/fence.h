@@ -4,8 +4,8 @@
  *
  * DESIGN
  * A lease cannot bound when a request already sent will land; Firestore's own version can.
- * Per target database and document the outbox keeps the updateTime of the last write known to
- * have landed (from the commit's writeResults), or that the document is absent. A write is
+ * Per target (endpoint and database) and document the outbox keeps the updateTime of the last write
+ * known to have landed (from the commit's writeResults), or that the document is absent. A write is
  * sent with currentDocument.updateTime = that time, or currentDocument.exists = false when the
  * document is absent or was never written: a late request then fails its precondition instead
  * of writing an older state over a newer one.

@@ -20,6 +20,7 @@ struct firestore {
     char *begin_url;
     char *rollback_url;
     char *docs_prefix;
+    char *target; /* base URL and documents' prefix: whose fences */
     /* transactions begun ahead, with the commits in flight, so that a wave of commits with
      * creates does not wait a round trip for its transactions */
     char *pool[FIRESTORE_POOL];
@@ -87,7 +88,9 @@ int firestore_new(struct firestore **out, const struct config *cfg, struct http 
     fs->batch_get_url = joined(base, fs->docs_prefix, ":batchGet");
     fs->begin_url = joined(base, fs->docs_prefix, ":beginTransaction");
     fs->rollback_url = joined(base, fs->docs_prefix, ":rollback");
-    if (!fs->commit_url || !fs->batch_get_url || !fs->begin_url || !fs->rollback_url) {
+    fs->target = joined(base, fs->docs_prefix, "");
+    if (!fs->commit_url || !fs->batch_get_url || !fs->begin_url || !fs->rollback_url ||
+        !fs->target) {
         firestore_free(fs);
         return d2f_errf(err, D2F_ENOMEM, "out of memory");
     }
@@ -134,6 +137,7 @@ void firestore_free(struct firestore *fs)
     free(fs->begin_url);
     free(fs->rollback_url);
     free(fs->docs_prefix);
+    free(fs->target);
     for (size_t i = 0; i < fs->npool; i++)
         free(fs->pool[i]);
     for (size_t i = 0; i < fs->nahead; i++)
@@ -144,6 +148,11 @@ void firestore_free(struct firestore *fs)
 const char *firestore_docs_prefix(const struct firestore *fs)
 {
     return fs->docs_prefix;
+}
+
+const char *firestore_target(const struct firestore *fs)
+{
+    return fs->target ? fs->target : fs->docs_prefix;
 }
 
 void firestore_reauthenticate(struct firestore *fs)

@@ -54,6 +54,11 @@ int firestore_connect(const struct config *cfg, struct http *http, struct gauth 
 /* "projects/P/databases/D/documents": what document names start with. */
 const char *firestore_docs_prefix(const struct firestore *fs);
 
+/* What the client writes to, as fences are kept per target: the endpoint and the documents'
+ * prefix ("http://host:port/v1/projects/P/databases/D/documents"; the prefix alone for a client
+ * that sends nothing). */
+const char *firestore_target(const struct firestore *fs);
+
 /* Sets up a commit; its body is filled by the caller. */
 void firestore_commit_init(struct firestore_commit *c);
 

@@ -67,15 +67,18 @@ static void corrupt_report(const struct handler *h, const struct d2f_err *err)
     fflush(stdout);
 }
 
-/* The outbox's health check, within budget_ms (shared by its files): D2F_EDAMAGE (reported)
- * when it is damaged. */
+/* The outbox's health check, every file's, within budget_ms in all: D2F_EDAMAGE (reported)
+ * when one is damaged. */
 static int health(struct handler *h, int64_t budget_ms, struct d2f_err *err)
 {
     size_t n = partitions_count(h->set);
     int complete = 1, rc = 0;
 
-    for (size_t i = 0; i < n && !rc && complete; i++)
-        rc = outbox_check(partitions_outbox(h->set, i), budget_ms / (int64_t)n, &complete, err);
+    for (size_t i = 0; i < n && !rc; i++) {
+        int done;
+        rc = outbox_check(partitions_outbox(h->set, i), budget_ms / (int64_t)n, &done, err);
+        complete &= done;
+    }
     if (rc == D2F_EDAMAGE)
         corrupt_report(h, err);
     else if (!rc && !complete)

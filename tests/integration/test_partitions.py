@@ -268,7 +268,7 @@ class Partitions(unittest.TestCase):
         record once, and the drain is exact."""
         recs = workload(1, 150)
         self.ingest(recs)
-        env = self.env(DDB2FS_TEST_LATENCY="sync=150000,lock=0,unlock=0,check=0,open=0,"
+        env = self.env(DDB2FS_TEST_LATENCY="sync=300000,lock=0,unlock=0,check=0,open=0,"
                                            "delete=0,access=0,write=0,read=0",
                        DDB2FS_JOURNAL="delete")
         partial = 0
