@@ -3,10 +3,13 @@
 
 #include <errno.h>
 #include <stddef.h>
+#include <stdint.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
+#include <unistd.h>
 
+#include "backfill.h"
 #include "config.h"
 #include "drain.h"
 #include "event.h"
@@ -43,6 +46,8 @@ static const char usage_text[] =
     "  replay --rebuild|--resend|--dead [filters]\n"
     "                     rebuild or repair Firestore from the outbox; retry dead records\n"
     "  seal-key KEY_FILE  seal a service-account key file with a new data key; print the key\n"
+    "  backfill --table T --rate R\n"
+    "                     load the items the table held before its stream, through the outbox\n"
     "\n"
     "Run 'ddb2fs <command> --help' for a command's details. Settings come from the\n"
     "environment (DDB2FS_OUTBOX, DDB2FS_KEYS, DDB2FS_COLLECTIONS, ...): see the README.\n";
@@ -628,13 +633,187 @@ static int cmd_replay(int argc, char **argv)
     return status;
 }
 
+static const char backfill_help[] =
+    "usage: ddb2fs backfill --table T --rate R [--segments N] [--consistent]\n"
+    "                       [--stream-is-mapped] [--limit N]\n"
+    "       ddb2fs backfill --status [--json]\n"
+    "       ddb2fs backfill --cancel --table T\n"
+    "\n"
+    "Reads every item of table T with a parallel Scan (N segments, default 4; pages of at\n"
+    "most 1 MB, or N items with --limit) paced at R read capacity units per second, and keeps\n"
+    "each page in the outbox as snapshot records, together with its segment's position: an\n"
+    "interrupted backfill goes on where it stopped when run again. 'ddb2fs drain' (and the\n"
+    "function) sends a snapshot only when the stream has nothing to say about its item, once\n"
+    "the stream has caught up past the read (DDB2FS_BACKFILL_SETTLE, DDB2FS_BACKFILL_MARGIN).\n"
+    "The table's stream must carry new images and be mapped to ddb2fs first: the outbox must\n"
+    "have received a record of it, or say so with --stream-is-mapped.\n"
+    "Exit status: 0 every segment read; 1 the backfill failed or stopped; 2 usage, refusal.\n";
+
+/* The progress bar: items, pages, read units per second, ETA. */
+static void backfill_progress(void *ctx, const struct backfill_stats *st)
+{
+    FILE *out = ctx;
+    double secs = (double)st->elapsed_ms / 1000.0, frac = 0;
+    char bar[21], eta[32] = "-";
+    int fill;
+
+    if (st->item_count > 0)
+        frac = (double)st->total_items / st->item_count;
+    if (frac > 1 || st->segments_done == st->segments)
+        frac = 1;
+    if (frac < 1 && secs > 0 && st->items > 0 && st->item_count > 0)
+        snprintf(eta, sizeof(eta), "%.0f s",
+                 (st->item_count - (double)st->total_items) / ((double)st->items / secs));
+    fill = (int)(frac * 20);
+    for (int i = 0; i < 20; i++)
+        bar[i] = i < fill ? '#' : '.';
+    bar[20] = '\0';
+    fprintf(out, "\rbackfill [%s] %lld items, %lld pages, %.1f read units/s, ETA %s   ", bar,
+            (long long)st->total_items, (long long)st->total_pages,
+            secs > 0 ? st->read_units / secs : 0.0, eta);
+    fflush(out);
+}
+
+static int cmd_backfill(int argc, char **argv)
+{
+    struct config cfg;
+    struct d2f_err err = {0};
+    struct outbox *ob = NULL;
+    struct backfill_opts o = {.segments = 4};
+    struct backfill_stats st = {0};
+    int status = 0, cancel = 0, json = 0, rc = 0;
+    int64_t job = 0;
+    char *end;
+
+    if (wants_help(argc, argv)) {
+        fputs(backfill_help, stdout);
+        return 0;
+    }
+    for (int i = 2; i < argc; i++) {
+        const char *a = argv[i], *v = i + 1 < argc ? argv[i + 1] : NULL;
+        if (strcmp(a, "--status") == 0) {
+            status = 1;
+        } else if (strcmp(a, "--cancel") == 0) {
+            cancel = 1;
+        } else if (strcmp(a, "--json") == 0) {
+            json = 1;
+        } else if (strcmp(a, "--consistent") == 0) {
+            o.consistent = 1;
+        } else if (strcmp(a, "--stream-is-mapped") == 0) {
+            o.stream_is_mapped = 1;
+        } else if (strcmp(a, "--table") == 0 && v) {
+            o.table = argv[++i];
+        } else if (strcmp(a, "--segments") == 0 && v) {
+            long n = strtol(argv[++i], &end, 10);
+            if (*end || n < 1 || n > 1000) {
+                fprintf(stderr, "ddb2fs backfill: --segments: '%s' is not 1 to 1000\n", v);
+                return EXIT_USAGE;
+            }
+            o.segments = (int)n;
+        } else if (strcmp(a, "--limit") == 0 && v) {
+            long n = strtol(argv[++i], &end, 10);
+            if (*end || n < 1 || n > 1000000) {
+                fprintf(stderr, "ddb2fs backfill: --limit: '%s' is not 1 to 1000000\n", v);
+                return EXIT_USAGE;
+            }
+            o.limit = n;
+        } else if (strcmp(a, "--rate") == 0 && v) {
+            o.rate = strtod(argv[++i], &end);
+            if (*end || !(o.rate > 0) || o.rate > 1e7) {
+                fprintf(stderr,
+                        "ddb2fs backfill: --rate: '%s' is not a number of read units "
+                        "per second over 0\n",
+                        v);
+                return EXIT_USAGE;
+            }
+        } else {
+            fprintf(stderr, "ddb2fs backfill: unknown or incomplete argument '%s'\n", a);
+            return EXIT_USAGE;
+        }
+    }
+    if (!status && !o.table) {
+        fprintf(stderr, "ddb2fs backfill: --table is required\n");
+        return EXIT_USAGE;
+    }
+    if (!status && !cancel && !(o.rate > 0)) {
+        fprintf(stderr, "ddb2fs backfill: --rate is required: the read capacity units per second "
+                        "the backfill may use (on-demand tables too)\n");
+        return EXIT_USAGE;
+    }
+    if (load_config(&cfg))
+        return EXIT_USAGE;
+    if ((rc = outbox_open(&ob, cfg.outbox, cfg.journal, status ? OUTBOX_EXISTING : OUTBOX_CREATE,
+                          &err)) != 0)
+        goto out;
+    if (status) {
+        cJSON *s = cJSON_CreateObject();
+        if (!s || (rc = backfill_status(ob, s, &err)) != 0) {
+            cJSON_Delete(s);
+            goto out;
+        }
+        if (json) {
+            char *text = json_print(cJSON_GetObjectItemCaseSensitive(s, "backfills"));
+            if (text)
+                puts(text);
+            free(text);
+        } else {
+            const cJSON *b;
+            cJSON_ArrayForEach(b, cJSON_GetObjectItemCaseSensitive(s, "backfills"))
+            {
+                char *line = json_print(b);
+                if (line)
+                    puts(line);
+                free(line);
+            }
+        }
+        cJSON_Delete(s);
+        goto out;
+    }
+    if (cancel) {
+        if ((rc = backfill_cancel(ob, o.table, &job, &err)) == 0)
+            printf("backfill of '%s' (job %lld) cancelled\n", o.table, (long long)job);
+        goto out;
+    }
+    if ((rc = outbox_check_keys(ob, &cfg, &err)) != 0)
+        goto out;
+    /* a job of this table already scanning goes on; otherwise a new one */
+    if ((rc = backfill_start(ob, &cfg, &o, &job, &err)) == D2F_EUSAGE &&
+        strstr(err.msg, "is already scanning")) {
+        const char *p = strstr(err.msg, "(job ");
+        job = p ? strtoll(p + 5, NULL, 10) : 0;
+        fprintf(stderr, "ddb2fs backfill: job %lld of '%s' goes on where it stopped\n",
+                (long long)job, o.table);
+        rc = job ? 0 : rc;
+    }
+    if (rc)
+        goto out;
+    rc = backfill_run(ob, &cfg, job, INT64_MAX / 2, isatty(2) ? backfill_progress : NULL, stderr,
+                      &st, &err);
+    if (isatty(2))
+        fputc('\n', stderr);
+    printf("backfill of '%s' (job %lld): %lld items in %lld pages this run, %.1f read units, "
+           "%.1f s (%.0f items/s), %lu requests retried; %s\n",
+           o.table, (long long)job, (long long)st.items, (long long)st.pages, st.read_units,
+           (double)st.elapsed_ms / 1000.0,
+           st.elapsed_ms > 0 ? (double)st.items * 1000.0 / (double)st.elapsed_ms : 0.0, st.retries,
+           st.done ? "every segment read: the snapshots go out with 'ddb2fs drain' once the "
+                     "stream has caught up"
+                   : "not finished: run it again to go on");
+out:
+    if (rc)
+        fprintf(stderr, "ddb2fs backfill: %s\n", err.msg);
+    outbox_close(ob);
+    config_release(&cfg);
+    return rc == D2F_EUSAGE || rc == D2F_ECONFIG ? EXIT_USAGE : rc ? EXIT_FAILED : 0;
+}
+
 static const struct {
     const char *name;
     int (*run)(int argc, char **argv);
 } commands[] = {
-    {"ingest", cmd_ingest},     {"convert", cmd_convert}, {"status", cmd_status},
-    {"drain", cmd_drain},       {"lambda", cmd_lambda},   {"replay", cmd_replay},
-    {"seal-key", cmd_seal_key},
+    {"ingest", cmd_ingest},     {"convert", cmd_convert},   {"status", cmd_status},
+    {"drain", cmd_drain},       {"lambda", cmd_lambda},     {"replay", cmd_replay},
+    {"seal-key", cmd_seal_key}, {"backfill", cmd_backfill},
 };
 
 int cli_main(int argc, char **argv)

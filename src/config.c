@@ -451,7 +451,11 @@ static int load(struct config *cfg, const char *(*get)(const char *), struct d2f
                          &cfg->commit_bytes, err)) ||
         (rc = parse_long(get, "DDB2FS_CONCURRENCY", 1, 64, 8, &cfg->concurrency, err)) ||
         (rc = parse_long(get, "DDB2FS_DRAIN_SECONDS", 1, 86400, 300, &cfg->drain_seconds, err)) ||
-        (rc = parse_retention(get, &cfg->retention_s, err)))
+        (rc = parse_retention(get, &cfg->retention_s, err)) ||
+        (rc = parse_long(get, "DDB2FS_BACKFILL_SETTLE", 0, 86400, 300, &cfg->backfill_settle_s,
+                         err)) ||
+        (rc = parse_long(get, "DDB2FS_BACKFILL_MARGIN", 0, 86400, 300, &cfg->backfill_margin_s,
+                         err)))
         return rc;
     return 0;
 }

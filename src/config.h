@@ -55,6 +55,8 @@ struct config {
     int ramp;                /* DDB2FS_RAMP: 1 to follow Firestore's 500/50/5 rule (default) */
     long drain_seconds;      /* DDB2FS_DRAIN_SECONDS: time budget of 'ddb2fs drain', default 300 */
     long retention_s;        /* DDB2FS_RETENTION: committed rows kept this long (s); 0: forever */
+    long backfill_settle_s;  /* DDB2FS_BACKFILL_SETTLE: a snapshot waits for the stream (s) */
+    long backfill_margin_s;  /* DDB2FS_BACKFILL_MARGIN: creation-time rounding and skew (s) */
     const char *aws_region;  /* AWS_REGION */
     const char *aws_key_id;  /* AWS_ACCESS_KEY_ID */
     const char *aws_secret;  /* AWS_SECRET_ACCESS_KEY; never logged */

@@ -17,4 +17,18 @@
 int ddb_key_schema(const struct config *cfg, const char *table, struct buf *pk, struct buf *sk,
                    struct d2f_err *err) D2F_WUR;
 
+/* What the backfill needs to know of a table. */
+struct ddb_table {
+    struct buf pk, sk;    /* key attribute names (sk empty: none); the caller inits them */
+    int stream_enabled;   /* StreamSpecification.StreamEnabled */
+    char view_type[32];   /* StreamSpecification.StreamViewType, "" when none */
+    char stream_arn[600]; /* LatestStreamArn, "" when none */
+    double item_count;    /* ItemCount (DynamoDB updates it every six hours or so) */
+};
+
+/* DescribeTable of table into *t (its bufs initialised by the caller). Returns as
+ * ddb_key_schema does. */
+int ddb_describe(const struct config *cfg, const char *table, struct ddb_table *t,
+                 struct d2f_err *err) D2F_WUR;
+
 #endif

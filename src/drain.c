@@ -12,6 +12,7 @@
 
 #include <sodium.h>
 
+#include "backfill.h"
 #include "event.h"
 #include "ingest.h"
 #include "json.h"
@@ -939,7 +940,7 @@ int drain_run(struct outbox *ob, const struct config *cfg, struct firestore *fs,
 {
     struct run r = {
         .ob = ob, .cfg = cfg, .fs = fs, .st = stats, .deadline = deadline_ms, .mark = 1};
-    int64_t start = http_now_ms(), after = 0, unresolved = 0, ramp_from = 0;
+    int64_t start = http_now_ms(), after = 0, unresolved = 0, ramp_from = 0, waiting = 0;
     char owner[320];
     int more = 1, rc;
 
@@ -953,23 +954,28 @@ int drain_run(struct outbox *ob, const struct config *cfg, struct firestore *fs,
         rc = ramp_start(ob, start, &ramp_from, err);
     run_start(&r, start, ramp_from);
     for (;;) {
+        /* snapshots are decided before each pass; one that became ready may lie behind */
+        if (!rc)
+            rc = backfill_gate(ob, cfg, &waiting, err);
+        after = 0;
         while (!rc && more)
             rc = one_window(&r, &after, &more, err);
         if (rc || (rc = outbox_pending_count(ob, &stats->pending_left, err)) != 0 ||
             (rc = outbox_unresolved_count(ob, &unresolved, err)) != 0)
             break;
-        if (stats->pending_left <= unresolved || http_now_ms() >= r.stop_at)
+        if (stats->pending_left <= unresolved + waiting || http_now_ms() >= r.stop_at)
             break;
         more = 1; /* records arrived while the drain ran: go on with them */
     }
+    stats->snapshots_waiting = waiting;
     drain_lease_release(ob, owner);
     if (rc && outbox_pending_count(ob, &stats->pending_left, NULL) != 0)
         stats->pending_left = -1;
     stats->elapsed_ms = http_now_ms() - start;
-    if (!rc && stats->pending_left > unresolved)
+    if (!rc && stats->pending_left > unresolved + waiting)
         rc = d2f_errf(err, D2F_EIO, "the time budget ran out with %lld records pending",
                       (long long)stats->pending_left);
-    else if (!rc && stats->pending_left > 0)
+    else if (!rc && stats->pending_left > waiting)
         rc = d2f_errf(err, D2F_ESCHEMA,
                       "%lld records wait for their table's key schema: set DDB2FS_KEYS "
                       "(see 'ddb2fs status')",
@@ -989,6 +995,8 @@ void drain_log(const struct drain_stats *st, const char *stopped)
     json_add_number(f, "retries", (double)st->retries);
     json_add_number(f, "bisections", (double)st->bisections);
     json_add_number(f, "seconds", (double)st->elapsed_ms / 1000.0);
+    if (st->snapshots_waiting)
+        json_add_number(f, "snapshots_waiting", (double)st->snapshots_waiting);
     if (stopped)
         cJSON_AddStringToObject(f, "stopped", stopped);
     log_write(stopped ? LOG_ERROR : LOG_INFO,
@@ -1002,8 +1010,8 @@ void drain_prune(struct outbox *ob, const struct config *cfg, int64_t deadline_m
     cJSON *f;
     int rc;
 
-    if (!cfg->retention_s || deadline_ms <= start)
-        return;
+    if (!cfg->retention_s || deadline_ms <= start || backfill_holds_prune(ob))
+        return; /* a backfill needs every document's stream records while it is open */
     rc = outbox_prune(ob, start - (int64_t)cfg->retention_s * 1000, deadline_ms, &pruned, &err);
     if (!rc && !pruned)
         return;

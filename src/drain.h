@@ -49,15 +49,16 @@
 #define DRAIN_RAMP_STEP_MS (5 * 60 * 1000)
 
 struct drain_stats {
-    size_t rows_committed; /* rows marked committed (written or superseded) */
-    size_t rows_dead;      /* rows marked dead */
-    size_t writes;         /* writes that Firestore accepted */
-    size_t commits;        /* commit requests sent, retries and halves included */
-    size_t retries;        /* commits sent again after a transient error */
-    size_t bisections;     /* commits split to find a refused write */
-    size_t windows;        /* windows read */
-    int64_t pending_left;  /* rows still pending at the end */
-    int64_t elapsed_ms;    /* how long the run took */
+    size_t rows_committed;     /* rows marked committed (written or superseded) */
+    size_t rows_dead;          /* rows marked dead */
+    size_t writes;             /* writes that Firestore accepted */
+    size_t commits;            /* commit requests sent, retries and halves included */
+    size_t retries;            /* commits sent again after a transient error */
+    size_t bisections;         /* commits split to find a refused write */
+    size_t windows;            /* windows read */
+    int64_t pending_left;      /* rows still pending at the end */
+    int64_t snapshots_waiting; /* pending snapshots waiting for the stream to catch up */
+    int64_t elapsed_ms;        /* how long the run took */
 };
 
 /*

@@ -7,6 +7,7 @@
 
 #include <cjson/cJSON.h>
 
+#include "backfill.h"
 #include "config.h"
 #include "drain.h"
 #include "firestore.h"
@@ -144,7 +145,7 @@ static void metrics(struct handler *h, const struct ingest_result *res,
     cJSON_Delete(line);
 }
 
-enum kind { STREAM, SCHEDULED, STATUS, UNKNOWN };
+enum kind { STREAM, SCHEDULED, STATUS, BACKFILL, UNKNOWN };
 
 /* What an event is: a stream batch has Records; a scheduled event comes from aws.events; an
  * operator's {"ddb2fs":"status"} asks for the outbox's status. */
@@ -166,6 +167,7 @@ static enum kind kind_of(const char *event, size_t len)
     if (!cJSON_GetObjectItemCaseSensitive(e, "Records"))
         k = cJSON_IsString(source) && strcmp(source->valuestring, "aws.events") == 0 ? SCHEDULED
             : cJSON_IsString(ask) && strcmp(ask->valuestring, "status") == 0         ? STATUS
+            : cJSON_IsString(ask) && strcmp(ask->valuestring, "backfill") == 0       ? BACKFILL
                                                                                      : UNKNOWN;
     cJSON_Delete(e);
     return k;
@@ -189,6 +191,58 @@ static void drain_some(struct handler *h, int64_t deadline_ms, struct drain_stat
     drain_log(st, rc ? err.msg : NULL);
 }
 
+/* Advances the backfill jobs still scanning for the time the invocation has left; running out
+ * of time is how a job goes on across invocations, logged, not an error. */
+static void backfill_some(struct handler *h, int64_t deadline_ms)
+{
+    struct backfill_stats st;
+    struct d2f_err err = {0};
+    cJSON *f;
+    int rc;
+
+    if (deadline_ms - HANDLER_MARGIN_MS <= http_now_ms() + 100 || !backfill_holds_prune(h->ob))
+        return;
+    outbox_wait_until(h->ob, deadline_ms - HANDLER_ANSWER_MS);
+    rc = backfill_run(h->ob, &h->cfg, 0, deadline_ms - HANDLER_MARGIN_MS, NULL, NULL, &st, &err);
+    outbox_wait_until(h->ob, 0);
+    if (!st.job)
+        return;
+    f = cJSON_CreateObject();
+    json_add_number(f, "job", (double)st.job);
+    json_add_number(f, "items", (double)st.items);
+    json_add_number(f, "pages", (double)st.pages);
+    json_add_number(f, "read_units", (double)st.read_units);
+    json_add_number(f, "retries", (double)st.retries);
+    json_add_number(f, "segments_done", (double)st.segments_done);
+    json_add_number(f, "segments", (double)st.segments);
+    if (rc && rc != D2F_EIO)
+        cJSON_AddStringToObject(f, "stopped", err.msg);
+    log_write(rc && rc != D2F_EIO ? LOG_ERROR : LOG_INFO,
+              st.done ? "backfill scanned" : "backfill goes on", f);
+}
+
+/* {"ddb2fs":"backfill","table":"T",...}: records the job, and starts it. */
+static int backfill_request(struct handler *h, const char *event, size_t len, int64_t deadline_ms,
+                            struct buf *answer, const char **error_type, struct d2f_err *err)
+{
+    struct backfill_opts o;
+    cJSON *e = json_parse(event, len);
+    int64_t job = 0;
+    int rc = backfill_opts_from_json(e, &o, err);
+
+    if (!rc)
+        rc = backfill_start(h->ob, &h->cfg, &o, &job, err);
+    cJSON_Delete(e);
+    if (rc) {
+        *error_type = rc == D2F_EUSAGE || rc == D2F_EINPUT ? "ddb2fs.BackfillRefused"
+                                                           : handler_error_type(rc);
+        return rc;
+    }
+    backfill_some(h, deadline_ms);
+    rc = buf_addf(answer, "{\"backfill\":%lld}", (long long)job);
+    return rc ? d2f_errf(err, rc, "out of memory") : 0;
+}
+
 int handler_invoke(struct handler *h, const char *event, size_t len, int64_t deadline_ms,
                    struct buf *answer, const char **error_type, struct d2f_err *err)
 {
@@ -202,9 +256,13 @@ int handler_invoke(struct handler *h, const char *event, size_t len, int64_t dea
         *error_type = "ddb2fs.UnknownEvent";
         return d2f_errf(err, D2F_EINPUT,
                         "the event is neither a DynamoDB stream batch ('Records'), a "
-                        "scheduled event (source aws.events), nor {\"ddb2fs\":\"status\"}");
+                        "scheduled event (source aws.events), {\"ddb2fs\":\"status\"} nor "
+                        "{\"ddb2fs\":\"backfill\",...}");
+    case BACKFILL:
+        return backfill_request(h, event, len, deadline_ms, answer, error_type, err);
     case SCHEDULED:
         drain_some(h, deadline_ms, &st);
+        backfill_some(h, deadline_ms);
         outbox_wait_until(h->ob, deadline_ms - HANDLER_ANSWER_MS);
         drain_prune(h->ob, &h->cfg, deadline_ms - HANDLER_MARGIN_MS);
         outbox_wait_until(h->ob, 0);
@@ -242,6 +300,7 @@ int handler_invoke(struct handler *h, const char *event, size_t len, int64_t dea
     } else {
         ingest_log(&res, "batch durable");
         drain_some(h, deadline_ms, &st);
+        backfill_some(h, deadline_ms);
         metrics(h, &res, &st);
     }
     if (ingest_answer(event, len, rc != 0, answer) != 0) {

@@ -164,8 +164,10 @@ static const char *op_text(enum record_op op)
     return NULL;
 }
 
+/* Keeps one record; a snapshot (created_at not 0: its read began then) has no dedupe key: its
+ * page and its segment's progress go in one transaction, which is what keeps it single. */
 static int keep_record(struct ingest *ing, const struct event_record *rec, int64_t now,
-                       struct ingest_result *res, struct d2f_err *err)
+                       int64_t snapshot_at, struct ingest_result *res, struct d2f_err *err)
 {
     struct record_plan plan;
     struct outbox_row row = {0};
@@ -181,8 +183,10 @@ static int keep_record(struct ingest *ing, const struct event_record *rec, int64
         goto out;
     }
     row.stream_arn = rec->source_arn;
-    row.seq = rec->seq;
-    if (rec->source_arn && rec->seq_key[0]) {
+    row.seq = snapshot_at ? NULL : rec->seq;
+    if (snapshot_at) {
+        row.kind = "snapshot";
+    } else if (rec->source_arn && rec->seq_key[0]) {
         row.seq_key = rec->seq_key;
     } else {
         unsigned char h[crypto_hash_sha256_BYTES];
@@ -197,6 +201,8 @@ static int keep_record(struct ingest *ing, const struct event_record *rec, int64
     row.op = op_text(plan.op);
     if (rec->created > 0 && isfinite(rec->created) && rec->created < 1e12)
         row.created_at = (int64_t)llround(rec->created * 1000.0);
+    if (snapshot_at)
+        row.created_at = snapshot_at;
     row.arrived_at = now;
     row.state = plan.op == RECORD_DEAD ? "dead" : plan.op == RECORD_SKIP ? "committed" : "pending";
     row.last_error = plan.error;
@@ -242,7 +248,7 @@ int ingest_event(struct ingest *ing, const char *text, size_t len, struct ingest
         return rc;
     while ((rc = event_reader_next(&r, &rec, err)) == 1) {
         res->records++;
-        rc = keep_record(ing, &rec, now, res, err);
+        rc = keep_record(ing, &rec, now, 0, res, err);
         event_record_release(&rec);
         if (rc)
             break;
@@ -254,6 +260,16 @@ int ingest_event(struct ingest *ing, const char *text, size_t len, struct ingest
         memset(res, 0, sizeof(*res));
     }
     res->lock_wait_ms = outbox_lock_waited_ms(ing->ob) - waited;
+    return rc;
+}
+
+int ingest_snapshot(struct ingest *ing, const struct event_record *rec, int64_t read_start,
+                    int64_t *id, struct ingest_result *res, struct d2f_err *err)
+{
+    size_t before = res->inserted;
+    int rc = keep_record(ing, rec, outbox_now_ms(), read_start, res, err);
+
+    *id = !rc && res->inserted > before ? outbox_last_id(ing->ob) : 0;
     return rc;
 }
 

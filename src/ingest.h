@@ -46,6 +46,13 @@ void ingest_free(struct ingest *ing);
 int ingest_event(struct ingest *ing, const char *text, size_t len, struct ingest_result *res,
                  struct d2f_err *err) D2F_WUR;
 
+/* Keeps rec, a snapshot of an item read by a Scan that began at read_start (ms; not 0), as
+ * kind 'snapshot', planned as a stream record is. In the caller's transaction. *id is the new
+ * row's id. */
+struct event_record;
+int ingest_snapshot(struct ingest *ing, const struct event_record *rec, int64_t read_start,
+                    int64_t *id, struct ingest_result *res, struct d2f_err *err) D2F_WUR;
+
 /* Logs what an ingest did, as one line with msg. */
 void ingest_log(const struct ingest_result *res, const char *msg);
 

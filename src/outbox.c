@@ -40,6 +40,7 @@ struct outbox {
     int64_t busy_since; /* when the current wait for another's lock began (ms) */
     int64_t wait_until; /* give up waiting for a lock then (ms); 0: the busy timeout */
     int64_t waited_ms;  /* time spent waiting for others' locks, all told */
+    int64_t last_id;    /* the id of the last row outbox_insert added */
 };
 
 /* Waits for another connection's lock, polling often: a writer that releases its lock and
@@ -65,6 +66,11 @@ void outbox_wait_until(struct outbox *ob, int64_t until_ms)
     ob->wait_until = until_ms;
 }
 
+int64_t outbox_last_id(const struct outbox *ob)
+{
+    return ob->last_id;
+}
+
 int64_t outbox_lock_waited_ms(const struct outbox *ob)
 {
     return ob->waited_ms;
@@ -72,8 +78,9 @@ int64_t outbox_lock_waited_ms(const struct outbox *ob)
 
 static const char insert_sql[] =
     "INSERT INTO record_info (stream_arn, seq, seq_key, raw_sha256, event_id, event_name, "
-    "table_name, document, op, created_at, arrived_at) "
-    "VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7, ?8, ?9, ?10, ?11) ON CONFLICT DO NOTHING";
+    "table_name, document, op, created_at, arrived_at, kind) "
+    "VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7, ?8, ?9, ?10, ?11, coalesce(?12, 'stream')) "
+    "ON CONFLICT DO NOTHING";
 static const char insert_state_sql[] =
     "INSERT INTO record_state (id, state, last_error, committed_at) VALUES (?1, ?2, ?3, ?4)";
 static const char record_get_sql[] =
@@ -161,9 +168,17 @@ static int user_version(struct outbox *ob, int *version, struct d2f_err *err)
     return rc == SQLITE_ROW ? 0 : db_err(ob, err, "read the schema version");
 }
 
+/* The schema version this ddb2fs knows: the number of its last sql/ file. */
+static int latest_version(void)
+{
+    return sqlfiles_count ? atoi(sqlfiles[sqlfiles_count - 1].name) : 0;
+}
+
+/* Applies the sql/ files numbered above the outbox's version, in order. Numbers rise but may
+ * skip (a version another change brings is applied when it comes, before any higher one). */
 static int migrate(struct outbox *ob, struct d2f_err *err)
 {
-    int version, latest = (int)sqlfiles_count, rc;
+    int version, latest = latest_version(), rc;
     char sql[64];
 
     if ((rc = user_version(ob, &version, err)) != 0)
@@ -180,12 +195,16 @@ static int migrate(struct outbox *ob, struct d2f_err *err)
     /* another process may have migrated while we waited for the lock */
     if ((rc = user_version(ob, &version, err)) != 0)
         goto fail;
-    for (int v = version; v < latest; v++) {
-        if (atoi(sqlfiles[v].name) != v + 1) {
-            rc = d2f_errf(err, D2F_ESCHEMA, "sql/%s is out of sequence: expected version %d",
-                          sqlfiles[v].name, v + 1);
+    for (size_t v = 0, prev = 0; v < sqlfiles_count; v++) {
+        int number = atoi(sqlfiles[v].name);
+        if (number <= (int)prev) {
+            rc = d2f_errf(err, D2F_ESCHEMA, "sql/%s is out of sequence: expected a version over %d",
+                          sqlfiles[v].name, (int)prev);
             goto fail;
         }
+        prev = (size_t)number;
+        if (number <= version)
+            continue;
         if (sqlite3_exec(ob->db, sqlfiles[v].text, NULL, NULL, NULL) != SQLITE_OK) {
             rc = d2f_errf(err, D2F_EDB, "cannot apply sql/%s to outbox '%s': %s", sqlfiles[v].name,
                           ob->path, sqlite3_errmsg(ob->db));
@@ -232,11 +251,11 @@ static int read_only(struct outbox *ob, struct d2f_err *err)
 
     if ((rc = user_version(ob, &version, err)) != 0)
         return rc;
-    if (version != (int)sqlfiles_count)
+    if (version != latest_version())
         return d2f_errf(err, D2F_ESCHEMA,
                         "outbox '%s' has schema version %d and this ddb2fs %d: run a command "
                         "that writes (status, drain) to migrate it first",
-                        ob->path, version, (int)sqlfiles_count);
+                        ob->path, version, latest_version());
     ob->journal = "wal";
     if (sqlite3_prepare_v2(ob->db, "PRAGMA journal_mode", -1, &st, NULL) == SQLITE_OK &&
         sqlite3_step(st) == SQLITE_ROW &&
@@ -431,12 +450,14 @@ int outbox_insert(struct outbox *ob, const struct outbox_row *row, int *inserted
     else
         sqlite3_bind_null(st, 10);
     sqlite3_bind_int64(st, 11, row->arrived_at);
+    bind_text(st, 12, row->kind);
     if ((rc = step_insert(ob, st, err)) != 0)
         return rc;
     *inserted = sqlite3_changes(ob->db) == 1;
     if (!*inserted)
         return 0;
     id = sqlite3_last_insert_rowid(ob->db);
+    ob->last_id = id;
     st = ob->insert_state;
     sqlite3_bind_int64(st, 1, id);
     bind_text(st, 2, row->state);
@@ -646,7 +667,9 @@ int outbox_pending_window(struct outbox *ob, int64_t after_id, size_t limit,
     if (sqlite3_prepare_v2(ob->db,
                            "SELECT s.id, i.document, i.table_name FROM record_state s "
                            "JOIN record_info i USING (id) "
-                           "WHERE s.state = 'pending' AND s.id > ?1 ORDER BY s.id LIMIT ?2",
+                           "WHERE s.state = 'pending' AND s.id > ?1 AND (i.kind = 'stream' OR "
+                           "(SELECT p.ready FROM snapshot p WHERE p.id = s.id)) "
+                           "ORDER BY s.id LIMIT ?2",
                            -1, &st, NULL) != SQLITE_OK)
         return db_err(ob, err, "read pending records");
     sqlite3_bind_int64(st, 1, after_id);

@@ -60,6 +60,7 @@ struct outbox_row {
     const char *last_error;
     const char *raw; /* the record's JSON as received */
     size_t raw_len;
+    const char *kind; /* "stream" (NULL means it too) or "snapshot" (a backfill's read) */
 };
 
 /* Opens (and creates, or migrates forward) the outbox at path. *out is freed with
@@ -95,6 +96,9 @@ int outbox_commit(struct outbox *ob, struct d2f_err *err) D2F_WUR;
 
 /* Rolls the transaction back, if one is open. */
 void outbox_rollback(struct outbox *ob);
+
+/* The id of the last row outbox_insert added. */
+int64_t outbox_last_id(const struct outbox *ob);
 
 /* Inserts row unless its dedupe key is present; *inserted tells which. In a transaction. */
 int outbox_insert(struct outbox *ob, const struct outbox_row *row, int *inserted,

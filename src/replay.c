@@ -153,16 +153,22 @@ static void selection(const struct replay_opts *o, int live, enum pick what, con
     }
     /* rebuild, resend: per document its last chosen row that is not dead; against the live
      * target its newest such row, whatever the range, so that nothing moves back */
+    /* a snapshot stands once it was sent; a row a backfill superseded never does */
     snprintf(sql, cap,
              "WITH chosen AS (SELECT i.id, i.document FROM record_info i "
              "JOIN record_state s USING (id) WHERE i.document IS NOT NULL AND s.state <> 'dead' "
-             "AND i.op IN ('update', 'delete')%s), "
+             "AND i.op IN ('update', 'delete') AND coalesce(s.last_error, '') NOT LIKE "
+             "'superseded: %%' AND (i.kind = 'stream' OR (SELECT outcome FROM snapshot p "
+             "WHERE p.id = i.id) = 'sent')%s), "
              "latest AS (%s) "
              "SELECT i.id, i.document, i.table_name FROM record_info i "
              "WHERE i.id IN (SELECT id FROM latest)%s%s",
              where,
              live ? "SELECT max(j.id) AS id FROM record_info j JOIN record_state t USING (id) "
                     "WHERE t.state <> 'dead' AND j.op IN ('update', 'delete') "
+                    "AND coalesce(t.last_error, '') NOT LIKE 'superseded: %' "
+                    "AND (j.kind = 'stream' OR (SELECT outcome FROM snapshot p "
+                    "WHERE p.id = j.id) = 'sent') "
                     "AND j.document IN (SELECT document FROM chosen) GROUP BY j.document"
                   : "SELECT max(id) AS id FROM chosen GROUP BY document",
              o->mode == REPLAY_REBUILD ? " AND i.op = 'update'" : "", tail);

@@ -98,3 +98,17 @@ int64_t retry_backoff_ms(unsigned attempt, uint32_t rnd)
     /* full jitter, but never nothing: at least a tenth of the ceiling */
     return ceiling / 10 + (int64_t)((uint64_t)rnd % (uint64_t)(ceiling - ceiling / 10 + 1));
 }
+
+int retry_aws_transient(long http_status, const char *type)
+{
+    static const char *const types[] = {"ProvisionedThroughputExceededException",
+                                        "ThrottlingException", "RequestLimitExceeded",
+                                        "InternalServerError", "ServiceUnavailable"};
+
+    if (http_status == 0 || http_status >= 500)
+        return 1; /* no answer, or the service's own failure */
+    for (size_t i = 0; type && i < sizeof(types) / sizeof(types[0]); i++)
+        if (strcmp(type, types[i]) == 0)
+            return 1;
+    return 0;
+}

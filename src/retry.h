@@ -46,6 +46,11 @@ int retry_transient(enum retry_status s);
  * from rnd, of min(cap, base · 2^(attempt-1)). */
 int64_t retry_backoff_ms(unsigned attempt, uint32_t rnd);
 
+/* 1 when an AWS call that got http_status (0: no answer) and error type (may be NULL or "")
+ * may succeed when tried again: throttling (ProvisionedThroughputExceededException,
+ * ThrottlingException, RequestLimitExceeded), 5xx and no answer. */
+int retry_aws_transient(long http_status, const char *type);
+
 #define RETRY_BASE_MS 100
 #define RETRY_CAP_MS 10000
 

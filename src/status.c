@@ -5,6 +5,7 @@
 #include <string.h>
 #include <sys/stat.h>
 
+#include "backfill.h"
 #include "json.h"
 
 static int query_err(struct outbox *ob, struct d2f_err *err)
@@ -110,6 +111,8 @@ int status_collect(struct outbox *ob, cJSON **out, struct d2f_err *err)
                   "SELECT name, value, strftime('%Y-%m-%dT%H:%M:%SZ', recorded_at / 1000, "
                   "'unixepoch') AS since FROM settings ORDER BY name",
                   NULL, settings, err);
+    if (!rc)
+        rc = backfill_status(ob, s, err);
     if (rc) {
         cJSON_Delete(s);
         return rc;
@@ -196,6 +199,23 @@ void status_print(const cJSON *s, FILE *out)
         fprintf(out,
                 "  every dead row: sqlite3 %s 'select * from dead'; retry: ddb2fs replay --dead\n",
                 str(s, "outbox", "?"));
+    }
+    if (cJSON_GetArraySize(cJSON_GetObjectItemCaseSensitive(s, "backfills")) > 0) {
+        fprintf(out, "backfills\n");
+        cJSON_ArrayForEach(t, cJSON_GetObjectItemCaseSensitive(s, "backfills"))
+        {
+            char eta[32] = "-";
+            if (cJSON_IsNumber(cJSON_GetObjectItemCaseSensitive(t, "eta_s")))
+                human(num(t, "eta_s"), eta, sizeof(eta));
+            fprintf(out,
+                    "  job %.0f %-18s %s: %.0f/%.0f segments done, %.0f items, %.0f read units "
+                    "(%.1f/s, limit %.1f), ETA %s; snapshots %.0f waiting, %.0f superseded, "
+                    "%.0f sent\n",
+                    num(t, "job"), str(t, "table", "?"), str(t, "state", "?"),
+                    num(t, "segments_done"), num(t, "segments"), num(t, "items"),
+                    num(t, "read_units"), num(t, "read_units_per_s"), num(t, "rate_limit"), eta,
+                    num(t, "snapshots_waiting"), num(t, "superseded"), num(t, "sent"));
+        }
     }
     if (cJSON_GetArraySize(cJSON_GetObjectItemCaseSensitive(s, "settings")) > 0) {
         fprintf(out, "settings   (as the relay last ran)\n");
