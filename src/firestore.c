@@ -16,6 +16,7 @@ struct firestore {
     char *commit_url;
     char *batch_get_url;
     char *docs_prefix;
+    char *docs_url; /* base + docs_prefix: where a collection is listed */
 };
 
 static char *joined(const char *a, const char *b, const char *c)
@@ -63,7 +64,8 @@ int firestore_new(struct firestore **out, const struct config *cfg, struct http 
     /* "projects/P/databases/D/documents" + ":commit" and ":batchGet" */
     fs->commit_url = joined(base, fs->docs_prefix, ":commit");
     fs->batch_get_url = joined(base, fs->docs_prefix, ":batchGet");
-    if (!fs->commit_url || !fs->batch_get_url) {
+    fs->docs_url = joined(base, fs->docs_prefix, "");
+    if (!fs->commit_url || !fs->batch_get_url || !fs->docs_url) {
         firestore_free(fs);
         return d2f_errf(err, D2F_ENOMEM, "out of memory");
     }
@@ -108,6 +110,7 @@ void firestore_free(struct firestore *fs)
     free(fs->commit_url);
     free(fs->batch_get_url);
     free(fs->docs_prefix);
+    free(fs->docs_url);
     free(fs);
 }
 
@@ -269,5 +272,88 @@ out:
     http_call_release(&call);
     cJSON_free(body);
     cJSON_Delete(req);
+    return rc;
+}
+
+/* Appends s to out with every byte but RFC 3986's unreserved ones percent-encoded: an id may
+ * hold '%', '#', '?' or any other byte, which a URL path or query must not carry as it is. */
+static int url_escaped(struct buf *out, const char *s)
+{
+    static const char hex[] = "0123456789ABCDEF";
+    int rc = 0;
+
+    for (const unsigned char *p = (const unsigned char *)s; !rc && *p; p++) {
+        if ((*p >= 'A' && *p <= 'Z') || (*p >= 'a' && *p <= 'z') || (*p >= '0' && *p <= '9') ||
+            *p == '-' || *p == '.' || *p == '_' || *p == '~') {
+            rc = buf_addc(out, (char)*p);
+        } else {
+            char e[3] = {'%', hex[*p >> 4], hex[*p & 15]};
+            rc = buf_add(out, e, 3);
+        }
+    }
+    return rc;
+}
+
+int firestore_list(struct firestore *fs, const char *collection, long page_size,
+                   const char *page_token, int64_t deadline_ms, cJSON **out, struct d2f_err *err)
+{
+    struct http_call call, *calls[1] = {&call};
+    struct buf url;
+    cJSON *answer = NULL;
+    int rc = 0;
+
+    *out = NULL;
+    buf_init(&url, 16384);
+    http_call_init(&call, FIRESTORE_MAX_RESPONSE);
+    rc = buf_adds(&url, fs->docs_url);
+    /* each segment of the collection's path escaped, the slashes between them kept */
+    for (const char *seg = collection; !rc && seg;) {
+        const char *slash = strchr(seg, '/');
+        char part[2048];
+        snprintf(part, sizeof(part), "%.*s", slash ? (int)(slash - seg) : (int)strlen(seg), seg);
+        if (!(rc = buf_addc(&url, '/')))
+            rc = url_escaped(&url, part);
+        seg = slash ? slash + 1 : NULL;
+    }
+    if (!rc)
+        rc = buf_addf(&url, "?pageSize=%ld", page_size);
+    if (!rc && page_token && page_token[0] && !(rc = buf_adds(&url, "&pageToken=")))
+        rc = url_escaped(&url, page_token);
+    if (rc) {
+        rc = d2f_errf(err, D2F_ENOMEM, "out of memory");
+        goto out;
+    }
+    call.method = "GET";
+    call.url = buf_str(&url);
+    if ((rc = authorization(fs, deadline_ms, &call.authorization, err)) != 0 ||
+        (rc = http_perform(fs->http, calls, 1, deadline_ms, err)) != 0)
+        goto out;
+    if (call.failed) {
+        rc = d2f_errf(err, D2F_EIO, "listing collection '%s': no answer from Firestore: %s",
+                      collection, call.error);
+        goto out;
+    }
+    if (call.status != 200) {
+        enum retry_status s;
+        char msg[512];
+        read_status(&call, &s, msg, sizeof(msg));
+        rc = d2f_errf(err,
+                      s == RETRY_UNAUTHENTICATED || s == RETRY_PERMISSION_DENIED ? D2F_EAUTH
+                                                                                 : D2F_EREMOTE,
+                      "listing collection '%s' refused: %s", collection, msg);
+        goto out;
+    }
+    answer = json_parse(buf_str(&call.response), call.response.len);
+    if (!cJSON_IsObject(answer)) {
+        cJSON_Delete(answer);
+        rc = d2f_errf(err, D2F_EREMOTE, "listing collection '%s': the answer is not a JSON object",
+                      collection);
+        goto out;
+    }
+    *out = answer;
+out:
+    call.authorization = NULL;
+    http_call_release(&call);
+    buf_release(&url);
     return rc;
 }

@@ -9,6 +9,8 @@
 #include <stddef.h>
 #include <stdint.h>
 
+#include <cjson/cJSON.h>
+
 #include "buf.h"
 #include "config.h"
 #include "d2f.h"
@@ -78,5 +80,15 @@ void firestore_reauthenticate(struct firestore *fs);
  */
 int firestore_batch_get(struct firestore *fs, const char *const *names, size_t n,
                         int64_t deadline_ms, void **out, struct d2f_err *err) D2F_WUR;
+
+/*
+ * One page of a collection's documents (collection: its path relative to the documents, e.g.
+ * "Orders"; page_token: the previous page's nextPageToken, NULL for the first): *out is a new
+ * cJSON object ({"documents":[…],"nextPageToken":…}; the caller frees it). Returns 0;
+ * D2F_EIO when Firestore does not answer; D2F_EAUTH / D2F_EREMOTE when it refuses.
+ */
+int firestore_list(struct firestore *fs, const char *collection, long page_size,
+                   const char *page_token, int64_t deadline_ms, cJSON **out,
+                   struct d2f_err *err) D2F_WUR;
 
 #endif
