@@ -1141,7 +1141,9 @@ static int recheck_all(struct run *run, struct d2f_err *err)
 /* ---- repair ------------------------------------------------------------------------------ */
 
 /* 1 when the stream has something to say about document: a pending row, or a stream record
- * created since read_start (minus the margin). */
+ * that may hold a later change than the read that began at read_start: one that arrived
+ * since (a record never arrives before its change) and was created since, both minus the
+ * margin for clocks and rounding. */
 static int stream_has(struct run *run, const char *document, int64_t read_start)
 {
     sqlite3_stmt *st = NULL;
@@ -1150,7 +1152,8 @@ static int stream_has(struct run *run, const char *document, int64_t read_start)
     if (sqlite3_prepare_v2(outbox_db(run->ob),
                            "SELECT EXISTS (SELECT 1 FROM record_info i JOIN record_state s "
                            "USING (id) WHERE i.document = ?1 AND (s.state = 'pending' OR "
-                           "(i.kind = 'stream' AND i.created_at >= ?2)))",
+                           "(i.kind = 'stream' AND i.arrived_at >= ?2 AND "
+                           "coalesce(i.created_at, ?2) >= ?2)))",
                            -1, &st, NULL) != SQLITE_OK)
         return 1; /* when in doubt, leave it to the stream */
     sqlite3_bind_text(st, 1, document, -1, SQLITE_STATIC);
