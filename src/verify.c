@@ -33,6 +33,8 @@
 #define CALL_MS 30000
 /* Pages read at once at most: each may be 1 MB of items, several MB parsed. */
 #define PAGES_AT_ONCE 4
+/* How far apart the clocks of the machines writing the outbox may be. */
+#define REPAIR_SKEW_MS 5000
 /* How often a difference is looked at again while its item keeps changing. */
 #define MAX_ROUNDS 5
 
@@ -1141,9 +1143,9 @@ static int recheck_all(struct run *run, struct d2f_err *err)
 /* ---- repair ------------------------------------------------------------------------------ */
 
 /* 1 when the stream has something to say about document: a pending row, or a stream record
- * that may hold a later change than the read that began at read_start: one that arrived
- * since (a record never arrives before its change) and was created since, both minus the
- * margin for clocks and rounding. */
+ * that arrived since the read began at read_start (a record never arrives before its change,
+ * so one that arrived earlier is in the image read; REPAIR_SKEW_MS covers the clocks of the
+ * machines that write the outbox). */
 static int stream_has(struct run *run, const char *document, int64_t read_start)
 {
     sqlite3_stmt *st = NULL;
@@ -1152,12 +1154,11 @@ static int stream_has(struct run *run, const char *document, int64_t read_start)
     if (sqlite3_prepare_v2(outbox_db(run->ob),
                            "SELECT EXISTS (SELECT 1 FROM record_info i JOIN record_state s "
                            "USING (id) WHERE i.document = ?1 AND (s.state = 'pending' OR "
-                           "(i.kind = 'stream' AND i.arrived_at >= ?2 AND "
-                           "coalesce(i.created_at, ?2) >= ?2)))",
+                           "(i.kind = 'stream' AND i.arrived_at >= ?2)))",
                            -1, &st, NULL) != SQLITE_OK)
         return 1; /* when in doubt, leave it to the stream */
     sqlite3_bind_text(st, 1, document, -1, SQLITE_STATIC);
-    sqlite3_bind_int64(st, 2, read_start - (int64_t)run->cfg->backfill_margin_s * 1000);
+    sqlite3_bind_int64(st, 2, read_start - REPAIR_SKEW_MS);
     if (sqlite3_step(st) == SQLITE_ROW)
         has = sqlite3_column_int(st, 0);
     sqlite3_finalize(st);

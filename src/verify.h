@@ -20,11 +20,11 @@
  * Repair goes through the outbox, never straight to Firestore: each difference that persists
  * becomes a snapshot row of the item's image read by the recheck (an extra document: a
  * deletion), in one transaction that first makes sure the stream has nothing to say about the
- * document (no pending row, no stream record created since the read began, minus
- * DDB2FS_BACKFILL_MARGIN). Stream records that arrive later are sent after it, and those of
- * changes made before the read are contained in it (the backfill's rule), so a repair never
- * writes an older state than one the stream delivers. The drain sends the rows; the repaired
- * documents are then checked again.
+ * document (no pending row, no stream record arrived since the read began). Stream records
+ * that arrive later are sent after it, except those of changes made before the read
+ * (created before it minus DDB2FS_BACKFILL_MARGIN: the backfill's rule), which it contains;
+ * so a repair never writes an older state than one the stream delivers. The drain sends the rows;
+ * the repaired documents are then checked again.
  *
  * Calling sequence
  *   verify_run(cfg, &opts, &report, &err);     0: the check ran (report says what it found)
