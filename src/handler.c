@@ -17,6 +17,7 @@
 #include "log.h"
 #include "outbox.h"
 #include "status.h"
+#include "verify.h"
 
 struct handler {
     char function[256]; /* AWS_LAMBDA_FUNCTION_NAME, the metrics' dimension */
@@ -145,7 +146,7 @@ static void metrics(struct handler *h, const struct ingest_result *res,
     cJSON_Delete(line);
 }
 
-enum kind { STREAM, SCHEDULED, STATUS, BACKFILL, UNKNOWN };
+enum kind { STREAM, SCHEDULED, STATUS, BACKFILL, VERIFY, UNKNOWN };
 
 /* What an event is: a stream batch has Records; a scheduled event comes from aws.events; an
  * operator's {"ddb2fs":"status"} asks for the outbox's status. */
@@ -168,6 +169,7 @@ static enum kind kind_of(const char *event, size_t len)
         k = cJSON_IsString(source) && strcmp(source->valuestring, "aws.events") == 0 ? SCHEDULED
             : cJSON_IsString(ask) && strcmp(ask->valuestring, "status") == 0         ? STATUS
             : cJSON_IsString(ask) && strcmp(ask->valuestring, "backfill") == 0       ? BACKFILL
+            : cJSON_IsString(ask) && strcmp(ask->valuestring, "verify") == 0         ? VERIFY
                                                                                      : UNKNOWN;
     cJSON_Delete(e);
     return k;
@@ -243,6 +245,40 @@ static int backfill_request(struct handler *h, const char *event, size_t len, in
     return rc ? d2f_errf(err, rc, "out of memory") : 0;
 }
 
+/* {"ddb2fs":"verify","table":"T",...}: a sample of the table checked against its collection
+ * in the time the invocation has (1% of the segments unless "sample" says otherwise); the
+ * answer is the report, the log line and the VerifyDifferences metric go with it. */
+static int verify_request(struct handler *h, const char *event, size_t len, int64_t deadline_ms,
+                          struct buf *answer, const char **error_type, struct d2f_err *err)
+{
+    struct verify_opts o;
+    struct verify_report r;
+    cJSON *e = json_parse(event, len), *j = NULL;
+    char *text = NULL;
+    int rc = verify_opts_from_json(e, &o, err);
+
+    memset(&r, 0, sizeof(r));
+    if (!rc) {
+        o.deadline_ms = deadline_ms - HANDLER_MARGIN_MS;
+        o.outbox = h->ob;
+        rc = verify_run(&h->cfg, &o, &r, err);
+    }
+    cJSON_Delete(e);
+    if (rc) {
+        *error_type =
+            rc == D2F_EUSAGE || rc == D2F_EINPUT ? "ddb2fs.VerifyRefused" : handler_error_type(rc);
+        verify_report_release(&r);
+        return rc;
+    }
+    verify_log(&r, h->function, stdout);
+    if (!(j = verify_report_json(&r)) || !(text = json_print(j)) || buf_adds(answer, text))
+        rc = d2f_errf(err, D2F_ENOMEM, "out of memory");
+    cJSON_free(text);
+    cJSON_Delete(j);
+    verify_report_release(&r);
+    return rc;
+}
+
 int handler_invoke(struct handler *h, const char *event, size_t len, int64_t deadline_ms,
                    struct buf *answer, const char **error_type, struct d2f_err *err)
 {
@@ -256,10 +292,12 @@ int handler_invoke(struct handler *h, const char *event, size_t len, int64_t dea
         *error_type = "ddb2fs.UnknownEvent";
         return d2f_errf(err, D2F_EINPUT,
                         "the event is neither a DynamoDB stream batch ('Records'), a "
-                        "scheduled event (source aws.events), {\"ddb2fs\":\"status\"} nor "
-                        "{\"ddb2fs\":\"backfill\",...}");
+                        "scheduled event (source aws.events), {\"ddb2fs\":\"status\"}, "
+                        "{\"ddb2fs\":\"backfill\",...} nor {\"ddb2fs\":\"verify\",...}");
     case BACKFILL:
         return backfill_request(h, event, len, deadline_ms, answer, error_type, err);
+    case VERIFY:
+        return verify_request(h, event, len, deadline_ms, answer, error_type, err);
     case SCHEDULED:
         drain_some(h, deadline_ms, &st);
         backfill_some(h, deadline_ms);

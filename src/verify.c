@@ -328,6 +328,7 @@ struct run {
     struct gauth *auth;
     struct firestore *fs;
     struct outbox *ob; /* NULL when unreachable */
+    int own_ob;        /* 1: opened here, closed here */
     struct ingest *ing;
     char pk[256], sk[256]; /* sk "" when none */
     char pk_type[4], sk_type[4];
@@ -1336,22 +1337,25 @@ static int open_outbox(struct run *run, struct d2f_err *err)
 {
     struct d2f_err why = {0};
 
-    if (access(run->cfg->outbox, F_OK) != 0) {
+    if (run->o.outbox) {
+        run->ob = run->o.outbox; /* one process opens the file once: its locks are per process */
+    } else if (access(run->cfg->outbox, F_OK) != 0) {
         if (run->o.repair)
             return d2f_errf(err, D2F_ECONFIG,
                             "DDB2FS_OUTBOX: '%s' does not exist: --repair writes through the "
                             "outbox the relay drains",
                             run->cfg->outbox);
         return 0;
-    }
-    if (outbox_open(&run->ob, run->cfg->outbox, run->cfg->journal,
-                    run->o.repair ? OUTBOX_EXISTING : OUTBOX_READONLY, &why) != 0) {
+    } else if (outbox_open(&run->ob, run->cfg->outbox, run->cfg->journal,
+                           run->o.repair ? OUTBOX_EXISTING : OUTBOX_READONLY, &why) != 0) {
         if (run->o.repair) {
             *err = why;
             return why.code ? why.code : D2F_EDB;
         }
         run->ob = NULL; /* verify works without it */
         return 0;
+    } else {
+        run->own_ob = 1;
     }
     run->r->outbox = 1;
     if (run->o.repair && !(run->ing = ingest_new(run->ob, &run->c2)))
@@ -1453,7 +1457,8 @@ out:
     if (run.get_ready)
         aws_signed_release(&run.get_sig);
     ingest_free(run.ing);
-    outbox_close(run.ob);
+    if (run.own_ob)
+        outbox_close(run.ob);
     firestore_free(run.fs);
     gauth_free(run.auth);
     http_free(run.http);

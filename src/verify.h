@@ -48,6 +48,7 @@
 #define VERIFY_MAX_PATHS 100
 
 struct verify_report;
+struct outbox;
 
 struct verify_opts {
     const char *table;        /* the table */
@@ -59,6 +60,7 @@ struct verify_opts {
     int repair;               /* 1: repair through the outbox */
     int show_values;          /* 1: the report shows the two values of a field that differs */
     int64_t deadline_ms;      /* epoch ms by which the run ends (a shorter sample); 0: none */
+    struct outbox *outbox;    /* the caller's open outbox, left open; NULL: DDB2FS_OUTBOX's */
     void (*progress)(void *ctx, const struct verify_report *r); /* after each page, or NULL */
     void *ctx;
 };

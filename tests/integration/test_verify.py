@@ -139,6 +139,9 @@ class Relay:
         self.sent.update(r["dynamodb"]["SequenceNumber"] for r in new)
         return len(new)
 
+    def invoke(self, event):
+        return self.rt.wait(self.rt.invoke(event, timeout_ms=300000), timeout=300)
+
     def drain(self):
         """A scheduled invocation: the drain sends what is pending."""
         rid = self.rt.invoke({"source": "aws.events", "detail-type": "Scheduled Event"})
@@ -267,6 +270,27 @@ class VerifyEndToEnd(unittest.TestCase):
             self.assertEqual(t.returncode, 1)
             self.assertIn("missing 3, different 5, extra 2", t.stdout)
             self.assertIn('"meta.deep.level": item integerValue, document integerValue', t.stdout)
+
+            # the function answers the same report, with its metric on its log
+            got = relay.invoke({"ddb2fs": "verify", "table": TABLE, "sample": 100,
+                                "recheck_after": 0})
+            self.assertEqual(got["kind"], "response", got)
+            self.assertEqual(reported(got["body"]), expected)
+            with open(relay.log.name) as f:
+                metrics = [json.loads(l) for l in f if "VerifyDifferences" in l]
+            self.assertEqual(metrics[-1]["VerifyDifferences"], 10)
+            self.assertEqual(metrics[-1]["_aws"]["CloudWatchMetrics"][0]["Metrics"],
+                             [{"Name": "VerifyDifferences", "Unit": "Count"}])
+            # its default: a sample of 1% of the segments, no listing for extra documents
+            got = relay.invoke({"ddb2fs": "verify", "table": TABLE, "recheck_after": 0})
+            body = got["body"]
+            self.assertEqual((body["segments"], body["segments_checked"], body["extras_checked"],
+                              body["complete"], body["extra"]), (100, 1, False, False, 0))
+            self.assertLess(body["items"], len(items) / 4)
+            self.assertEqual(set(reported(body)) - set(expected), set())
+            got = relay.invoke({"ddb2fs": "verify", "table": TABLE, "sample": 0})
+            self.assertEqual(got["kind"], "error", got)
+            self.assertIn("sample", json.dumps(got))
 
             # 3. repaired through the outbox, then exact again
             time.sleep(5.5)  # a record that arrived in the last 5 s may be newer than a read
