@@ -226,52 +226,84 @@ void firestore_commit_finish(struct firestore *fs, struct firestore_commit **c, 
 int firestore_batch_get(struct firestore *fs, const char *const *names, size_t n,
                         int64_t deadline_ms, void **out, struct d2f_err *err)
 {
-    struct http_call call, *calls[1] = {&call};
-    cJSON *req = cJSON_CreateObject(), *list, *answer = NULL;
-    char *body = NULL;
+    cJSON *answer = NULL;
+    int rc = firestore_batch_get_many(fs, &names, &n, 1, deadline_ms, &answer, err);
+
+    *out = answer;
+    return rc;
+}
+
+int firestore_batch_get_many(struct firestore *fs, const char *const *const *names,
+                             const size_t *counts, size_t k, int64_t deadline_ms, cJSON **out,
+                             struct d2f_err *err)
+{
+    struct http_call *calls = calloc(k ? k : 1, sizeof(*calls));
+    struct http_call **ptrs = calloc(k ? k : 1, sizeof(*ptrs));
+    char **bodies = calloc(k ? k : 1, sizeof(*bodies));
+    const char *auth = NULL;
     int rc = D2F_ENOMEM;
 
-    *out = NULL;
-    http_call_init(&call, FIRESTORE_MAX_RESPONSE);
-    list = req ? cJSON_AddArrayToObject(req, "documents") : NULL;
-    for (size_t i = 0; list && i < n; i++)
-        cJSON_AddItemToArray(list, cJSON_CreateString(names[i]));
-    if (!list || !(body = json_print(req))) {
-        d2f_errf(err, rc, "out of memory");
-        goto out;
+    for (size_t j = 0; j < k; j++)
+        out[j] = NULL;
+    if (!calls || !ptrs || !bodies) {
+        free(calls);
+        free(ptrs);
+        free(bodies);
+        return d2f_errf(err, rc, "out of memory");
     }
-    call.method = "POST";
-    call.url = fs->batch_get_url;
-    call.content_type = "application/json";
-    call.body = body;
-    call.body_len = strlen(body);
-    if ((rc = authorization(fs, deadline_ms, &call.authorization, err)) != 0 ||
-        (rc = http_perform(fs->http, calls, 1, deadline_ms, err)) != 0)
-        goto out;
-    if (call.failed) {
-        rc = d2f_errf(err, D2F_EIO, "batchGet: no answer from Firestore: %s", call.error);
-        goto out;
+    for (size_t j = 0; j < k; j++) {
+        cJSON *req = cJSON_CreateObject();
+        cJSON *list = req ? cJSON_AddArrayToObject(req, "documents") : NULL;
+        for (size_t i = 0; list && i < counts[j]; i++)
+            cJSON_AddItemToArray(list, cJSON_CreateString(names[j][i]));
+        bodies[j] = list ? json_print(req) : NULL;
+        cJSON_Delete(req);
+        http_call_init(&calls[j], FIRESTORE_MAX_RESPONSE);
+        ptrs[j] = &calls[j];
+        if (!bodies[j]) {
+            d2f_errf(err, rc, "out of memory");
+            goto out;
+        }
+        calls[j].method = "POST";
+        calls[j].url = fs->batch_get_url;
+        calls[j].content_type = "application/json";
+        calls[j].body = bodies[j];
+        calls[j].body_len = strlen(bodies[j]);
     }
-    if (call.status != 200) {
-        enum retry_status s;
-        char msg[512];
-        read_status(&call, &s, msg, sizeof(msg));
-        rc = d2f_errf(err, D2F_EREMOTE, "batchGet refused: %s", msg);
+    if ((rc = authorization(fs, deadline_ms, &auth, err)) != 0)
         goto out;
-    }
-    answer = json_parse(buf_str(&call.response), call.response.len);
-    if (!cJSON_IsArray(answer)) {
-        cJSON_Delete(answer);
-        rc = d2f_errf(err, D2F_EREMOTE, "batchGet: the answer is not a JSON array");
+    for (size_t j = 0; j < k; j++)
+        calls[j].authorization = auth;
+    if ((rc = http_perform(fs->http, ptrs, k, deadline_ms, err)) != 0)
         goto out;
+    for (size_t j = 0; j < k && !rc; j++) {
+        struct http_call *call = &calls[j];
+        if (call->failed) {
+            rc = d2f_errf(err, D2F_EIO, "batchGet: no answer from Firestore: %s", call->error);
+        } else if (call->status != 200) {
+            enum retry_status st;
+            char msg[512];
+            read_status(call, &st, msg, sizeof(msg));
+            rc = d2f_errf(err, D2F_EREMOTE, "batchGet refused: %s", msg);
+        } else {
+            out[j] = json_parse(buf_str(&call->response), call->response.len);
+            if (!cJSON_IsArray(out[j]))
+                rc = d2f_errf(err, D2F_EREMOTE, "batchGet: the answer is not a JSON array");
+        }
     }
-    *out = answer;
-    rc = 0;
 out:
-    call.authorization = NULL;
-    http_call_release(&call);
-    cJSON_free(body);
-    cJSON_Delete(req);
+    for (size_t j = 0; j < k; j++) {
+        calls[j].authorization = NULL;
+        http_call_release(&calls[j]);
+        cJSON_free(bodies[j]);
+        if (rc) {
+            cJSON_Delete(out[j]);
+            out[j] = NULL;
+        }
+    }
+    free(calls);
+    free(ptrs);
+    free(bodies);
     return rc;
 }
 

@@ -81,6 +81,12 @@ void firestore_reauthenticate(struct firestore *fs);
 int firestore_batch_get(struct firestore *fs, const char *const *names, size_t n,
                         int64_t deadline_ms, void **out, struct d2f_err *err) D2F_WUR;
 
+/* k batchGets at once: names[j] (counts[j] full names) into out[j], a new cJSON array each
+ * (the caller frees them; all NULL on failure). */
+int firestore_batch_get_many(struct firestore *fs, const char *const *const *names,
+                             const size_t *counts, size_t k, int64_t deadline_ms, cJSON **out,
+                             struct d2f_err *err) D2F_WUR;
+
 /*
  * One page of a collection's documents (collection: its path relative to the documents, e.g.
  * "Orders"; page_token: the previous page's nextPageToken, NULL for the first): *out is a new

@@ -23,8 +23,9 @@
 #include "record.h"
 #include "scan.h"
 
-/* Documents named in one batchGet. */
+/* Documents named in one batchGet, and batchGets in flight at once. */
 #define BATCH_GET_DOCS 300
+#define BATCH_GETS_AT_ONCE 8
 /* Documents listed per page. */
 #define LIST_PAGE 1000
 /* GetItem requests in flight at once during rechecks. */
@@ -32,7 +33,7 @@
 /* How long one request may take. */
 #define CALL_MS 30000
 /* Pages read at once at most: each may be 1 MB of items, several MB parsed. */
-#define PAGES_AT_ONCE 4
+#define PAGES_AT_ONCE 2
 /* How far apart the clocks of the machines writing the outbox may be. */
 #define REPAIR_SKEW_MS 5000
 /* How often a difference is looked at again while its item keeps changing. */
@@ -439,7 +440,8 @@ static cJSON *as_record(const struct run *run, const cJSON *item, const cJSON *k
                (sk && !cJSON_AddItemToObject(k, run->sk, cJSON_Duplicate(sk, 1)))) {
         goto fail;
     }
-    if (item && !cJSON_AddItemToObject(d, "NewImage", cJSON_Duplicate(item, 1)))
+    /* the image by reference: the record is planned and printed, never kept */
+    if (item && !cJSON_AddItemReferenceToObject(d, "NewImage", (cJSON *)item))
         goto fail;
     if (!cJSON_AddStringToObject(d, "SequenceNumber", "0") ||
         !cJSON_AddStringToObject(d, "StreamViewType", "NEW_IMAGE"))
@@ -610,23 +612,26 @@ static int by_name(const void *a, const void *b)
     return strcmp(((const struct found *)a)->name, ((const struct found *)b)->name);
 }
 
-/* batchGet of n documents ("collection/id"): *answer holds the server's answers, *index them
- * sorted by name (n entries at most, *nindex of them). */
+/* batchGet of n documents ("collection/id"), in requests of BATCH_GET_DOCS, BATCH_GETS_AT_ONCE
+ * of them in flight: *answer holds the server's answers, *index them sorted by name (*nindex
+ * entries, at most n). */
 static int get_documents(struct run *run, char *const *docs, size_t n, cJSON **answer,
                          struct found **index, size_t *nindex, struct d2f_err *err)
 {
     const char *prefix = firestore_docs_prefix(run->fs);
     char **names = calloc(n ? n : 1, sizeof(*names));
-    void *got = NULL;
+    const char *const *sets[BATCH_GETS_AT_ONCE];
+    size_t counts[BATCH_GETS_AT_ONCE], k = 0;
+    cJSON *got[BATCH_GETS_AT_ONCE];
     const cJSON *a;
-    size_t k = 0;
     int rc = 0;
 
-    *answer = NULL;
     *index = NULL;
     *nindex = 0;
-    if (!names)
+    if (!names || !(*answer = cJSON_CreateArray())) {
+        free(names);
         return oom(err);
+    }
     for (size_t i = 0; i < n && !rc; i++) {
         size_t len = strlen(prefix) + 1 + strlen(docs[i]) + 1;
         if (!(names[i] = malloc(len)))
@@ -634,15 +639,26 @@ static int get_documents(struct run *run, char *const *docs, size_t n, cJSON **a
         else
             snprintf(names[i], len, "%s/%s", prefix, docs[i]);
     }
-    if (!rc)
-        rc = firestore_batch_get(run->fs, (const char *const *)names, n, call_deadline(run), &got,
-                                 err);
+    for (size_t at = 0; at < n && !rc;) {
+        size_t m = 0;
+        for (; m < BATCH_GETS_AT_ONCE && at < n; m++, at += counts[m - 1]) {
+            sets[m] = (const char *const *)names + at;
+            counts[m] = n - at < BATCH_GET_DOCS ? n - at : BATCH_GET_DOCS;
+        }
+        if ((rc = firestore_batch_get_many(run->fs, sets, counts, m, call_deadline(run), got,
+                                           err)) != 0)
+            break;
+        for (size_t j = 0; j < m; j++) {
+            while (got[j]->child)
+                cJSON_AddItemToArray(*answer, cJSON_DetachItemViaPointer(got[j], got[j]->child));
+            cJSON_Delete(got[j]);
+        }
+    }
     for (size_t i = 0; i < n; i++)
         free(names[i]);
     free(names);
     if (rc)
         return rc;
-    *answer = got;
     if (!(*index = calloc(n ? n : 1, sizeof(**index))))
         return oom(err);
     cJSON_ArrayForEach(a, *answer)
@@ -769,7 +785,8 @@ static int check_page(struct run *run, const struct scan_page *page, struct d2f_
             continue;
         }
         p[k++].item = item;
-        if (k == BATCH_GET_DOCS || (!item->next && k)) {
+        /* a slice of the page at a time: its fields and documents are what memory holds */
+        if (k == BATCH_GET_DOCS * BATCH_GETS_AT_ONCE) {
             rc = check_chunk(run, p, k, err);
             for (size_t i = 0; i < k; i++) {
                 free(p[i].document);
@@ -783,7 +800,7 @@ static int check_page(struct run *run, const struct scan_page *page, struct d2f_
     }
     if (k && !rc)
         rc = check_chunk(run, p, k, err);
-    for (size_t i = 0; i < k; i++) {
+    for (size_t i = 0; i < n; i++) {
         free(p[i].document);
         cJSON_Delete(p[i].fields);
     }
