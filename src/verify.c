@@ -848,7 +848,7 @@ static int first_pass(struct run *run, struct d2f_err *err)
 
     /* a bounded run keeps time for its rechecks */
     if (run->o.deadline_ms)
-        deadline = run->o.deadline_ms - run->o.recheck_after_ms - 2 * CALL_MS;
+        deadline = run->o.deadline_ms - run->o.recheck_after_ms - 5000;
     memset(pages, 0, sizeof(pages));
     if ((rc = scan_new(&s, run->cfg, &so, err)) != 0 || (rc = choose_sample(run, s, err)) != 0)
         goto out;
@@ -1601,7 +1601,13 @@ void verify_log(const struct verify_report *r, const char *function, FILE *metri
     m = cJSON_CreateObject();
     cJSON_AddItemToArray(cwm, m);
     cJSON_AddStringToObject(m, "Namespace", "ddb2fs");
+    /* the function's alarm watches it by FunctionName, as its other metrics; per table too */
     dims = cJSON_AddArrayToObject(m, "Dimensions");
+    if (function) {
+        list = cJSON_CreateArray();
+        cJSON_AddItemToArray(list, cJSON_CreateString("FunctionName"));
+        cJSON_AddItemToArray(dims, list);
+    }
     list = cJSON_CreateArray();
     cJSON_AddItemToArray(list, cJSON_CreateString("Table"));
     cJSON_AddItemToArray(dims, list);

@@ -111,7 +111,8 @@ cJSON *verify_report_json(const struct verify_report *r);
 void verify_print_text(const struct verify_report *r, FILE *out);
 
 /* One log line for a run, and its VerifyDifferences metric (CloudWatch's embedded metric
- * format, dimension Table) on metrics; function names the Lambda function (may be NULL). */
+ * format, dimensions FunctionName and Table) on metrics; function names the Lambda function (may be
+ * NULL). */
 void verify_log(const struct verify_report *r, const char *function, FILE *metrics);
 
 /*

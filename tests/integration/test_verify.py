@@ -281,6 +281,10 @@ class VerifyEndToEnd(unittest.TestCase):
             self.assertEqual(metrics[-1]["VerifyDifferences"], 10)
             self.assertEqual(metrics[-1]["_aws"]["CloudWatchMetrics"][0]["Metrics"],
                              [{"Name": "VerifyDifferences", "Unit": "Count"}])
+            self.assertEqual(metrics[-1]["_aws"]["CloudWatchMetrics"][0]["Dimensions"],
+                             [["FunctionName"], ["Table"]])
+            self.assertEqual(metrics[-1]["Table"], TABLE)
+            self.assertIn("FunctionName", metrics[-1])
             # its default: a sample of 1% of the segments, no listing for extra documents
             got = relay.invoke({"ddb2fs": "verify", "table": TABLE, "recheck_after": 0})
             body = got["body"]
