@@ -1049,8 +1049,10 @@ static int look_again(struct run *run, struct suspect **ss, size_t n, struct d2f
     int64_t give_up = 5 * run->o.recheck_after_ms + 30000;
     int rc;
 
-    for (size_t i = 0; i < n; i++)
+    for (size_t i = 0; i < n; i++) {
         docs[i] = ss[i]->document;
+        ss[i]->read_start = ss[i]->read_end = now; /* GetItem's window, when it has a key */
+    }
     if ((rc = get_items(run, ss, n, items, err)) != 0 ||
         (rc = get_documents(run, docs, n, &answer, &index, &nindex, err)) != 0)
         goto out;
