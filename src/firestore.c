@@ -327,7 +327,8 @@ static int url_escaped(struct buf *out, const char *s)
 }
 
 int firestore_list(struct firestore *fs, const char *collection, long page_size,
-                   const char *page_token, int64_t deadline_ms, cJSON **out, struct d2f_err *err)
+                   const char *page_token, int names_only, int64_t deadline_ms, cJSON **out,
+                   struct d2f_err *err)
 {
     struct http_call call, *calls[1] = {&call};
     struct buf url;
@@ -347,8 +348,10 @@ int firestore_list(struct firestore *fs, const char *collection, long page_size,
             rc = url_escaped(&url, part);
         seg = slash ? slash + 1 : NULL;
     }
+    /* names only: a mask of the document's name alone leaves the fields out */
     if (!rc)
-        rc = buf_addf(&url, "?pageSize=%ld", page_size);
+        rc = buf_addf(&url, "?pageSize=%ld%s", page_size,
+                      names_only ? "&mask.fieldPaths=__name__" : "");
     if (!rc && page_token && page_token[0] && !(rc = buf_adds(&url, "&pageToken=")))
         rc = url_escaped(&url, page_token);
     if (rc) {

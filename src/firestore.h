@@ -89,12 +89,13 @@ int firestore_batch_get_many(struct firestore *fs, const char *const *const *nam
 
 /*
  * One page of a collection's documents (collection: its path relative to the documents, e.g.
- * "Orders"; page_token: the previous page's nextPageToken, NULL for the first): *out is a new
- * cJSON object ({"documents":[…],"nextPageToken":…}; the caller frees it). Returns 0;
- * D2F_EIO when Firestore does not answer; D2F_EAUTH / D2F_EREMOTE when it refuses.
+ * "Orders"; page_token: the previous page's nextPageToken, NULL for the first; names_only: the
+ * documents without their fields): *out is a new cJSON object ({"documents":[…],
+ * "nextPageToken":…}; the caller frees it). Returns 0; D2F_EIO when Firestore does not
+ * answer; D2F_EAUTH / D2F_EREMOTE when it refuses.
  */
 int firestore_list(struct firestore *fs, const char *collection, long page_size,
-                   const char *page_token, int64_t deadline_ms, cJSON **out,
+                   const char *page_token, int names_only, int64_t deadline_ms, cJSON **out,
                    struct d2f_err *err) D2F_WUR;
 
 #endif

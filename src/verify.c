@@ -881,8 +881,8 @@ static int find_extras(struct run *run, struct d2f_err *err)
     do {
         cJSON *page = NULL;
         const cJSON *d, *next;
-        if ((rc = firestore_list(run->fs, run->r->collection, LIST_PAGE, token, call_deadline(run),
-                                 &page, err)) != 0)
+        if ((rc = firestore_list(run->fs, run->r->collection, LIST_PAGE, token, 1,
+                                 call_deadline(run), &page, err)) != 0)
             break;
         free(token);
         token = NULL;
@@ -1450,8 +1450,8 @@ int verify_run(const struct config *cfg, const struct verify_opts *opts, struct 
         goto out;
     run.prefix_len = strlen(firestore_docs_prefix(run.fs));
     /* Firestore must answer before the table is read */
-    if ((rc = firestore_list(run.fs, r->collection, 1, NULL, call_deadline(&run), &probe, err)) !=
-        0)
+    if ((rc = firestore_list(run.fs, r->collection, 1, NULL, 1, call_deadline(&run), &probe,
+                             err)) != 0)
         goto out;
     r->complete = 1;
     if ((rc = first_pass(&run, err)) != 0)

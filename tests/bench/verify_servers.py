@@ -119,6 +119,8 @@ class FastList(SlowFirestore):
             size = int(query.get("pageSize", ["100"])[0])
             start = int(query.get("pageToken", ["0"])[0])
             page = [self.document(n) for n in names[start:start + size] if n in st.docs]
+            if query.get("mask.fieldPaths") == ["__name__"]:  # names only, as Firestore does
+                page = [{k: v for k, v in d.items() if k != "fields"} for d in page]
         out = {"documents": page}
         if start + size < len(names):
             out["nextPageToken"] = str(start + size)
