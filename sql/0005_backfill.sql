@@ -24,7 +24,9 @@ CREATE TABLE backfill_job (
     state        TEXT NOT NULL CHECK (state IN ('scanning', 'done', 'cancelled')),
     created_at   INTEGER NOT NULL,
     finished_at  INTEGER,
-    scan_ms      INTEGER NOT NULL DEFAULT 0  -- time spent scanning, over every run
+    scan_ms      INTEGER NOT NULL DEFAULT 0, -- time spent scanning, over every run
+    runner       TEXT,                   -- who scans it now (host:pid:random), one at a time
+    runner_until INTEGER                 -- when that claim lapses unless renewed (ms)
 );
 
 -- Where each segment of a job stands; written in the transaction of the page it follows.

@@ -8,6 +8,7 @@
 #include <string.h>
 
 #include "ddb.h"
+#include "drain.h"
 #include "event.h"
 #include "http.h"
 #include "ingest.h"
@@ -17,6 +18,8 @@
 
 /* Pages read at once (one per segment) and kept in memory at most. */
 #define PARALLEL_PAGES 4
+/* A runner's claim on a job lasts this long past its last page, unless its process is gone. */
+#define CLAIM_MS 30000
 
 static int db_err(struct outbox *ob, struct d2f_err *err, const char *what)
 {
@@ -456,6 +459,66 @@ static int job_scanning(struct outbox *ob, int64_t job, int64_t *scanning, struc
     return 0;
 }
 
+/* Claims job for owner (one runner at a time) until until_ms, or renews the claim; *claimed
+ * is 0 when another live runner holds it. */
+static int claim(struct outbox *ob, int64_t job, const char *owner, int64_t until_ms, int *claimed,
+                 struct d2f_err *err)
+{
+    sqlite3_stmt *st = NULL;
+    char holder[400] = "";
+    int64_t holder_until = 0;
+    int rc;
+
+    *claimed = 0;
+    if ((rc = outbox_begin(ob, err)) != 0)
+        return rc;
+    if ((rc = prepare(ob, "SELECT runner, runner_until FROM backfill_job WHERE id = ?1", &st,
+                      "claim the backfill", err)) != 0)
+        goto fail;
+    sqlite3_bind_int64(st, 1, job);
+    if (sqlite3_step(st) == SQLITE_ROW && sqlite3_column_type(st, 0) != SQLITE_NULL) {
+        snprintf(holder, sizeof(holder), "%s", (const char *)sqlite3_column_text(st, 0));
+        holder_until = sqlite3_column_int64(st, 1);
+    }
+    sqlite3_finalize(st);
+    if (holder[0] && strcmp(holder, owner) != 0 && holder_until > outbox_now_ms() &&
+        !drain_holder_gone(holder)) {
+        outbox_rollback(ob);
+        return 0;
+    }
+    if ((rc = prepare(ob, "UPDATE backfill_job SET runner = ?2, runner_until = ?3 WHERE id = ?1",
+                      &st, "claim the backfill", err)) != 0)
+        goto fail;
+    sqlite3_bind_int64(st, 1, job);
+    sqlite3_bind_text(st, 2, owner, -1, SQLITE_STATIC);
+    sqlite3_bind_int64(st, 3, until_ms);
+    if ((rc = run_stmt(ob, st, "claim the backfill", err)) != 0 ||
+        (rc = outbox_commit(ob, err)) != 0)
+        goto fail;
+    *claimed = 1;
+    return 0;
+fail:
+    outbox_rollback(ob);
+    return rc;
+}
+
+/* Gives the claim back (a failure leaves it to lapse). */
+static void unclaim(struct outbox *ob, int64_t job, const char *owner)
+{
+    sqlite3_stmt *st = NULL;
+    struct d2f_err err = {0};
+
+    if (prepare(ob,
+                "UPDATE backfill_job SET runner = NULL, runner_until = NULL "
+                "WHERE id = ?1 AND runner = ?2",
+                &st, "release the backfill", &err) != 0)
+        return;
+    sqlite3_bind_int64(st, 1, job);
+    sqlite3_bind_text(st, 2, owner, -1, SQLITE_STATIC);
+    if (run_stmt(ob, st, "release the backfill", &err) != 0)
+        log_write(LOG_WARN, err.msg, NULL);
+}
+
 /* Scans one job until it is done or the deadline. */
 static int run_job(struct outbox *ob, const struct config *cfg, struct job *j, int64_t deadline,
                    void (*progress)(void *, const struct backfill_stats *), void *ctx,
@@ -465,14 +528,29 @@ static int run_job(struct outbox *ob, const struct config *cfg, struct job *j, i
     struct scan *s = NULL;
     int64_t start = http_now_ms(), scanning = 1;
     size_t n = 0;
-    int rc = load_job(ob, cfg, j, &s, err);
+    char owner[320];
+    int claimed = 0, rc;
 
+    drain_owner_name(owner, sizeof(owner));
     memset(pages, 0, sizeof(pages));
+    if ((rc = claim(ob, j->id, owner, http_now_ms() + CLAIM_MS, &claimed, err)) != 0)
+        return rc;
+    if (!claimed) {
+        j->st->busy = 1;
+        return totals(ob, j->id, j->st, err);
+    }
+    rc = load_job(ob, cfg, j, &s, err);
     if (!rc)
         rc = totals(ob, j->id, j->st, err);
     while (!rc) {
         if ((rc = job_scanning(ob, j->id, &scanning, err)) != 0 || !scanning)
             break;
+        if ((rc = claim(ob, j->id, owner, http_now_ms() + CLAIM_MS, &claimed, err)) != 0)
+            break;
+        if (!claimed) {
+            j->st->busy = 1; /* another runner took over a lapsed claim */
+            break;
+        }
         if ((rc = scan_next(s, deadline, pages, PARALLEL_PAGES, &n, err)) != 0 || !n)
             break;
         for (size_t i = 0; i < n; i++) {
@@ -498,6 +576,7 @@ static int run_job(struct outbox *ob, const struct config *cfg, struct job *j, i
     }
     if (!rc)
         rc = totals(ob, j->id, j->st, err);
+    unclaim(ob, j->id, owner);
     j->st->done = !rc && j->st->segments_done == j->st->segments;
     return rc;
 }
@@ -668,6 +747,12 @@ int backfill_gate(struct outbox *ob, const struct config *cfg, int64_t *waiting,
     if (rc)
         outbox_rollback(ob);
     return rc;
+}
+
+int backfill_waiting(struct outbox *ob, int64_t *waiting, struct d2f_err *err)
+{
+    *waiting = 0;
+    return one_int(ob, gate_waiting, NULL, waiting, err);
 }
 
 int backfill_holds_prune(struct outbox *ob)

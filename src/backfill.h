@@ -54,6 +54,7 @@ struct backfill_stats {
     int segments, segments_done;
     double item_count; /* DescribeTable's ItemCount at the job's start */
     int done;          /* 1: every segment of the job is finished */
+    int busy;          /* 1: another runner scans the job now; this one left it alone */
 };
 
 /*
@@ -85,6 +86,10 @@ int backfill_cancel(struct outbox *ob, const char *table, int64_t *job,
  * pending snapshots that still wait for the stream. */
 int backfill_gate(struct outbox *ob, const struct config *cfg, int64_t *waiting,
                   struct d2f_err *err) D2F_WUR;
+
+/* Pending snapshots that wait for the stream (the gate's count, read again: pages kept since
+ * the last gate wait too). */
+int backfill_waiting(struct outbox *ob, int64_t *waiting, struct d2f_err *err) D2F_WUR;
 
 /* 1 when pruning must wait: a job is scanning, or snapshots are undecided. */
 int backfill_holds_prune(struct outbox *ob);

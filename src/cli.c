@@ -21,6 +21,7 @@
 #include "json.h"
 #include "log.h"
 #include "outbox.h"
+#include "partition.h"
 #include "record.h"
 #include "replay.h"
 #include "runtime.h"
@@ -47,6 +48,7 @@ static const char usage_text[] =
     "  replay --rebuild|--resend|--dead [filters]\n"
     "                     rebuild or repair Firestore from the outbox; retry dead records\n"
     "  seal-key KEY_FILE  seal a service-account key file with a new data key; print the key\n"
+    "  repartition N      move the outbox to N files (DDB2FS_PARTITIONS)\n"
     "  backfill --table T --rate R\n"
     "                     load the items the table held before its stream, through the outbox\n"
     "  verify --table T   check that Firestore is an exact copy of the table; --repair fixes it\n"
@@ -84,6 +86,17 @@ static const char status_help[] =
     "Shows the outbox (DDB2FS_OUTBOX): records pending, dead and committed, the oldest\n"
     "pending record, the replication lag, the drain lease holder, and per table its key\n"
     "schema and counts. --json prints the same as one JSON object.\n";
+
+static const char repartition_help[] =
+    "usage: ddb2fs repartition N\n"
+    "\n"
+    "Moves the outbox at DDB2FS_OUTBOX to N files (1: one file; 2 to 64: a directory of N\n"
+    "files and a manifest), each record into the file its table and Keys choose. Refused\n"
+    "while any record is pending (run 'ddb2fs drain' first) or a drain holds a lease. The old\n"
+    "outbox is marked moved first, so that no writer adds to it (their batches are reported\n"
+    "and retried, and they open the new outbox); it is kept beside the new one as\n"
+    "DDB2FS_OUTBOX.before-repartition-TIME. Then set DDB2FS_PARTITIONS=N where ddb2fs runs.\n"
+    "Exit status: 0 moved (or already N); 1 refused or failed, nothing changed; 2 usage.\n";
 
 static const char drain_help[] =
     "usage: ddb2fs drain\n"
@@ -206,7 +219,7 @@ static int cmd_ingest(int argc, char **argv)
 {
     struct config cfg;
     struct d2f_err err = {0};
-    struct outbox *ob = NULL;
+    struct partitions *set = NULL;
     struct ingest *ing = NULL;
     struct ingest_result res;
     struct buf input, answer;
@@ -223,13 +236,16 @@ static int cmd_ingest(int argc, char **argv)
     buf_init(&answer, EVENT_MAX_BYTES);
     if ((rc = read_input(file, &input, &err)) != 0)
         goto out;
-    if ((rc = outbox_open(&ob, cfg.outbox, cfg.journal, OUTBOX_CREATE, &err)) != 0)
-        goto out;
-    if ((rc = outbox_check_keys(ob, &cfg, &err)) != 0) {
-        status = EXIT_USAGE;
+    if ((rc = partitions_open(&set, &cfg, OUTBOX_CREATE, &err)) != 0) {
+        status = rc == D2F_ECONFIG ? EXIT_USAGE : EXIT_FAILED;
         goto out;
     }
-    if (!(ing = ingest_new(ob, &cfg))) {
+    for (size_t i = 0; i < partitions_count(set); i++)
+        if ((rc = outbox_check_keys(partitions_outbox(set, i), &cfg, &err)) != 0) {
+            status = EXIT_USAGE;
+            goto out;
+        }
+    if (!(ing = ingest_new_set(partitions_all(set), partitions_count(set), &cfg))) {
         rc = d2f_errf(&err, D2F_ENOMEM, "out of memory");
         goto out;
     }
@@ -253,7 +269,7 @@ out:
     if (rc)
         fprintf(stderr, "ddb2fs ingest: %s\n", err.msg);
     ingest_free(ing);
-    outbox_close(ob);
+    partitions_close(set);
     buf_release(&input);
     buf_release(&answer);
     config_release(&cfg);
@@ -337,7 +353,7 @@ static int cmd_status(int argc, char **argv)
 {
     struct config cfg;
     struct d2f_err err = {0};
-    struct outbox *ob = NULL;
+    struct partitions *set = NULL;
     cJSON *s = NULL;
     int json = 0, rc;
 
@@ -355,9 +371,9 @@ static int cmd_status(int argc, char **argv)
     }
     if (load_config(&cfg))
         return EXIT_USAGE;
-    rc = outbox_open(&ob, cfg.outbox, cfg.journal, OUTBOX_EXISTING, &err);
+    rc = partitions_open(&set, &cfg, OUTBOX_EXISTING, &err);
     if (!rc)
-        rc = status_collect(ob, &s, &err);
+        rc = status_collect_set(partitions_all(set), partitions_count(set), &s, &err);
     if (!rc && json) {
         char *text = json_print(s);
         if (text)
@@ -369,7 +385,7 @@ static int cmd_status(int argc, char **argv)
     if (rc)
         fprintf(stderr, "ddb2fs status: %s\n", err.msg);
     cJSON_Delete(s);
-    outbox_close(ob);
+    partitions_close(set);
     config_release(&cfg);
     return rc ? EXIT_FAILED : 0;
 }
@@ -378,7 +394,7 @@ static int cmd_drain(int argc, char **argv)
 {
     struct config cfg;
     struct d2f_err err = {0};
-    struct outbox *ob = NULL;
+    struct partitions *set = NULL;
     struct http *http = NULL;
     struct gauth *auth = NULL;
     struct firestore *fs = NULL;
@@ -400,20 +416,22 @@ static int cmd_drain(int argc, char **argv)
         (rc = firestore_connect(&cfg, http, &auth, &fs, &err)) != 0)
         goto out;
     status = EXIT_FAILED;
-    if ((rc = outbox_open(&ob, cfg.outbox, cfg.journal, OUTBOX_EXISTING, &err)) != 0 ||
-        (rc = outbox_check_keys(ob, &cfg, &err)) != 0)
+    if ((rc = partitions_open(&set, &cfg, OUTBOX_EXISTING, &err)) != 0)
         goto out;
-    if ((rc = outbox_settings(ob, &cfg, &err)) != 0)
-        goto out;
+    for (size_t i = 0; i < partitions_count(set); i++)
+        if ((rc = outbox_check_keys(partitions_outbox(set, i), &cfg, &err)) != 0 ||
+            (rc = outbox_settings(partitions_outbox(set, i), &cfg, &err)) != 0)
+            goto out;
     deadline = http_now_ms() + cfg.drain_seconds * 1000;
-    rc = drain_run(ob, &cfg, fs, deadline, &st, &err);
+    rc =
+        drain_run_set(partitions_all(set), partitions_count(set), 0, &cfg, fs, deadline, &st, &err);
     drain_log(&st, rc ? err.msg : NULL);
-    drain_prune(ob, &cfg, deadline);
+    drain_prune_set(partitions_all(set), partitions_count(set), &cfg, deadline);
     status = rc ? EXIT_FAILED : 0;
 out:
     if (rc)
         fprintf(stderr, "ddb2fs drain: %s\n", err.msg);
-    outbox_close(ob);
+    partitions_close(set);
     firestore_free(fs);
     gauth_free(auth);
     http_free(http);
@@ -570,7 +588,7 @@ static int cmd_replay(int argc, char **argv)
     struct replay_result res = {0};
     struct config cfg;
     struct d2f_err err = {0};
-    struct outbox *ob = NULL;
+    struct partitions *set = NULL;
     struct http *http = NULL;
     int modes = 0, rc, status;
 
@@ -620,19 +638,59 @@ static int cmd_replay(int argc, char **argv)
     if (load_config(&cfg))
         return EXIT_USAGE;
     if ((rc = http_new(&http, &err)) == 0 &&
-        (rc = outbox_open(&ob, cfg.outbox, cfg.journal,
-                          o.dry_run ? OUTBOX_READONLY : OUTBOX_EXISTING, &err)) == 0) {
-        rc = replay_run(&o, &cfg, ob, http, stdout, stderr, &res, &err);
+        (rc = partitions_open(&set, &cfg, o.dry_run ? OUTBOX_READONLY : OUTBOX_EXISTING, &err)) ==
+            0) {
+        rc = replay_run_set(&o, &cfg, partitions_all(set), partitions_count(set), http, stdout,
+                            stderr, &res, &err);
         if (rc != D2F_EUSAGE && rc != D2F_ECONFIG)
             replay_log(&o, &res, rc ? err.msg : NULL);
     }
     status = rc == D2F_EUSAGE || rc == D2F_ECONFIG ? EXIT_USAGE : rc ? EXIT_FAILED : 0;
     if (rc)
         fprintf(stderr, "ddb2fs replay: %s\n", err.msg);
-    outbox_close(ob);
+    partitions_close(set);
     http_free(http);
     config_release(&cfg);
     return status;
+}
+
+static int cmd_repartition(int argc, char **argv)
+{
+    struct config cfg;
+    struct d2f_err err = {0};
+    struct partitions_moved moved;
+    char *end = NULL;
+    long n = 0;
+    int rc;
+
+    if (wants_help(argc, argv)) {
+        fputs(repartition_help, stdout);
+        return 0;
+    }
+    if (argc == 3)
+        n = strtol(argv[2], &end, 10);
+    if (argc != 3 || !end || *end || n < 1 || n > CONFIG_PARTITIONS_MAX) {
+        fprintf(stderr, "ddb2fs repartition: give N, 1 to %d\n\n%s", CONFIG_PARTITIONS_MAX,
+                repartition_help);
+        return EXIT_USAGE;
+    }
+    if (load_config(&cfg))
+        return EXIT_USAGE;
+    rc = partitions_repartition(&cfg, (size_t)n, &moved, &err);
+    if (rc)
+        fprintf(stderr, "ddb2fs repartition: %s\n", err.msg);
+    else if (moved.from == moved.to)
+        fprintf(stderr, "ddb2fs repartition: '%s' has %zu file%s already; nothing moved\n",
+                cfg.outbox, moved.to, moved.to == 1 ? "" : "s");
+    else
+        fprintf(stderr,
+                "ddb2fs repartition: '%s' moved from %zu file%s to %zu: %lld records; the outbox "
+                "as it was is kept at '%s' (remove it when satisfied); set DDB2FS_PARTITIONS=%zu "
+                "where ddb2fs runs\n",
+                cfg.outbox, moved.from, moved.from == 1 ? "" : "s", moved.to,
+                (long long)moved.records, moved.kept, moved.to);
+    config_release(&cfg);
+    return rc == D2F_EUSAGE ? EXIT_USAGE : rc ? EXIT_FAILED : 0;
 }
 
 static const char backfill_help[] =
@@ -744,6 +802,11 @@ static int cmd_backfill(int argc, char **argv)
     }
     if (load_config(&cfg))
         return EXIT_USAGE;
+    if (cfg.partitions > 1 || partitions_is_dir(cfg.outbox)) {
+        fprintf(stderr, "ddb2fs backfill: not with a partitioned outbox (DDB2FS_PARTITIONS) yet\n");
+        config_release(&cfg);
+        return EXIT_USAGE;
+    }
     if ((rc = outbox_open(&ob, cfg.outbox, cfg.journal, status ? OUTBOX_EXISTING : OUTBOX_CREATE,
                           &err)) != 0)
         goto out;
@@ -778,6 +841,8 @@ static int cmd_backfill(int argc, char **argv)
     }
     if ((rc = outbox_check_keys(ob, &cfg, &err)) != 0)
         goto out;
+    /* pages are only appended: a small page cache keeps memory flat whatever the table's size */
+    sqlite3_exec(outbox_db(ob), "PRAGMA cache_size = -4096", NULL, NULL, NULL);
     /* a job of this table already scanning goes on; otherwise a new one */
     if ((rc = backfill_start(ob, &cfg, &o, &job, &err)) == D2F_EUSAGE &&
         strstr(err.msg, "is already scanning")) {
@@ -793,6 +858,13 @@ static int cmd_backfill(int argc, char **argv)
                       &st, &err);
     if (isatty(2))
         fputc('\n', stderr);
+    if (!rc && st.busy && !st.pages) {
+        rc = d2f_errf(&err, D2F_EIO,
+                      "another runner (the function, or another 'ddb2fs backfill') scans job "
+                      "%lld now: see 'ddb2fs backfill --status'",
+                      (long long)job);
+        goto out;
+    }
     printf("backfill of '%s' (job %lld): %lld items in %lld pages this run, %.1f read units, "
            "%.1f s (%.0f items/s), %lu requests retried; %s\n",
            o.table, (long long)job, (long long)st.items, (long long)st.pages, st.read_units,
@@ -941,9 +1013,10 @@ static const struct {
     const char *name;
     int (*run)(int argc, char **argv);
 } commands[] = {
-    {"ingest", cmd_ingest},     {"convert", cmd_convert},   {"status", cmd_status},
-    {"drain", cmd_drain},       {"lambda", cmd_lambda},     {"replay", cmd_replay},
-    {"seal-key", cmd_seal_key}, {"backfill", cmd_backfill}, {"verify", cmd_verify},
+    {"ingest", cmd_ingest},     {"convert", cmd_convert},         {"status", cmd_status},
+    {"drain", cmd_drain},       {"lambda", cmd_lambda},           {"replay", cmd_replay},
+    {"seal-key", cmd_seal_key}, {"repartition", cmd_repartition}, {"backfill", cmd_backfill},
+    {"verify", cmd_verify},
 };
 
 int cli_main(int argc, char **argv)

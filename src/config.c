@@ -451,6 +451,8 @@ static int load(struct config *cfg, const char *(*get)(const char *), struct d2f
                          &cfg->commit_bytes, err)) ||
         (rc = parse_long(get, "DDB2FS_CONCURRENCY", 1, 64, 8, &cfg->concurrency, err)) ||
         (rc = parse_long(get, "DDB2FS_DRAIN_SECONDS", 1, 86400, 300, &cfg->drain_seconds, err)) ||
+        (rc = parse_long(get, "DDB2FS_PARTITIONS", 1, CONFIG_PARTITIONS_MAX, 0, &cfg->partitions,
+                         err)) ||
         (rc = parse_retention(get, &cfg->retention_s, err)) ||
         (rc = parse_long(get, "DDB2FS_BACKFILL_SETTLE", 0, 86400, 300, &cfg->backfill_settle_s,
                          err)) ||
@@ -556,4 +558,6 @@ void config_describe(const struct config *cfg, struct config_description *d)
     describe(d, "DDB2FS_COMMIT_BYTES", number_text(d, &used, cfg->commit_bytes));
     describe(d, "DDB2FS_CONCURRENCY", number_text(d, &used, cfg->concurrency));
     describe(d, "DDB2FS_RAMP", cfg->ramp ? "on" : "off");
+    describe(d, "DDB2FS_PARTITIONS",
+             cfg->partitions ? number_text(d, &used, cfg->partitions) : NULL);
 }

@@ -16,6 +16,9 @@ enum config_reserved { CONFIG_RESERVED_DEAD, CONFIG_RESERVED_ESCAPE };
 enum config_journal { CONFIG_JOURNAL_AUTO, CONFIG_JOURNAL_WAL, CONFIG_JOURNAL_DELETE };
 enum config_token { CONFIG_TOKEN_OAUTH, CONFIG_TOKEN_SELF_SIGNED };
 
+/* DDB2FS_PARTITIONS at most. */
+#define CONFIG_PARTITIONS_MAX 64
+
 /* DDB2FS_RETENTION's default: a week. */
 #define CONFIG_RETENTION_DEFAULT (7L * 86400)
 
@@ -55,12 +58,13 @@ struct config {
     int ramp;                /* DDB2FS_RAMP: 1 to follow Firestore's 500/50/5 rule (default) */
     long drain_seconds;      /* DDB2FS_DRAIN_SECONDS: time budget of 'ddb2fs drain', default 300 */
     long retention_s;        /* DDB2FS_RETENTION: committed rows kept this long (s); 0: forever */
-    long backfill_settle_s;  /* DDB2FS_BACKFILL_SETTLE: a snapshot waits for the stream (s) */
-    long backfill_margin_s;  /* DDB2FS_BACKFILL_MARGIN: creation-time rounding and skew (s) */
-    const char *aws_region;  /* AWS_REGION */
-    const char *aws_key_id;  /* AWS_ACCESS_KEY_ID */
-    const char *aws_secret;  /* AWS_SECRET_ACCESS_KEY; never logged */
-    const char *aws_token;   /* AWS_SESSION_TOKEN; never logged */
+    long partitions; /* DDB2FS_PARTITIONS: outbox files, 1 to 64; 0 when unset (the outbox's own) */
+    long backfill_settle_s;        /* DDB2FS_BACKFILL_SETTLE: a snapshot waits for the stream (s) */
+    long backfill_margin_s;        /* DDB2FS_BACKFILL_MARGIN: creation-time rounding and skew (s) */
+    const char *aws_region;        /* AWS_REGION */
+    const char *aws_key_id;        /* AWS_ACCESS_KEY_ID */
+    const char *aws_secret;        /* AWS_SECRET_ACCESS_KEY; never logged */
+    const char *aws_token;         /* AWS_SESSION_TOKEN; never logged */
     const char *dynamodb_endpoint; /* AWS_ENDPOINT_URL_DYNAMODB, else AWS_ENDPOINT_URL */
     const char *secrets_endpoint;  /* AWS_ENDPOINT_URL_SECRETS_MANAGER, else AWS_ENDPOINT_URL */
     const char *key_sealed;        /* DDB2FS_KEY_SEALED: the sealed key file, NULL when unset */
@@ -75,7 +79,7 @@ int config_load(struct config *cfg, const char *(*get)(const char *name),
 
 /* The settings in force, as name and value texts (no secrets), for the outbox's settings
  * table. */
-#define CONFIG_DESCRIBED 19
+#define CONFIG_DESCRIBED 20
 struct config_description {
     const char *pairs[2 * CONFIG_DESCRIBED]; /* name, value (NULL when unset), … */
     size_t n;                                /* pairs */

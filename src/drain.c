@@ -362,8 +362,10 @@ static int body_of(const struct batch *b, struct buf *body)
 static double ramp_rate(const struct run *r, int64_t now)
 {
     double steps = (double)((now - r->ramp_from) / DRAIN_RAMP_STEP_MS);
+    /* the files of a partitioned outbox drain at once into one database: each takes its share */
+    double share = r->cfg && r->cfg->partitions > 1 ? 1.0 / (double)r->cfg->partitions : 1.0;
 
-    return DRAIN_RAMP_START * pow(1.5, steps < 60 ? steps : 60);
+    return share * DRAIN_RAMP_START * pow(1.5, steps < 60 ? steps : 60);
 }
 
 /* Waits until the ramp-up allows n writes; 0 when the time is up first. */
@@ -804,7 +806,7 @@ out:
 }
 
 /* A lease owner: "host:pid:random". */
-static void owner_name(char *out, size_t cap)
+void drain_owner_name(char *out, size_t cap)
 {
     char host[256] = "host";
 
@@ -814,7 +816,7 @@ static void owner_name(char *out, size_t cap)
 
 /* 1 when a lease holder is a process of this host that no longer runs, or this very process
  * (an earlier invocation, whose requests all ended by its deadline): its lease is stale. */
-static int holder_gone(const char *holder)
+int drain_holder_gone(const char *holder)
 {
     char host[256] = "host", *end;
     size_t n;
@@ -836,8 +838,8 @@ int drain_lease_take(struct outbox *ob, int64_t deadline_ms, char *owner, size_t
     char holder[400];
     int taken, rc;
 
-    owner_name(owner, cap);
-    if ((rc = outbox_lease_take(ob, owner, deadline_ms + LEASE_MARGIN_MS, holder_gone, &taken,
+    drain_owner_name(owner, cap);
+    if ((rc = outbox_lease_take(ob, owner, deadline_ms + LEASE_MARGIN_MS, drain_holder_gone, &taken,
                                 holder, sizeof(holder), err)) != 0)
         return rc;
     if (!taken)
@@ -961,12 +963,15 @@ int drain_run(struct outbox *ob, const struct config *cfg, struct firestore *fs,
         while (!rc && more)
             rc = one_window(&r, &after, &more, err);
         if (rc || (rc = outbox_pending_count(ob, &stats->pending_left, err)) != 0 ||
-            (rc = outbox_unresolved_count(ob, &unresolved, err)) != 0)
+            (rc = outbox_unresolved_count(ob, &unresolved, err)) != 0 ||
+            (rc = backfill_waiting(ob, &waiting, err)) != 0)
             break;
         if (stats->pending_left <= unresolved + waiting || http_now_ms() >= r.stop_at)
             break;
         more = 1; /* records arrived while the drain ran: go on with them */
     }
+    if (!rc) /* what became of the snapshots sent, for status */
+        rc = backfill_gate(ob, cfg, &waiting, err);
     stats->snapshots_waiting = waiting;
     drain_lease_release(ob, owner);
     if (rc && outbox_pending_count(ob, &stats->pending_left, NULL) != 0)
@@ -981,6 +986,80 @@ int drain_run(struct outbox *ob, const struct config *cfg, struct firestore *fs,
                       "(see 'ddb2fs status')",
                       (long long)stats->pending_left);
     return rc;
+}
+
+static void add_stats(struct drain_stats *sum, const struct drain_stats *one)
+{
+    sum->rows_committed += one->rows_committed;
+    sum->rows_dead += one->rows_dead;
+    sum->writes += one->writes;
+    sum->commits += one->commits;
+    sum->retries += one->retries;
+    sum->bisections += one->bisections;
+    sum->windows += one->windows;
+}
+
+int drain_run_set(struct outbox *const *obs, size_t n, size_t most, const struct config *cfg,
+                  struct firestore *fs, int64_t deadline_ms, struct drain_stats *stats,
+                  struct d2f_err *err)
+{
+    struct config c = *cfg;
+    int64_t start = http_now_ms(), *left;
+    size_t first = (size_t)getpid() % n, drained = 0;
+    int rc = 0;
+
+    if (n == 1)
+        return drain_run(obs[0], cfg, fs, deadline_ms, stats, err);
+    memset(stats, 0, sizeof(*stats));
+    if (!(left = calloc(n, sizeof(*left))))
+        return d2f_errf(err, D2F_ENOMEM, "out of memory");
+    c.partitions = (long)n;
+    /* rounds over the files, starting where this process's pid says (so that drains at once
+     * start apart), each file with rows pending given an even slice of the time left (a file
+     * with nothing pending costs a read, not the lease's writes); a file whose lease is held
+     * is left to its holder */
+    for (int round = 0; round < 2; round++) {
+        rc = 0;
+        for (size_t k = 0; k < n; k++) {
+            size_t i = (first + k) % n;
+            struct drain_stats one;
+            struct d2f_err e = {0};
+            int64_t now = http_now_ms();
+            int r;
+            if (round == 0 && outbox_pending_count(obs[i], &left[i], NULL) != 0)
+                left[i] = 1; /* unknown: try it */
+            if (left[i] == 0 || now >= deadline_ms || (most && drained >= most))
+                continue;
+            drained++;
+            r = drain_run(obs[i], &c, fs,
+                          round ? deadline_ms : now + (deadline_ms - now) / (int64_t)(n - k), &one,
+                          &e);
+            add_stats(stats, &one);
+            left[i] = one.pending_left > 0 ? one.pending_left : 0;
+            if (r && !rc) {
+                rc = r;
+                d2f_errf(err, r, "partition %zu: %s", i, e.msg);
+            }
+        }
+        stats->pending_left = 0;
+        for (size_t i = 0; i < n; i++)
+            stats->pending_left += left[i];
+        if (stats->pending_left == 0 || most || http_now_ms() >= deadline_ms)
+            break;
+    }
+    free(left);
+    stats->elapsed_ms = http_now_ms() - start;
+    if (stats->pending_left && !rc)
+        rc = d2f_errf(err, D2F_EIO, "%lld records pending in files left to other drains",
+                      (long long)stats->pending_left);
+    return stats->pending_left ? rc : 0;
+}
+
+void drain_prune_set(struct outbox *const *obs, size_t n, const struct config *cfg,
+                     int64_t deadline_ms)
+{
+    for (size_t i = 0; i < n; i++)
+        drain_prune(obs[i], cfg, deadline_ms);
 }
 
 void drain_log(const struct drain_stats *st, const char *stopped)

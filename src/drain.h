@@ -71,6 +71,23 @@ int drain_run(struct outbox *ob, const struct config *cfg, struct firestore *fs,
               int64_t deadline_ms, struct drain_stats *stats, struct d2f_err *err) D2F_WUR;
 
 /*
+ * drain_run over the n files of a partitioned outbox (partition.h): each file has its own
+ * lease, so drains at once share the files; one run gives each file with rows pending an even
+ * slice of the time, then goes back to those with rows left; with most > 0 it drains no more
+ * than most files (a stream batch's invocation drains one, starting from a file its pid
+ * chooses, so that invocations at once drain apart). Firestore's ramp-up is shared among the
+ * files. Returns 0 when no row is left pending in the files it looked at; err names the
+ * partition that stopped.
+ */
+int drain_run_set(struct outbox *const *obs, size_t n, size_t most, const struct config *cfg,
+                  struct firestore *fs, int64_t deadline_ms, struct drain_stats *stats,
+                  struct d2f_err *err) D2F_WUR;
+
+/* drain_prune over each file of a partitioned outbox. */
+void drain_prune_set(struct outbox *const *obs, size_t n, const struct config *cfg,
+                     int64_t deadline_ms);
+
+/*
  * Plans kept row id again, with today's settings and the table's key schema (recorded in the
  * outbox; asked for and recorded only when may_record), into plan as record_plan does, with
  * the Write when docs_prefix is given. *parsed is 0 when the kept record is not JSON (plan is
@@ -89,6 +106,13 @@ int drain_lease_take(struct outbox *ob, int64_t deadline_ms, char *owner, size_t
 /* Extends owner's lease to until_ms; D2F_EIO when another holds it now. */
 int drain_lease_renew(struct outbox *ob, const char *owner, int64_t until_ms,
                       struct d2f_err *err) D2F_WUR;
+
+/* A holder's name for a lease or a claim: "host:pid:random" (cap bytes at out). */
+void drain_owner_name(char *out, size_t cap);
+
+/* 1 when holder (a drain_owner_name) is a process of this host that no longer runs, or this
+ * very process: what it holds is stale. */
+int drain_holder_gone(const char *holder);
 
 /* Gives the lease back (a failure is logged: the lease expires on its own). */
 void drain_lease_release(struct outbox *ob, const char *owner);

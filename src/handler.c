@@ -16,13 +16,14 @@
 #include "json.h"
 #include "log.h"
 #include "outbox.h"
+#include "partition.h"
 #include "status.h"
 #include "verify.h"
 
 struct handler {
     char function[256]; /* AWS_LAMBDA_FUNCTION_NAME, the metrics' dimension */
     struct config cfg;
-    struct outbox *ob;
+    struct partitions *set; /* the outbox: one file, or a partitioned outbox's files */
     struct ingest *ing;
     struct gauth *auth;
     struct firestore *fs;
@@ -62,12 +63,13 @@ int handler_new(struct handler **out, const char *(*get)(const char *), struct h
              get("AWS_LAMBDA_FUNCTION_NAME") ? get("AWS_LAMBDA_FUNCTION_NAME") : "ddb2fs");
     if ((rc = config_load(&h->cfg, get, err)) != 0 ||
         (rc = firestore_connect(&h->cfg, http, &h->auth, &h->fs, err)) != 0 ||
-        (rc = outbox_open(&h->ob, h->cfg.outbox, h->cfg.journal, OUTBOX_CREATE, err)) != 0 ||
-        (rc = outbox_check_keys(h->ob, &h->cfg, err)) != 0)
+        (rc = partitions_open(&h->set, &h->cfg, OUTBOX_CREATE, err)) != 0)
         goto fail;
-    if ((rc = outbox_settings(h->ob, &h->cfg, err)) != 0)
-        goto fail;
-    if (!(h->ing = ingest_new(h->ob, &h->cfg))) {
+    for (size_t i = 0; i < partitions_count(h->set); i++)
+        if ((rc = outbox_check_keys(partitions_outbox(h->set, i), &h->cfg, err)) != 0 ||
+            (rc = outbox_settings(partitions_outbox(h->set, i), &h->cfg, err)) != 0)
+            goto fail;
+    if (!(h->ing = ingest_new_set(partitions_all(h->set), partitions_count(h->set), &h->cfg))) {
         rc = d2f_errf(err, D2F_ENOMEM, "out of memory");
         goto fail;
     }
@@ -83,7 +85,7 @@ void handler_free(struct handler *h)
     if (!h)
         return;
     ingest_free(h->ing);
-    outbox_close(h->ob);
+    partitions_close(h->set);
     firestore_free(h->fs);
     gauth_free(h->auth);
     config_release(&h->cfg);
@@ -106,8 +108,11 @@ static void metrics(struct handler *h, const struct ingest_result *res,
     cJSON *line = cJSON_CreateObject(), *aws, *cwm, *m, *dims, *list;
     char *text;
 
-    if (outbox_oldest_pending_age(h->ob, &age, NULL) != 0)
-        age = 0;
+    for (size_t i = 0; i < partitions_count(h->set); i++) {
+        int64_t one = 0;
+        if (outbox_oldest_pending_age(partitions_outbox(h->set, i), &one, NULL) == 0 && one > age)
+            age = one;
+    }
     values[0] = (double)res->inserted;
     values[1] = (double)res->duplicates;
     values[2] = (double)st->rows_committed;
@@ -146,7 +151,7 @@ static void metrics(struct handler *h, const struct ingest_result *res,
     cJSON_Delete(line);
 }
 
-enum kind { STREAM, SCHEDULED, STATUS, BACKFILL, VERIFY, UNKNOWN };
+enum kind { STREAM, SCHEDULED, STATUS, REPARTITION, BACKFILL, VERIFY, UNKNOWN };
 
 /* What an event is: a stream batch has Records; a scheduled event comes from aws.events; an
  * operator's {"ddb2fs":"status"} asks for the outbox's status. */
@@ -168,6 +173,7 @@ static enum kind kind_of(const char *event, size_t len)
     if (!cJSON_GetObjectItemCaseSensitive(e, "Records"))
         k = cJSON_IsString(source) && strcmp(source->valuestring, "aws.events") == 0 ? SCHEDULED
             : cJSON_IsString(ask) && strcmp(ask->valuestring, "status") == 0         ? STATUS
+            : cJSON_IsString(ask) && strcmp(ask->valuestring, "repartition") == 0    ? REPARTITION
             : cJSON_IsString(ask) && strcmp(ask->valuestring, "backfill") == 0       ? BACKFILL
             : cJSON_IsString(ask) && strcmp(ask->valuestring, "verify") == 0         ? VERIFY
                                                                                      : UNKNOWN;
@@ -175,9 +181,91 @@ static enum kind kind_of(const char *event, size_t len)
     return k;
 }
 
-/* Drains until the deadline's margin; a drain that stops is logged, not an error: the
- * records are durable and the next invocation goes on. */
-static void drain_some(struct handler *h, int64_t deadline_ms, struct drain_stats *st)
+/* {"ddb2fs":"repartition","partitions":N}: a drain, then 'ddb2fs repartition N' where the outbox
+ * is mounted; this process then opens the new outbox (others do when their next batch is
+ * refused). */
+static int repartition(struct handler *h, const char *event, size_t len, struct buf *answer,
+                       const char **error_type, struct d2f_err *err);
+
+/* 1 when a file of the outbox was found moved by 'ddb2fs repartition'. */
+static int moved(struct handler *h)
+{
+    for (size_t i = 0; i < partitions_count(h->set); i++)
+        if (outbox_moved(partitions_outbox(h->set, i)))
+            return 1;
+    return 0;
+}
+
+/* Opens DDB2FS_OUTBOX again after a repartition moved it. */
+static int reopen(struct handler *h, struct d2f_err *err)
+{
+    struct partitions *set = NULL;
+    struct ingest *ing;
+    int rc;
+
+    if ((rc = partitions_open(&set, &h->cfg, OUTBOX_CREATE, err)) != 0)
+        return rc;
+    if (!(ing = ingest_new_set(partitions_all(set), partitions_count(set), &h->cfg))) {
+        partitions_close(set);
+        return d2f_errf(err, D2F_ENOMEM, "out of memory");
+    }
+    ingest_free(h->ing);
+    partitions_close(h->set);
+    h->ing = ing;
+    h->set = set;
+    log_write(LOG_INFO, "the outbox was repartitioned: opened it again", NULL);
+    return 0;
+}
+
+static int repartition(struct handler *h, const char *event, size_t len, struct buf *answer,
+                       const char **error_type, struct d2f_err *err)
+{
+    cJSON *e = json_parse(event, len);
+    const cJSON *n = cJSON_GetObjectItemCaseSensitive(e, "partitions");
+    struct partitions_moved moved;
+    double want = cJSON_IsNumber(n) ? n->valuedouble : 0;
+    char *text;
+    int rc;
+
+    cJSON_Delete(e);
+    if (want < 1 || want > CONFIG_PARTITIONS_MAX || want != (double)(long)want) {
+        *error_type = "ddb2fs.UnknownEvent";
+        return d2f_errf(err, D2F_EINPUT, "repartition: 'partitions' is a whole number from 1 to %d",
+                        CONFIG_PARTITIONS_MAX);
+    }
+    /* this process's handles go first: the move marks the files it has open */
+    if ((rc = partitions_repartition(&h->cfg, (size_t)want, &moved, err)) != 0) {
+        *error_type = handler_error_type(rc);
+        return rc;
+    }
+    h->cfg.partitions = (long)want;
+    if (moved.from != moved.to && (rc = reopen(h, err)) != 0) {
+        *error_type = handler_error_type(rc);
+        return rc;
+    }
+    e = cJSON_CreateObject();
+    json_add_number(e, "from", (double)moved.from);
+    json_add_number(e, "to", (double)moved.to);
+    json_add_number(e, "records", (double)moved.records);
+    cJSON_AddStringToObject(e, "kept", moved.kept);
+    text = json_print(e);
+    cJSON_Delete(e);
+    rc = text ? buf_adds(answer, text) : D2F_ENOMEM;
+    cJSON_free(text);
+    return rc ? d2f_errf(err, rc, "out of memory") : 0;
+}
+
+/* Waits for the outbox's locks no later than until_ms (0: the busy timeout again). */
+static void wait_until(struct handler *h, int64_t until_ms)
+{
+    for (size_t i = 0; i < partitions_count(h->set); i++)
+        outbox_wait_until(partitions_outbox(h->set, i), until_ms);
+}
+
+/* Drains until the deadline's margin, no more than most files of a partitioned outbox (0: all);
+ * a drain that stops is logged, not an error: the records are durable and the next invocation
+ * goes on. */
+static void drain_some(struct handler *h, int64_t deadline_ms, size_t most, struct drain_stats *st)
 {
     struct d2f_err err = {0};
     int rc;
@@ -187,9 +275,10 @@ static void drain_some(struct handler *h, int64_t deadline_ms, struct drain_stat
         return;
     /* the drain's own writes (marks, the lease) wait for others' locks no longer than the
      * answer allows: rows left unmarked are sent again, fenced, by a later drain */
-    outbox_wait_until(h->ob, deadline_ms - HANDLER_ANSWER_MS);
-    rc = drain_run(h->ob, &h->cfg, h->fs, deadline_ms - HANDLER_MARGIN_MS, st, &err);
-    outbox_wait_until(h->ob, 0);
+    wait_until(h, deadline_ms - HANDLER_ANSWER_MS);
+    rc = drain_run_set(partitions_all(h->set), partitions_count(h->set), most, &h->cfg, h->fs,
+                       deadline_ms - HANDLER_MARGIN_MS, st, &err);
+    wait_until(h, 0);
     drain_log(st, rc ? err.msg : NULL);
 }
 
@@ -197,18 +286,21 @@ static void drain_some(struct handler *h, int64_t deadline_ms, struct drain_stat
  * of time is how a job goes on across invocations, logged, not an error. */
 static void backfill_some(struct handler *h, int64_t deadline_ms)
 {
+    struct outbox *ob = partitions_outbox(h->set, 0);
     struct backfill_stats st;
     struct d2f_err err = {0};
     cJSON *f;
     int rc;
 
-    if (deadline_ms - HANDLER_MARGIN_MS <= http_now_ms() + 100 || !backfill_holds_prune(h->ob))
+    /* a partitioned outbox has no backfill yet */
+    if (partitions_count(h->set) != 1 || deadline_ms - HANDLER_MARGIN_MS <= http_now_ms() + 100 ||
+        !backfill_holds_prune(ob))
         return;
-    outbox_wait_until(h->ob, deadline_ms - HANDLER_ANSWER_MS);
-    rc = backfill_run(h->ob, &h->cfg, 0, deadline_ms - HANDLER_MARGIN_MS, NULL, NULL, &st, &err);
-    outbox_wait_until(h->ob, 0);
-    if (!st.job)
-        return;
+    outbox_wait_until(ob, deadline_ms - HANDLER_ANSWER_MS);
+    rc = backfill_run(ob, &h->cfg, 0, deadline_ms - HANDLER_MARGIN_MS, NULL, NULL, &st, &err);
+    outbox_wait_until(ob, 0);
+    if (!st.job || (st.busy && !st.pages))
+        return; /* nothing to scan, or another runner scans it */
     f = cJSON_CreateObject();
     json_add_number(f, "job", (double)st.job);
     json_add_number(f, "items", (double)st.items);
@@ -232,8 +324,12 @@ static int backfill_request(struct handler *h, const char *event, size_t len, in
     int64_t job = 0;
     int rc = backfill_opts_from_json(e, &o, err);
 
+    if (!rc && partitions_count(h->set) != 1)
+        rc = d2f_errf(err, D2F_EUSAGE,
+                      "backfill: not with a partitioned outbox "
+                      "(DDB2FS_PARTITIONS) yet");
     if (!rc)
-        rc = backfill_start(h->ob, &h->cfg, &o, &job, err);
+        rc = backfill_start(partitions_outbox(h->set, 0), &h->cfg, &o, &job, err);
     cJSON_Delete(e);
     if (rc) {
         *error_type = rc == D2F_EUSAGE || rc == D2F_EINPUT ? "ddb2fs.BackfillRefused"
@@ -260,7 +356,9 @@ static int verify_request(struct handler *h, const char *event, size_t len, int6
     memset(&r, 0, sizeof(r));
     if (!rc) {
         o.deadline_ms = deadline_ms - HANDLER_MARGIN_MS;
-        o.outbox = h->ob;
+        /* the file this process holds open; a partitioned outbox's pending rows are spread
+         * over its files, which verify does not read (it opens no second descriptor) */
+        o.outbox = partitions_count(h->set) == 1 ? partitions_outbox(h->set, 0) : NULL;
         rc = verify_run(&h->cfg, &o, &r, err);
     }
     cJSON_Delete(e);
@@ -293,17 +391,19 @@ int handler_invoke(struct handler *h, const char *event, size_t len, int64_t dea
         return d2f_errf(err, D2F_EINPUT,
                         "the event is neither a DynamoDB stream batch ('Records'), a "
                         "scheduled event (source aws.events), {\"ddb2fs\":\"status\"}, "
-                        "{\"ddb2fs\":\"backfill\",...} nor {\"ddb2fs\":\"verify\",...}");
+                        "{\"ddb2fs\":\"repartition\",...}, {\"ddb2fs\":\"backfill\",...} nor "
+                        "{\"ddb2fs\":\"verify\",...}");
     case BACKFILL:
         return backfill_request(h, event, len, deadline_ms, answer, error_type, err);
     case VERIFY:
         return verify_request(h, event, len, deadline_ms, answer, error_type, err);
     case SCHEDULED:
-        drain_some(h, deadline_ms, &st);
+        drain_some(h, deadline_ms, 0, &st);
         backfill_some(h, deadline_ms);
-        outbox_wait_until(h->ob, deadline_ms - HANDLER_ANSWER_MS);
-        drain_prune(h->ob, &h->cfg, deadline_ms - HANDLER_MARGIN_MS);
-        outbox_wait_until(h->ob, 0);
+        wait_until(h, deadline_ms - HANDLER_ANSWER_MS);
+        drain_prune_set(partitions_all(h->set), partitions_count(h->set), &h->cfg,
+                        deadline_ms - HANDLER_MARGIN_MS);
+        wait_until(h, 0);
         metrics(h, &res, &st);
         rc = buf_addf(answer, "{\"drained\":%zu,\"pending\":%lld}", st.rows_committed,
                       (long long)st.pending_left);
@@ -311,7 +411,8 @@ int handler_invoke(struct handler *h, const char *event, size_t len, int64_t dea
     case STATUS: {
         cJSON *status = NULL;
         char *text = NULL;
-        if ((rc = status_collect(h->ob, &status, err)) != 0) {
+        if ((rc = status_collect_set(partitions_all(h->set), partitions_count(h->set), &status,
+                                     err)) != 0) {
             *error_type = handler_error_type(rc);
             return rc;
         }
@@ -321,13 +422,18 @@ int handler_invoke(struct handler *h, const char *event, size_t len, int64_t dea
         cJSON_free(text);
         return rc ? d2f_errf(err, rc, "out of memory") : 0;
     }
+    case REPARTITION:
+        drain_some(h, deadline_ms, 0, &st); /* it moves an outbox with nothing pending */
+        return repartition(h, event, len, answer, error_type, err);
     case STREAM:
         break;
     }
     /* a lock held elsewhere past the deadline: report the batch, Lambda retries it */
-    outbox_wait_until(h->ob, deadline_ms - HANDLER_MARGIN_MS);
+    if (moved(h) && (rc = reopen(h, err)) != 0)
+        log_write(LOG_ERROR, err->msg, NULL); /* still the moved one: the batch is reported */
+    wait_until(h, deadline_ms - HANDLER_MARGIN_MS);
     rc = ingest_event(h->ing, event, len, &res, err);
-    outbox_wait_until(h->ob, 0);
+    wait_until(h, 0);
     if (rc == D2F_EINPUT || rc == D2F_ELIMIT) {
         *error_type = handler_error_type(rc);
         return rc;
@@ -337,8 +443,13 @@ int handler_invoke(struct handler *h, const char *event, size_t len, int64_t dea
         log_write(LOG_ERROR, err->msg, NULL);
     } else {
         ingest_log(&res, "batch durable");
-        drain_some(h, deadline_ms, &st);
-        backfill_some(h, deadline_ms);
+        /* a batch's invocation drains one file of a partitioned outbox: the instances at once
+         * drain apart, and the answer does not wait for every file */
+        drain_some(h, deadline_ms, 1, &st);
+        backfill_some(h,
+                      deadline_ms < http_now_ms() + HANDLER_BACKFILL_STREAM_MS + HANDLER_MARGIN_MS
+                          ? deadline_ms
+                          : http_now_ms() + HANDLER_BACKFILL_STREAM_MS + HANDLER_MARGIN_MS);
         metrics(h, &res, &st);
     }
     if (ingest_answer(event, len, rc != 0, answer) != 0) {

@@ -25,6 +25,9 @@
 #define HANDLER_MARGIN_MS 1500
 /* Time kept at the end of an invocation to post its answer: nothing waits for a lock past it. */
 #define HANDLER_ANSWER_MS 500
+/* The backfill's share of a stream batch's invocation at most, so that the batch's answer (and
+ * the shard's next batch) does not wait for it; scheduled invocations give it all they have. */
+#define HANDLER_BACKFILL_STREAM_MS 5000
 /* Events smaller than this are looked at whole to tell their kind; larger ones are batches. */
 #define HANDLER_SNIFF_MAX (64 * 1024)
 

@@ -11,6 +11,7 @@
 #include "event.h"
 #include "json.h"
 #include "log.h"
+#include "partition.h"
 #include "record.h"
 
 /* Rounded numbers are logged once per table and field; past this many pairs, no more. */
@@ -22,7 +23,9 @@ struct seen {
 };
 
 struct ingest {
-    struct outbox *ob;
+    struct outbox *ob; /* the file being written */
+    struct outbox *obs[CONFIG_PARTITIONS_MAX];
+    size_t nobs;
     const struct config *cfg;
     struct seen *rounded;
     size_t nrounded;
@@ -30,10 +33,17 @@ struct ingest {
 
 struct ingest *ingest_new(struct outbox *ob, const struct config *cfg)
 {
-    struct ingest *ing = calloc(1, sizeof(*ing));
+    return ingest_new_set(&ob, 1, cfg);
+}
+
+struct ingest *ingest_new_set(struct outbox *const *obs, size_t n, const struct config *cfg)
+{
+    struct ingest *ing = n && n <= CONFIG_PARTITIONS_MAX ? calloc(1, sizeof(*ing)) : NULL;
 
     if (ing) {
-        ing->ob = ob;
+        memcpy(ing->obs, obs, n * sizeof(obs[0]));
+        ing->nobs = n;
+        ing->ob = obs[0];
         ing->cfg = cfg;
     }
     return ing;
@@ -233,33 +243,100 @@ out:
     return rc;
 }
 
-int ingest_event(struct ingest *ing, const char *text, size_t len, struct ingest_result *res,
-                 struct d2f_err *err)
+/* Keeps the records of the event that belong to partition part (all when only is 0), in one
+ * transaction of ing->ob. */
+static int keep_part(struct ingest *ing, const char *text, size_t len, const unsigned char *parts,
+                     int only, unsigned char part, int64_t now, struct ingest_result *res,
+                     struct d2f_err *err)
 {
     struct event_reader r;
     struct event_record rec;
-    int64_t now = outbox_now_ms(), waited = outbox_lock_waited_ms(ing->ob);
     int rc;
 
-    memset(res, 0, sizeof(*res));
     if ((rc = event_reader_init(&r, text, len, err)) != 0)
         return rc;
     if ((rc = outbox_begin(ing->ob, err)) != 0)
         return rc;
     while ((rc = event_reader_next(&r, &rec, err)) == 1) {
-        res->records++;
-        rc = keep_record(ing, &rec, now, 0, res, err);
+        if (!only || parts[rec.index] == part) {
+            res->records++;
+            rc = keep_record(ing, &rec, now, 0, res, err);
+        } else {
+            rc = 0;
+        }
         event_record_release(&rec);
         if (rc)
             break;
     }
     if (rc == 0)
         rc = outbox_commit(ing->ob, err);
-    if (rc) {
+    if (rc)
         outbox_rollback(ing->ob);
-        memset(res, 0, sizeof(*res));
+    return rc;
+}
+
+/* The partition of each record of the event, into *parts (free it). */
+static int partition_records(struct ingest *ing, const char *text, size_t len,
+                             unsigned char **parts, size_t *n, struct d2f_err *err)
+{
+    struct event_reader r;
+    struct event_record rec;
+    size_t cap = 0;
+    int rc;
+
+    *parts = NULL;
+    *n = 0;
+    if ((rc = event_reader_init(&r, text, len, err)) != 0)
+        return rc;
+    while ((rc = event_reader_next(&r, &rec, err)) == 1) {
+        if (*n == cap) {
+            unsigned char *more = realloc(*parts, cap = cap ? 2 * cap : 256);
+            if (!more) {
+                event_record_release(&rec);
+                return d2f_errf(err, D2F_ENOMEM, "out of memory");
+            }
+            *parts = more;
+        }
+        (*parts)[(*n)++] =
+            (unsigned char)partition_of(rec.table[0] ? rec.table : NULL, rec.keys, ing->nobs);
+        event_record_release(&rec);
     }
-    res->lock_wait_ms = outbox_lock_waited_ms(ing->ob) - waited;
+    return rc;
+}
+
+int ingest_event(struct ingest *ing, const char *text, size_t len, struct ingest_result *res,
+                 struct d2f_err *err)
+{
+    int64_t now = outbox_now_ms(), waited = 0;
+    unsigned char *parts = NULL;
+    size_t n = 0;
+    int rc = 0;
+
+    memset(res, 0, sizeof(*res));
+    for (size_t i = 0; i < ing->nobs; i++)
+        waited += outbox_lock_waited_ms(ing->obs[i]);
+    if (ing->nobs == 1) {
+        ing->ob = ing->obs[0];
+        rc = keep_part(ing, text, len, NULL, 0, 0, now, res, err);
+    } else if ((rc = partition_records(ing, text, len, &parts, &n, err)) == 0) {
+        /* one transaction per partition the event touches, in partition order: a crash between
+         * two leaves some durable, and the retried batch finds them duplicates */
+        for (size_t p = 0; p < ing->nobs && rc == 0; p++) {
+            int any = 0;
+            for (size_t i = 0; i < n && !any; i++)
+                any = parts[i] == p;
+            if (!any)
+                continue;
+            ing->ob = ing->obs[p];
+            rc = keep_part(ing, text, len, parts, 1, (unsigned char)p, now, res, err);
+        }
+    }
+    free(parts);
+    if (rc)
+        memset(res, 0, sizeof(*res));
+    for (size_t i = 0; i < ing->nobs; i++)
+        res->lock_wait_ms += outbox_lock_waited_ms(ing->obs[i]);
+    res->lock_wait_ms -= waited;
     return rc;
 }
 

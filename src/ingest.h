@@ -4,7 +4,9 @@
  * Each record is parsed, checked and planned (document, operation, Firestore's limits), then
  * kept with its raw JSON: pending, dead with the reason, or committed at once when there is
  * nothing to send. Records already present (same stream ARN and sequence number) are left
- * alone, so a retried batch changes nothing. Either the whole event is durable or none of it.
+ * alone, so a retried batch changes nothing. Either the whole event is durable or none of it;
+ * in a partitioned outbox, either each file's share is durable or none of it, and an event that
+ * failed is retried whole.
  *
  * Calling sequence
  *   ing = ingest_new(ob, cfg);                 once per process
@@ -36,6 +38,10 @@ struct ingest_result {
 
 /* A handle for ingesting into ob with cfg (both must outlive it). NULL when out of memory. */
 struct ingest *ingest_new(struct outbox *ob, const struct config *cfg);
+
+/* The same for a partitioned outbox: its n files (partition.h), each record into the one its
+ * table and Keys choose; an event becomes at most n transactions. */
+struct ingest *ingest_new_set(struct outbox *const *obs, size_t n, const struct config *cfg);
 
 /* Frees the handle; accepts NULL. */
 void ingest_free(struct ingest *ing);

@@ -37,6 +37,7 @@ struct outbox {
     struct keys_entry *keys;
     struct asked *asked; /* tables whose schema could not be had, and when */
     int in_tx;
+    int moved;          /* 1 once a transaction found the file moved by 'ddb2fs repartition' */
     int64_t busy_since; /* when the current wait for another's lock began (ms) */
     int64_t wait_until; /* give up waiting for a lock then (ms); 0: the busy timeout */
     int64_t waited_ms;  /* time spent waiting for others' locks, all told */
@@ -374,9 +375,138 @@ sqlite3 *outbox_db(struct outbox *ob)
 
 int outbox_begin(struct outbox *ob, struct d2f_err *err)
 {
-    int rc = exec(ob, "BEGIN IMMEDIATE", "start a transaction", err);
+    int64_t at = 0;
+    int found = 0, rc = exec(ob, "BEGIN IMMEDIATE", "start a transaction", err);
 
     ob->in_tx = rc == 0;
+    /* a file that 'ddb2fs repartition' moved takes nothing more: its rows are elsewhere now */
+    if (!rc && (rc = outbox_meta_get(ob, OUTBOX_MOVED_KEY, &at, &found, err)) == 0 && found) {
+        outbox_rollback(ob);
+        ob->moved = 1;
+        rc = d2f_errf(err, D2F_EIO,
+                      "outbox '%s' was moved by 'ddb2fs repartition': open DDB2FS_OUTBOX again",
+                      ob->path);
+    } else if (rc && ob->in_tx) {
+        outbox_rollback(ob);
+    }
+    return rc;
+}
+
+int outbox_moved(const struct outbox *ob)
+{
+    return ob->moved;
+}
+
+/* Copies every row of the query st (columns in the order of table's) into table of to. */
+static int copy_rows(struct outbox *from, sqlite3_stmt *st, struct outbox *to, const char *table,
+                     struct d2f_err *err)
+{
+    int cols = sqlite3_column_count(st), rc = 0;
+    char sql[512];
+    size_t used;
+    sqlite3_stmt *ins = NULL;
+
+    used = (size_t)snprintf(sql, sizeof(sql), "INSERT OR IGNORE INTO \"%s\" VALUES (", table);
+    for (int i = 0; i < cols && used < sizeof(sql) - 8; i++)
+        used += (size_t)snprintf(sql + used, sizeof(sql) - used, "%s?", i ? "," : "");
+    snprintf(sql + used, sizeof(sql) - used, ")");
+    if (sqlite3_prepare_v2(to->db, sql, -1, &ins, NULL) != SQLITE_OK)
+        return db_err(to, err, "prepare a copy");
+    while ((rc = sqlite3_step(st)) == SQLITE_ROW) {
+        for (int i = 0; i < cols; i++)
+            sqlite3_bind_value(ins, i + 1, sqlite3_column_value(st, i));
+        if (sqlite3_step(ins) != SQLITE_DONE) {
+            sqlite3_finalize(ins);
+            return db_err(to, err, "copy a row");
+        }
+        sqlite3_reset(ins);
+    }
+    sqlite3_finalize(ins);
+    return rc == SQLITE_DONE ? 0 : db_err(from, err, "read the rows to copy");
+}
+
+int outbox_copy_into(struct outbox *from, struct outbox *const *to, size_t n,
+                     size_t (*part_of)(const char *raw, size_t len, size_t n), int64_t *copied,
+                     struct d2f_err *err)
+{
+    static const char tables_sql[] =
+        "SELECT name FROM sqlite_master WHERE type = 'table' AND name NOT LIKE 'sqlite_%' AND "
+        "name NOT IN ('record_info', 'record_state', 'record_raw', 'lease')";
+    static const char rows_sql[] =
+        "SELECT i.stream_arn, i.seq, i.seq_key, i.raw_sha256, i.event_id, i.event_name, "
+        "i.table_name, i.document, i.op, i.created_at, i.arrived_at, s.state, s.attempts, "
+        "s.last_error, s.committed_at, r.raw FROM record_info i JOIN record_state s USING (id) "
+        "JOIN record_raw r USING (id) ORDER BY i.id";
+    sqlite3_stmt *st = NULL, *ins[3][CONFIG_PARTITIONS_MAX] = {{NULL}};
+    static const char *const ins_sql[3] = {
+        "INSERT INTO record_info (stream_arn, seq, seq_key, raw_sha256, event_id, event_name, "
+        "table_name, document, op, created_at, arrived_at) VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7, "
+        "?8, ?9, ?10, ?11)",
+        "INSERT INTO record_state (id, state, attempts, last_error, committed_at) VALUES (?1, ?2, "
+        "?3, ?4, ?5)",
+        "INSERT INTO record_raw (id, raw) VALUES (?1, ?2)"};
+    int rc = 0, step;
+
+    *copied = 0;
+    /* the small tables (key schemas, settings, meta, and the like) go to every file whole */
+    if (sqlite3_prepare_v2(from->db, tables_sql, -1, &st, NULL) != SQLITE_OK)
+        return db_err(from, err, "list the tables");
+    while (!rc && (step = sqlite3_step(st)) == SQLITE_ROW) {
+        char sql[300];
+        const char *name = (const char *)sqlite3_column_text(st, 0);
+        for (size_t k = 0; k < n && !rc; k++) {
+            sqlite3_stmt *rows = NULL;
+            snprintf(sql, sizeof(sql), "SELECT * FROM \"%s\"", name);
+            if (sqlite3_prepare_v2(from->db, sql, -1, &rows, NULL) != SQLITE_OK)
+                rc = db_err(from, err, "read a table to copy");
+            else
+                rc = copy_rows(from, rows, to[k], name, err);
+            sqlite3_finalize(rows);
+        }
+    }
+    sqlite3_finalize(st);
+    st = NULL;
+    for (size_t k = 0; k < n && !rc; k++) {
+        if (sqlite3_exec(to[k]->db, "DELETE FROM meta WHERE key = '" OUTBOX_MOVED_KEY "'", NULL,
+                         NULL, NULL) != SQLITE_OK)
+            rc = db_err(to[k], err, "clear the moved mark");
+        for (int q = 0; q < 3 && !rc; q++)
+            if (sqlite3_prepare_v2(to[k]->db, ins_sql[q], -1, &ins[q][k], NULL) != SQLITE_OK)
+                rc = db_err(to[k], err, "prepare a copy");
+    }
+    /* the records, in arrival order, each into the file its own table and Keys choose */
+    if (!rc && sqlite3_prepare_v2(from->db, rows_sql, -1, &st, NULL) != SQLITE_OK)
+        rc = db_err(from, err, "read the records to copy");
+    while (!rc && (step = sqlite3_step(st)) == SQLITE_ROW) {
+        const char *raw = (const char *)sqlite3_column_text(st, 15);
+        size_t k = part_of(raw ? raw : "", (size_t)sqlite3_column_bytes(st, 15), n);
+        sqlite3_int64 id;
+        for (int i = 0; i < 11; i++)
+            sqlite3_bind_value(ins[0][k], i + 1, sqlite3_column_value(st, i));
+        if (sqlite3_step(ins[0][k]) != SQLITE_DONE) {
+            rc = db_err(to[k], err, "copy a record");
+            break;
+        }
+        id = sqlite3_last_insert_rowid(to[k]->db);
+        sqlite3_bind_int64(ins[1][k], 1, id);
+        for (int i = 0; i < 4; i++)
+            sqlite3_bind_value(ins[1][k], i + 2, sqlite3_column_value(st, 11 + i));
+        sqlite3_bind_int64(ins[2][k], 1, id);
+        sqlite3_bind_value(ins[2][k], 2, sqlite3_column_value(st, 15));
+        if (sqlite3_step(ins[1][k]) != SQLITE_DONE || sqlite3_step(ins[2][k]) != SQLITE_DONE) {
+            rc = db_err(to[k], err, "copy a record");
+            break;
+        }
+        for (int q = 0; q < 3; q++)
+            sqlite3_reset(ins[q][k]);
+        (*copied)++;
+    }
+    if (!rc && step != SQLITE_DONE)
+        rc = db_err(from, err, "read the records to copy");
+    sqlite3_finalize(st);
+    for (int q = 0; q < 3; q++)
+        for (size_t k = 0; k < n; k++)
+            sqlite3_finalize(ins[q][k]);
     return rc;
 }
 

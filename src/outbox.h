@@ -88,8 +88,24 @@ void outbox_wait_until(struct outbox *ob, int64_t until_ms);
 /* Milliseconds spent waiting for others' locks since the outbox was opened. */
 int64_t outbox_lock_waited_ms(const struct outbox *ob);
 
-/* Starts a write transaction, waiting for other writers up to the busy timeout. */
+/* Starts a write transaction, waiting for other writers up to the busy timeout; D2F_EIO when
+ * the file was moved (OUTBOX_MOVED_KEY). */
 int outbox_begin(struct outbox *ob, struct d2f_err *err) D2F_WUR;
+
+/* The meta key 'ddb2fs repartition' sets in a file it moved: from then on outbox_begin refuses
+ * it (D2F_EIO) and outbox_moved says so. */
+#define OUTBOX_MOVED_KEY "moved_at"
+
+/* 1 once a transaction of ob found its file moved: open DDB2FS_OUTBOX again. */
+int outbox_moved(const struct outbox *ob);
+
+/* Copies every row of from into the files to[0..n-1], in transactions the caller holds on
+ * them: each record (all its columns, in arrival order, with new ids) into to[part_of(its raw
+ * JSON, n)], every other table but the lease into each file whole (existing rows kept). Counts
+ * the records in *copied. */
+int outbox_copy_into(struct outbox *from, struct outbox *const *to, size_t n,
+                     size_t (*part_of)(const char *raw, size_t len, size_t n), int64_t *copied,
+                     struct d2f_err *err) D2F_WUR;
 
 /* Commits the transaction: once this returns 0 the rows are durable. */
 int outbox_commit(struct outbox *ob, struct d2f_err *err) D2F_WUR;

@@ -555,3 +555,40 @@ void replay_log(const struct replay_opts *o, const struct replay_result *res, co
         cJSON_AddStringToObject(f, "stopped", stopped);
     log_write(stopped ? LOG_ERROR : LOG_INFO, stopped ? "replay stopped" : "replayed", f);
 }
+
+int replay_run_set(const struct replay_opts *o, const struct config *cfg, struct outbox *const *obs,
+                   size_t n, struct http *http, FILE *out, FILE *progress,
+                   struct replay_result *res, struct d2f_err *err)
+{
+    struct replay_opts each = *o;
+    int64_t until = http_now_ms() + o->seconds * 1000;
+    int rc = 0;
+
+    if (n == 1)
+        return replay_run(o, cfg, obs[0], http, out, progress, res, err);
+    memset(res, 0, sizeof(*res));
+    /* a document lives in one file: the files are replayed one after the other, each with its
+     * own lease, in the time left */
+    for (size_t i = 0; i < n && !rc; i++) {
+        struct replay_result one = {0};
+        int64_t left = (until - http_now_ms()) / 1000;
+        if (left < 1)
+            return d2f_errf(err, D2F_EIO, "the time budget ran out before partition %zu", i);
+        each.seconds = left;
+        rc = replay_run(&each, cfg, obs[i], http, out, progress, &one, err);
+        res->documents += one.documents;
+        res->written += one.written;
+        res->failed += one.failed;
+        res->superseded += one.superseded;
+        res->waiting += one.waiting;
+        res->still_dead += one.still_dead;
+        res->live = one.live;
+        res->st.rows_committed += one.st.rows_committed;
+        res->st.rows_dead += one.st.rows_dead;
+        res->st.writes += one.st.writes;
+        res->st.commits += one.st.commits;
+        res->st.retries += one.st.retries;
+        res->st.bisections += one.st.bisections;
+    }
+    return rc;
+}

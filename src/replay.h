@@ -66,6 +66,11 @@ int replay_run(const struct replay_opts *o, const struct config *cfg, struct out
                struct http *http, FILE *out, FILE *progress, struct replay_result *res,
                struct d2f_err *err) D2F_WUR;
 
+/* replay_run over the n files of a partitioned outbox, one after the other; res sums them. */
+int replay_run_set(const struct replay_opts *o, const struct config *cfg, struct outbox *const *obs,
+                   size_t n, struct http *http, FILE *out, FILE *progress,
+                   struct replay_result *res, struct d2f_err *err) D2F_WUR;
+
 /* Logs a replay's figures as one line. */
 void replay_log(const struct replay_opts *o, const struct replay_result *res, const char *stopped);
 

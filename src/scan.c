@@ -13,6 +13,8 @@
 #include "json.h"
 #include "retry.h"
 
+/* Idle time (retries' backoff) the pacing makes up for at most. */
+#define PACE_CREDIT_MS 1000
 /* How long one Scan request may take. */
 #define CALL_TIMEOUT_MS 30000
 
@@ -62,6 +64,7 @@ int scan_new(struct scan **out, const struct config *cfg, const struct scan_opts
         return d2f_errf(err, D2F_ENOMEM, "out of memory");
     }
     s->cfg = cfg;
+    s->next_at = (double)http_now_ms(); /* no credit before the start */
     s->o = *opts;
     s->o.table = s->table;
     if (s->o.parallel < 1)
@@ -283,8 +286,10 @@ int scan_next(struct scan *s, int64_t deadline_ms, struct scan_page *pages, size
             http_call_release(&calls[j]);
         }
         if (s->o.rate > 0) {
-            /* the units used spread at the rate: the next requests wait for their share */
-            double from = s->next_at > (double)start ? s->next_at : (double)start;
+            /* the units used spread at the rate: the next requests wait for their share; time
+             * lost to retries' backoff is made up for, a second of it at most */
+            double floor_at = (double)start - PACE_CREDIT_MS;
+            double from = s->next_at > floor_at ? s->next_at : floor_at;
             s->next_at = from + used * 1000.0 / s->o.rate;
         }
     }

@@ -2,6 +2,7 @@
 #include "status.h"
 
 #include <stdio.h>
+#include <stdlib.h>
 #include <string.h>
 #include <sys/stat.h>
 
@@ -166,11 +167,22 @@ void status_print(const cJSON *s, FILE *out)
                 human(num(s, "oldest_pending_age_s"), age, sizeof(age)),
                 human(num(s, "lag_s"), lag, sizeof(lag)));
     }
-    if (lease)
+    if (cJSON_GetObjectItemCaseSensitive(s, "partitions")) {
+        fprintf(out, "partitions %.0f files\n", num(s, "partitions"));
+        cJSON_ArrayForEach(t, cJSON_GetObjectItemCaseSensitive(s, "files"))
+            fprintf(out, "  %-40s %.0f pending, %.0f dead, %.0f committed, %.0f bytes\n",
+                    str(t, "path", "?"), num(t, "pending"), num(t, "dead"), num(t, "committed"),
+                    num(t, "bytes"));
+        cJSON_ArrayForEach(t, cJSON_GetObjectItemCaseSensitive(s, "lease"))
+            fprintf(out, "lease      partition %.0f: %s, %s %s\n", num(t, "partition"),
+                    str(t, "owner", "?"), num(t, "live") != 0 ? "held until" : "expired at",
+                    str(t, "expires", "?"));
+    } else if (lease) {
         fprintf(out, "lease      %s, %s %s\n", str(lease, "owner", "?"),
                 num(lease, "live") != 0 ? "held until" : "expired at", str(lease, "expires", "?"));
-    else
+    } else {
         fprintf(out, "lease      none (no drain running)\n");
+    }
     fprintf(out, "tables\n");
     cJSON_ArrayForEach(t, cJSON_GetObjectItemCaseSensitive(s, "tables"))
     {
@@ -196,9 +208,16 @@ void status_print(const cJSON *s, FILE *out)
         cJSON_ArrayForEach(t, cJSON_GetObjectItemCaseSensitive(s, "dead_reasons"))
             fprintf(out, "  %6.0f  %s: %s\n", num(t, "records"), str(t, "table_name", "(no table)"),
                     str(t, "last_error", "?"));
-        fprintf(out,
-                "  every dead row: sqlite3 %s 'select * from dead'; retry: ddb2fs replay --dead\n",
-                str(s, "outbox", "?"));
+        if (cJSON_GetObjectItemCaseSensitive(s, "partitions"))
+            fprintf(out,
+                    "  every dead row: for f in %s/part-*.db; do sqlite3 \"$f\" 'select * from "
+                    "dead'; done; retry: ddb2fs replay --dead\n",
+                    str(s, "outbox", "?"));
+        else
+            fprintf(out,
+                    "  every dead row: sqlite3 %s 'select * from dead'; retry: ddb2fs replay "
+                    "--dead\n",
+                    str(s, "outbox", "?"));
     }
     if (cJSON_GetArraySize(cJSON_GetObjectItemCaseSensitive(s, "backfills")) > 0) {
         fprintf(out, "backfills\n");
@@ -223,4 +242,156 @@ void status_print(const cJSON *s, FILE *out)
             t, cJSON_GetObjectItemCaseSensitive(s, "settings")) if (str(t, "value", NULL))
             fprintf(out, "  %-31s %s\n", str(t, "name", "?"), str(t, "value", ""));
     }
+}
+
+/* The number member name of o, or -1 when it is null or absent. */
+static double maybe(const cJSON *o, const char *name)
+{
+    const cJSON *v = cJSON_GetObjectItemCaseSensitive(o, name);
+    return cJSON_IsNumber(v) || cJSON_IsRaw(v) ? json_number_value(v) : -1;
+}
+
+/* Adds what's counts to the entry of list whose member key equals item's (a new one when none
+ * does), summing the members named in sum. */
+static void merge_into(cJSON *list, const cJSON *item, const char *key1, const char *key2,
+                       const char *const *sum)
+{
+    const cJSON *k1 = cJSON_GetObjectItemCaseSensitive(item, key1);
+    const cJSON *k2 = key2 ? cJSON_GetObjectItemCaseSensitive(item, key2) : NULL;
+    cJSON *e;
+
+    cJSON_ArrayForEach(e, list)
+    {
+        if (cJSON_Compare(cJSON_GetObjectItemCaseSensitive(e, key1), k1, 1) &&
+            (!key2 || cJSON_Compare(cJSON_GetObjectItemCaseSensitive(e, key2), k2, 1)))
+            break;
+    }
+    if (!e) {
+        cJSON_AddItemToArray(list, cJSON_Duplicate(item, 1));
+        return;
+    }
+    for (; *sum; sum++) {
+        double a = maybe(e, *sum), b = maybe(item, *sum);
+        if (b < 0)
+            continue;
+        if (strcmp(*sum, "oldest_pending_age_s") == 0)
+            b = a > b ? a : b;
+        else if (a > 0)
+            b += a;
+        cJSON_DeleteItemFromObjectCaseSensitive(e, *sum);
+        json_add_number(e, *sum, b);
+    }
+}
+
+static int by_records(const void *a, const void *b)
+{
+    double x = num(*(const cJSON *const *)a, "records"),
+           y = num(*(const cJSON *const *)b, "records");
+    return x < y ? 1 : x > y ? -1 : 0;
+}
+
+/* The five most frequent of the merged dead reasons, moved into a new array. */
+static cJSON *top_reasons(cJSON *all)
+{
+    size_t n = (size_t)cJSON_GetArraySize(all), k = 0;
+    const cJSON **items = calloc(n ? n : 1, sizeof(*items));
+    cJSON *top = cJSON_CreateArray(), *e;
+
+    if (!items || !top) {
+        free(items);
+        return top;
+    }
+    cJSON_ArrayForEach(e, all) items[k++] = e;
+    qsort(items, n, sizeof(*items), by_records);
+    for (k = 0; k < n && k < 5; k++)
+        cJSON_AddItemToArray(top, cJSON_Duplicate(items[k], 1));
+    free(items);
+    return top;
+}
+
+int status_collect_set(struct outbox *const *obs, size_t n, cJSON **out, struct d2f_err *err)
+{
+    static const char *const counts[] = {"pending", "dead", "committed", "oldest_pending_age_s",
+                                         NULL};
+    static const char *const records[] = {"records", NULL};
+    static const char *const minute[] = {"ingested", "committed", NULL};
+    cJSON *s, *files, *lease, *tables, *reasons, *minutes;
+    char dir[4096];
+    const char *slash;
+    double totals[4] = {0, 0, 0, 0}, age = -1, lag = -1;
+    int rc = 0;
+
+    if (n == 1)
+        return status_collect(obs[0], out, err);
+    *out = NULL;
+    if (!(s = cJSON_CreateObject()))
+        return d2f_errf(err, D2F_ENOMEM, "out of memory");
+    slash = strrchr(outbox_path(obs[0]), '/');
+    snprintf(dir, sizeof(dir), "%.*s", slash ? (int)(slash - outbox_path(obs[0])) : 1,
+             slash ? outbox_path(obs[0]) : ".");
+    cJSON_AddStringToObject(s, "outbox", dir);
+    json_add_number(s, "partitions", (double)n);
+    files = cJSON_AddArrayToObject(s, "files");
+    lease = cJSON_AddArrayToObject(s, "lease");
+    tables = cJSON_AddArrayToObject(s, "tables");
+    reasons = cJSON_CreateArray();
+    minutes = cJSON_AddArrayToObject(s, "throughput");
+    for (size_t i = 0; i < n && !rc; i++) {
+        cJSON *one = NULL, *e, *f;
+        if ((rc = status_collect(obs[i], &one, err)) != 0)
+            break;
+        if (i == 0) {
+            cJSON_AddStringToObject(s, "journal", str(one, "journal", "?"));
+            json_add_number(s, "schema_version", num(one, "schema_version"));
+            cJSON_AddItemToObject(
+                s, "settings",
+                cJSON_Duplicate(cJSON_GetObjectItemCaseSensitive(one, "settings"), 1));
+        }
+        f = cJSON_CreateObject();
+        json_add_number(f, "partition", (double)i);
+        cJSON_AddStringToObject(f, "path", outbox_path(obs[i]));
+        json_add_number(f, "bytes", num(one, "bytes"));
+        for (int c = 0; c < 3; c++) {
+            json_add_number(f, counts[c], num(one, counts[c]));
+            totals[c] += num(one, counts[c]);
+        }
+        totals[3] += num(one, "bytes");
+        cJSON_AddItemToArray(files, f);
+        if (maybe(one, "oldest_pending_age_s") > age && str(one, "oldest_pending_arrived", NULL)) {
+            age = maybe(one, "oldest_pending_age_s");
+            cJSON_DeleteItemFromObjectCaseSensitive(s, "oldest_pending_arrived");
+            cJSON_AddStringToObject(s, "oldest_pending_arrived",
+                                    str(one, "oldest_pending_arrived", ""));
+        }
+        if (maybe(one, "lag_s") > lag)
+            lag = maybe(one, "lag_s");
+        cJSON_ArrayForEach(e, cJSON_GetObjectItemCaseSensitive(one, "lease"))
+        {
+            cJSON *l = cJSON_Duplicate(e, 1);
+            json_add_number(l, "partition", (double)i);
+            cJSON_AddItemToArray(lease, l);
+        }
+        cJSON_ArrayForEach(e, cJSON_GetObjectItemCaseSensitive(one, "tables"))
+            merge_into(tables, e, "table_name", NULL, counts);
+        cJSON_ArrayForEach(e, cJSON_GetObjectItemCaseSensitive(one, "dead_reasons"))
+            merge_into(reasons, e, "table_name", "last_error", records);
+        cJSON_ArrayForEach(e, cJSON_GetObjectItemCaseSensitive(one, "throughput"))
+            merge_into(minutes, e, "minute", NULL, minute);
+        cJSON_Delete(one);
+    }
+    for (int c = 0; c < 3; c++)
+        json_add_number(s, counts[c], totals[c]);
+    json_add_number(s, "bytes", totals[3]);
+    if (age >= 0)
+        json_add_number(s, "oldest_pending_age_s", age);
+    if (lag >= 0)
+        json_add_number(s, "lag_s", lag);
+    cJSON_AddItemToObject(s, "dead_reasons", top_reasons(reasons));
+    cJSON_Delete(reasons);
+    if (rc) {
+        cJSON_Delete(s);
+        return rc;
+    }
+    *out = s;
+    return 0;
 }

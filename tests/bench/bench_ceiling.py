@@ -15,8 +15,12 @@ first W where adding writers gains under 10% records/s.
 
 Needs a ddb2fs built with -DDDB2FS_LATENCY_VFS=ON (tools/test builds one).
 
+Then the same writers (16, batches of 100) into a partitioned outbox (DDB2FS_PARTITIONS=8):
+records/s next to one file's, and the speed-up.
+
 usage: bench_ceiling.py --ddb2fs BIN [--seconds S] [--smoke] [--writers 1,4,16,64]
-                        [--batches 10,100,1000]                          prints one JSON object
+                        [--batches 10,100,1000] [--partitions 8] [--partition-writers 16]
+                        [--partition-batch 100]                          prints one JSON object
 """
 import argparse
 import json
@@ -71,12 +75,13 @@ def writer(rt, w, batch, until, out):
         n += 1
 
 
-def run(binary, work, fs, writers, batch, seconds):
-    db = os.path.join(work, "outbox-%d-%d.db" % (writers, batch))
+def run(binary, work, fs, writers, batch, seconds, partitions=1):
+    db = os.path.join(work, "outbox-%d-%d-%d.db" % (writers, batch, partitions))
     base = {k: v for k, v in os.environ.items()
             if not k.startswith(("DDB2FS_", "GOOGLE_", "FIRESTORE_", "AWS_"))}
     base.update(fs.env(), DDB2FS_KEYS=events.KEYS_SETTING, DDB2FS_OUTBOX=db,
-                DDB2FS_JOURNAL="delete", DDB2FS_TEST_LATENCY=LATENCY)
+                DDB2FS_JOURNAL="delete", DDB2FS_TEST_LATENCY=LATENCY,
+                DDB2FS_PARTITIONS=str(partitions))
     # the outbox exists before the instances start, as on EFS after the first invocation
     subprocess.run([binary, "status"], env=base, capture_output=True)
     rts, procs, logs = [], [], []
@@ -117,7 +122,7 @@ def run(binary, work, fs, writers, batch, seconds):
         log.close()
     durable = sum(b["records"] for b in out if b["failed"] == 0)
     ms = [b["ms"] for b in out]
-    return {"writers": writers, "batch": batch, "batches": len(out),
+    return {"writers": writers, "batch": batch, "partitions": partitions, "batches": len(out),
             "records_per_s": round(durable / wall, 1),
             "batch_ms": {"p50": round(pct(ms, 50), 1), "p99": round(pct(ms, 99), 1),
                          "max": round(max(ms), 1)} if ms else None,
@@ -128,7 +133,8 @@ def run(binary, work, fs, writers, batch, seconds):
 
 
 def knee(rows, batch):
-    line = sorted((r for r in rows if r["batch"] == batch), key=lambda r: r["writers"])
+    line = sorted((r for r in rows if r["batch"] == batch and r["partitions"] == 1),
+                  key=lambda r: r["writers"])
     for prev, cur in zip(line, line[1:]):
         if cur["records_per_s"] < prev["records_per_s"] * 1.1 or cur["near_deadline"]:
             return {"batch": batch, "writers": prev["writers"],
@@ -143,29 +149,54 @@ def main():
     ap.add_argument("--writers", default="1,4,16,64")
     ap.add_argument("--batches", default="10,100,1000")
     ap.add_argument("--smoke", action="store_true")
+    ap.add_argument("--partitions", default="8",
+                    help="partition counts compared with one file at --partition-writers "
+                         "writers and --partition-batch records a batch")
+    ap.add_argument("--partition-writers", type=int, default=16)
+    ap.add_argument("--partition-batch", type=int, default=100)
     args = ap.parse_args()
     isolate(__file__)
     if args.smoke:
         args.seconds, args.writers, args.batches = 2, "1,4", "10,100"
+        args.partitions, args.partition_writers = "4", 4
     writers = [int(x) for x in args.writers.split(",")]
     batches = [int(x) for x in args.batches.split(",")]
     work = tempfile.mkdtemp(prefix="d2f-bench-ceiling-", dir=os.environ.get("BENCH_DIR",
                                                                              "/var/tmp"))
     fs = FirestoreServer()
-    rows = []
+    rows, split = [], []
+    counts = [int(x) for x in args.partitions.split(",") if x]
     try:
         fs.faults(latency_ms=20)
         for b in batches:
             for w in writers:
                 rows.append(run(args.ddb2fs, work, fs, w, b, args.seconds))
                 print(json.dumps(rows[-1]), file=sys.stderr, flush=True)
+        # the same writers into one file and into N files
+        w, b = args.partition_writers, args.partition_batch
+        one = next((r for r in rows if (r["writers"], r["batch"]) == (w, b)), None)
+        if counts and one is None:
+            one = run(args.ddb2fs, work, fs, w, b, args.seconds)
+            print(json.dumps(one), file=sys.stderr, flush=True)
+        for n in counts:
+            r = run(args.ddb2fs, work, fs, w, b, args.seconds, partitions=n)
+            print(json.dumps(r), file=sys.stderr, flush=True)
+            split.append({"writers": w, "batch": b, "partitions": n,
+                          "records_per_s": r["records_per_s"],
+                          "one_file_records_per_s": one["records_per_s"],
+                          "speedup": round(r["records_per_s"] / one["records_per_s"], 2)
+                          if one["records_per_s"] else None,
+                          "batch_ms": r["batch_ms"], "failed_batches": r["failed_batches"],
+                          "near_deadline": r["near_deadline"]})
     finally:
         fs.stop()
     print(json.dumps({"benchmark": "ceiling", "smoke": args.smoke, "seconds": args.seconds,
                       "latency_vfs_us": LATENCY_NUMBERS_US, "journal": "delete",
                       "deadline_ms": DEADLINE_MS, "runs": rows,
                       "knees": [knee(rows, b) for b in batches],
-                      "met": not any(r["near_deadline"] or r["failed_batches"] for r in rows)},
+                      "partitioned": split,
+                      "met": not any(r["near_deadline"] or r["failed_batches"]
+                                     for r in rows + split)},
                      indent=2))
 
 

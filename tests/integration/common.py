@@ -9,10 +9,21 @@ BIN = os.environ.get("DDB2FS_BIN", os.path.join(os.path.dirname(__file__), "../.
 FIXTURES = os.environ.get("FIXTURES", os.path.join(os.path.dirname(__file__), "../fixtures"))
 
 
+# DDB2FS_TEST_PARTITIONS=N runs a suite against partitioned outboxes (DDB2FS_PARTITIONS=N),
+# DDB2FS_TEST_LATENCY through the latency VFS: tests/CMakeLists.txt runs some suites so too.
+PARTITIONS = int(os.environ.get("DDB2FS_TEST_PARTITIONS", "0") or 0)
+LATENCY = os.environ.get("DDB2FS_TEST_LATENCY")
+
+
 def clean_env(**settings):
-    """An environment with no DDB2FS_* or cloud settings but those given."""
+    """An environment with no DDB2FS_* or cloud settings but those given (and the suite's
+    partitions and latency, when it runs with them)."""
     env = {k: v for k, v in os.environ.items()
            if not k.startswith(("DDB2FS_", "GOOGLE_", "AWS_", "FIRESTORE_"))}
+    if PARTITIONS:
+        env["DDB2FS_PARTITIONS"] = str(PARTITIONS)
+    if LATENCY:
+        env["DDB2FS_TEST_LATENCY"] = LATENCY
     env.update({k: str(v) for k, v in settings.items()})
     return env
 
@@ -39,10 +50,37 @@ def read_env_file(path):
     return settings
 
 
+def outbox_files(db):
+    """The SQLite files of an outbox: itself, or a partitioned outbox's part-NN.db in order."""
+    if not os.path.isdir(db):
+        return [db]
+    return sorted(os.path.join(db, f) for f in os.listdir(db)
+                  if f.startswith("part-") and f.endswith(".db"))
+
+
 def query(db, sql, *args):
-    """All rows of a query against an outbox file, as tuples."""
-    con = sqlite3.connect(db)
+    """All rows of a query against an outbox, as tuples. For a partitioned outbox, a PRAGMA runs
+    on each file (one answer when all agree); other queries see each table as the union of the
+    files' (UNION ALL, file after file, in temporary views of the same names)."""
+    files = outbox_files(db)
+    if len(files) == 1 and files[0] == db:
+        con = sqlite3.connect(db)
+        try:
+            return con.execute(sql, args).fetchall()
+        finally:
+            con.close()
+    if sql.lstrip().upper().startswith("PRAGMA"):
+        answers = [query(f, sql, *args) for f in files]
+        return answers[0] if all(a == answers[0] for a in answers) else answers
+    con = sqlite3.connect(":memory:")
     try:
+        for i, f in enumerate(files):
+            con.execute("ATTACH DATABASE ? AS p%d" % i, (f,))
+        names = [r[0] for r in con.execute(
+            "SELECT name FROM p0.sqlite_master WHERE type IN ('table', 'view')")]
+        for name in names:
+            con.execute('CREATE TEMP VIEW "%s" AS %s' % (name, " UNION ALL ".join(
+                'SELECT * FROM p%d."%s"' % (i, name) for i in range(len(files)))))
         return con.execute(sql, args).fetchall()
     finally:
         con.close()

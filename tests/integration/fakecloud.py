@@ -85,7 +85,9 @@ def table_view(t, name):
 
 def aws(argv, state):
     service, op = argv[0], argv[1]
-    opts = options(argv[3:] if op == "wait" else argv[2:])  # wait WAITER --options
+    # wait WAITER --options; lambda invoke --options OUTFILE
+    opts = options(argv[3:] if op == "wait" else argv[2:-1] if (service, op) == (
+        "lambda", "invoke") else argv[2:])
     region = opts.get("region") or os.environ.get("AWS_REGION") or os.environ["AWS_DEFAULT_REGION"]
     out = None
     if (service, op) == ("sts", "get-caller-identity"):
@@ -194,6 +196,8 @@ def aws(argv, state):
                 fail("An error occurred (ValidationError) when calling the DescribeStacks "
                      "operation: Stack with id %s does not exist" % name)
             out = {"Stacks": [{"StackName": name, "StackStatus": "UPDATE_COMPLETE",
+                               "Parameters": [{"ParameterKey": k, "ParameterValue": v}
+                                              for k, v in stack["parameters"].items()],
                                "Outputs": [{"OutputKey": k, "OutputValue": v}
                                            for k, v in stack["outputs"].items()]}]}
         elif op == "delete-stack":
@@ -204,6 +208,25 @@ def aws(argv, state):
             pass
         else:
             fail("fake aws: cloudformation %s is not simulated" % op, 252)
+    elif (service, op) == ("lambda", "invoke"):
+        # the function's answer to {"ddb2fs":"repartition",...} as the outbox it has says, or to
+        # {"ddb2fs":"backfill",...}
+        payload = json.loads(opts["payload"])
+        stack = state["stacks"].get(opts["function-name"])
+        if stack is None or "FunctionName" not in stack["outputs"]:
+            fail("An error occurred (ResourceNotFoundException): Function not found")
+        state.setdefault("invoked", []).append(payload)
+        if payload.get("ddb2fs") == "backfill":  # the job recorded, or refused
+            answer = {"errorType": "ddb2fs.BackfillRefused", "errorMessage": "no stream"} \
+                if state.get("refuse_backfill") else {"backfill": 1}
+        elif state.get("pending"):
+            answer = {"errorType": "ddb2fs.OutboxError", "errorMessage": "records are pending"}
+        else:
+            answer = {"from": int(stack["parameters"]["Partitions"]), "to": payload["partitions"],
+                      "records": 0, "kept": "/mnt/outbox/ddb2fs.db.before-repartition-X"}
+        with open(argv[-1], "w") as f:
+            json.dump(answer, f)
+        out = {"StatusCode": 200}
     elif (service, op) == ("ecr", "get-login-password"):
         sys.stdout.write("fake-ecr-password\n")
         return

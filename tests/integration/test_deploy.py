@@ -6,6 +6,7 @@ import base64
 import copy
 import json
 import os
+import shlex
 import shutil
 import subprocess
 import unittest
@@ -529,6 +530,74 @@ class Commands(unittest.TestCase):
                               email, env=env, code=1)
             self.assertIn("is not a service account's email", p.stderr)
         self.assertTrue(set(self.verbs(self.calls())) <= self.READ_ONLY)
+
+    def test_backfill_once_the_stack_is_up(self):
+        env = dict(self.env, DYNAMODB_TABLE="Users")
+        p = self.run_tool(DEPLOY, "--backfill", "250", env=env)
+        cloud = self.cloud_now()
+        self.assertEqual(cloud["invoked"], [{"ddb2fs": "backfill", "table": "Users", "rate": 250,
+                                             "stream_is_mapped": True}])
+        verbs = [v for v in self.verbs(self.calls()) if v not in self.READ_ONLY]
+        self.assertGreater(verbs.index("aws lambda invoke"),
+                           len(verbs) - 1 - verbs[::-1].index("aws cloudformation deploy"))
+        self.assertIn("starting the backfill of Users at 250 read units/s", p.stderr)
+        # the role may scan that table and no other
+        with open(os.path.join(os.path.dirname(DEPLOY), "ddb2fs.template.json")) as f:
+            template = json.load(f)
+        statements = template["Resources"]["FunctionRole"]["Properties"]["Policies"][0][
+            "PolicyDocument"]["Statement"]
+        (scan,) = [s for s in statements if isinstance(s, dict) and "dynamodb:Scan" in
+                   s.get("Action", [])]
+        self.assertEqual(scan["Resource"], {"Fn::Sub": "arn:${AWS::Partition}:dynamodb:"
+                                            "${AWS::Region}:${AWS::AccountId}:table/${TableName}"})
+        # refused by the function: deploy says so
+        cloud["refuse_backfill"] = True
+        self.save(cloud)
+        p = self.run_tool(DEPLOY, "--backfill", "250", env=env, code=1)
+        self.assertIn("the backfill did not start", p.stderr)
+        self.assertIn("no stream", p.stderr)
+        for bad in ("0", "x", "-5"):
+            p = self.run_tool(DEPLOY, "--dry-run", "--backfill", bad, env=env, code=1)
+            self.assertIn("--backfill '%s': give the read capacity units" % bad, p.stderr)
+
+    def test_partitions_of_a_new_stack_and_moving_those_of_a_deployed_one(self):
+        env = dict(self.env, DYNAMODB_TABLE="Users")
+        self.run_tool(DEPLOY, "--partitions", "8", env=env)
+        cloud = self.cloud_now()
+        self.assertEqual(cloud["stacks"]["orders-mirror"]["parameters"]["Partitions"], "8")
+        self.assertNotIn("invoked", cloud)  # a new outbox is made with its files
+        # the same number again: nothing moves; no flag: the number stays
+        self.run_tool(DEPLOY, env=env)
+        self.run_tool(DEPLOY, "--partitions", "8", env=env)
+        self.assertNotIn("invoked", self.cloud_now())
+        self.assertEqual(self.cloud_now()["stacks"]["orders-mirror"]["parameters"]
+                         ["Partitions"], "8")
+        # another number: the function moves the outbox, then the stack says so
+        self.calls()
+        p = self.run_tool(DEPLOY, "--partitions", "16", env=env)
+        cloud = self.cloud_now()
+        self.assertEqual(cloud["invoked"], [{"ddb2fs": "repartition", "partitions": 16}])
+        self.assertEqual(cloud["stacks"]["orders-mirror"]["parameters"]["Partitions"], "16")
+        verbs = [v for v in self.verbs(self.calls()) if v not in self.READ_ONLY]
+        self.assertLess(verbs.index("aws lambda invoke"),
+                        len(verbs) - 1 - verbs[::-1].index("aws cloudformation deploy"))
+        self.assertIn("moving the outbox from 8 to 16 files", p.stderr)
+        # the function cannot move it: deploy stops before the stack changes its number
+        cloud["pending"] = True
+        self.save(cloud)
+        p = self.run_tool(DEPLOY, "--partitions", "4", env=env, code=1)
+        self.assertIn("the outbox was not moved", p.stderr)
+        self.assertIn("records are pending", p.stderr)
+        self.assertEqual(self.cloud_now()["stacks"]["orders-mirror"]["parameters"]
+                         ["Partitions"], "16")
+        p = self.run_tool(DEPLOY, "--dry-run", "--partitions", "2", env=env)
+        (line,) = [shlex.split(l) for l in self.printed(p) if l.startswith("aws lambda invoke")]
+        self.assertEqual(line[:5], ["aws", "lambda", "invoke", "--function-name", "orders-mirror"])
+        self.assertEqual(json.loads(line[line.index("--payload") + 1]),
+                         {"ddb2fs": "repartition", "partitions": 2})
+        for bad in ("0", "65", "x"):
+            p = self.run_tool(DEPLOY, "--dry-run", "--partitions", bad, env=env, code=1)
+            self.assertIn("--partitions '%s': use 1 to 64" % bad, p.stderr)
 
     def test_inputs_and_refusals(self):
         env = {k: v for k, v in self.env.items()

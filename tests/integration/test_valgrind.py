@@ -105,6 +105,42 @@ class Valgrind(unittest.TestCase):
             server.stop()
             tmp.cleanup()
 
+    def test_partitioned_outbox(self):
+        from fsserver import FirestoreServer, RuntimeServer
+        tmp = TempDir()
+        server, runtime = FirestoreServer(), RuntimeServer()
+        try:
+            env = clean_env(DDB2FS_OUTBOX=tmp.file("o.db"), DDB2FS_KEYS=events.KEYS_SETTING,
+                            DDB2FS_PARTITIONS="4", **server.env())
+            text = events.dumps(events.event(400, seed=12))
+            self.assertEqual(self.grind(["ingest", "-"], env, text).returncode, 0)
+            self.assertEqual(self.grind(["ingest", "-"], env, text).returncode, 0)
+            self.assertEqual(self.grind(["status", "--json"], env).returncode, 0)
+            self.assertEqual(self.grind(["repartition", "2"], env).returncode, 1)  # pending
+            self.assertEqual(self.grind(["drain"], env).returncode, 0)
+            self.assertEqual(self.grind(["status"], env).returncode, 0)
+            self.assertEqual(self.grind(["repartition", "2"], env).returncode, 0)
+            env["DDB2FS_PARTITIONS"] = "2"
+            self.assertEqual(self.grind(["replay", "--rebuild"], env).returncode, 0)
+            self.assertEqual(self.grind(["ingest", "-"], dict(env, DDB2FS_PARTITIONS="3"), text)
+                             .returncode, 2)
+            proc = subprocess.Popen(VALGRIND + [BIN, "lambda"], text=True,
+                                    env=dict(env, AWS_LAMBDA_RUNTIME_API=runtime.api),
+                                    stdout=subprocess.DEVNULL, stderr=subprocess.PIPE)
+            for event in (events.event(100, first=5000, seed=13),
+                          {"ddb2fs": "repartition", "partitions": 3},
+                          events.event(100, first=6000, seed=14), {"ddb2fs": "status"},
+                          {"source": "aws.events"}):
+                runtime.wait(runtime.invoke(event, timeout_ms=60000), timeout=120)
+            runtime.stop()
+            _, err = proc.communicate(timeout=120)
+            self.assertEqual(proc.returncode, 1, err)
+            self.assertNotIn("==", err)
+        finally:
+            runtime.proc.poll() is None and runtime.stop()
+            server.stop()
+            tmp.cleanup()
+
     def test_sealed_key(self):
         import base64
         from fsserver import FirestoreServer, SecretsServer, ServiceAccount

@@ -83,13 +83,13 @@ static void test_stale_lease(void **state)
     (void)state;
     gethostname(host, sizeof(host) - 1);
     snprintf(holder, sizeof(holder), "%s:%ld:abcd", host, (long)getpid());
-    assert_int_equal(holder_gone(holder), 1); /* this process: an earlier invocation */
+    assert_int_equal(drain_holder_gone(holder), 1); /* this process: an earlier invocation */
     snprintf(holder, sizeof(holder), "%s:1:abcd", host);
-    assert_int_equal(holder_gone(holder), 0); /* init runs */
+    assert_int_equal(drain_holder_gone(holder), 0); /* init runs */
     snprintf(holder, sizeof(holder), "%s:99999999:abcd", host);
-    assert_int_equal(holder_gone(holder), 1); /* no such process */
-    assert_int_equal(holder_gone("another-host:99999999:abcd"), 0);
-    assert_int_equal(holder_gone("garbage"), 0);
+    assert_int_equal(drain_holder_gone(holder), 1); /* no such process */
+    assert_int_equal(drain_holder_gone("another-host:99999999:abcd"), 0);
+    assert_int_equal(drain_holder_gone("garbage"), 0);
 }
 
 static void test_verdicts(void **state)
