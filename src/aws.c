@@ -116,7 +116,7 @@ int aws_answer(const struct aws_request *req, const struct http_call *call, cJSO
     if (call->failed)
         return d2f_errf(err, D2F_EIO, "%s: no answer from %s: %s", req->what, call->url,
                         call->error);
-    *answer = cJSON_ParseWithLength(buf_str(&call->response), call->response.len);
+    *answer = json_parse(buf_str(&call->response), call->response.len);
     if (call->status != 200) {
         rc = refused(req, call, *answer, type, type_cap, err);
         cJSON_Delete(*answer);

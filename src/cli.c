@@ -27,6 +27,7 @@
 #include "runtime.h"
 #include "secret.h"
 #include "status.h"
+#include "verify.h"
 
 #define EXIT_FAILED 1
 #define EXIT_USAGE 2
@@ -59,6 +60,7 @@ static const char usage_text[] =
     "  repartition N      move the outbox to N files (DDB2FS_PARTITIONS)\n"
     "  backfill --table T --rate R\n"
     "                     load the items the table held before its stream, through the outbox\n"
+    "  verify --table T   check that Firestore is an exact copy of the table; --repair fixes it\n"
     "\n"
     "Run 'ddb2fs <command> --help' for a command's details. Settings come from the\n"
     "environment (DDB2FS_OUTBOX, DDB2FS_KEYS, DDB2FS_COLLECTIONS, ...): see the README.\n";
@@ -892,6 +894,134 @@ out:
     return rc == D2F_EUSAGE || rc == D2F_ECONFIG ? EXIT_USAGE : rc ? EXIT_FAILED : 0;
 }
 
+static const char verify_help[] =
+    "usage: ddb2fs verify --table T [--segments N] [--rate R] [--collection C] [--json]\n"
+    "                     [--repair] [--sample P] [--recheck-after S] [--show-values]\n"
+    "\n"
+    "Reads every item of table T with a parallel Scan (N segments, default 8; paced at R read\n"
+    "capacity units per second, default as fast as DynamoDB answers), reads each item's\n"
+    "document from Firestore (batchGet) and compares the two by value under the configured\n"
+    "mapping (DDB2FS_NUMBERS, DDB2FS_RESERVED_NAMES, DDB2FS_COLLECTIONS; types strict); then\n"
+    "lists the collection for documents no item has. A difference is checked again after S\n"
+    "seconds (default 60), and as long as the outbox (DDB2FS_OUTBOX, when it exists) holds\n"
+    "records pending for its document: the item with a consistent GetItem, the document\n"
+    "again. Only differences that persist are reported: missing, different (the field paths\n"
+    "and the two value types; the values only with --show-values) and extra documents.\n"
+    "--sample P checks P%% of the segments (no extra documents then). --repair writes the\n"
+    "table's current image of each difference into the outbox (an extra document: its\n"
+    "deletion), where the stream always wins, sends it, and checks those documents again.\n"
+    "A progress bar on a terminal; --json prints the report as one JSON object.\n"
+    "Exit status: 0 exact (with --repair: every difference repaired); 1 differences;\n"
+    "2 usage, configuration, or a service that refuses or does not answer.\n";
+
+/* The progress bar: items read of the table's ItemCount. */
+static void verify_progress(void *ctx, const struct verify_report *r)
+{
+    FILE *out = ctx;
+    double frac = r->item_count > 0 ? (double)r->items / r->item_count : 0;
+    char bar[21];
+    int fill;
+
+    frac = frac > 1 ? 1 : frac;
+    fill = (int)(frac * 20);
+    for (int i = 0; i < 20; i++)
+        bar[i] = i < fill ? '#' : '.';
+    bar[20] = '\0';
+    fprintf(out, "\rverify [%s] %lld items, %lld equal, %lld to look at again   ", bar,
+            (long long)r->items, (long long)r->equal,
+            (long long)(r->items - r->equal - r->unmapped));
+    fflush(out);
+}
+
+static int cmd_verify(int argc, char **argv)
+{
+    struct config cfg;
+    struct d2f_err err = {0};
+    struct verify_opts o = {.segments = 8, .sample = 100, .recheck_after_ms = 60000};
+    struct verify_report r;
+    int json = 0, rc;
+    char *end;
+
+    if (wants_help(argc, argv)) {
+        fputs(verify_help, stdout);
+        return 0;
+    }
+    for (int i = 2; i < argc; i++) {
+        const char *a = argv[i], *v = i + 1 < argc ? argv[i + 1] : NULL;
+        double d = 0;
+        if (strcmp(a, "--json") == 0) {
+            json = 1;
+        } else if (strcmp(a, "--repair") == 0) {
+            o.repair = 1;
+        } else if (strcmp(a, "--show-values") == 0) {
+            o.show_values = 1;
+        } else if (strcmp(a, "--table") == 0 && v) {
+            o.table = argv[++i];
+        } else if (strcmp(a, "--collection") == 0 && v) {
+            o.collection = argv[++i];
+        } else if ((strcmp(a, "--segments") == 0 || strcmp(a, "--rate") == 0 ||
+                    strcmp(a, "--sample") == 0 || strcmp(a, "--recheck-after") == 0) &&
+                   v) {
+            d = strtod(argv[++i], &end);
+            if (*end || !v[0] || !(d >= 0) || d > 1e7 ||
+                (strcmp(a, "--segments") == 0 && (d < 1 || d > 1000 || d != (double)(long)d)) ||
+                (strcmp(a, "--sample") == 0 && (d <= 0 || d > 100))) {
+                fprintf(stderr, "ddb2fs verify: %s: '%s' is not %s\n", a, v,
+                        strcmp(a, "--segments") == 0 ? "1 to 1000"
+                        : strcmp(a, "--sample") == 0 ? "a percentage over 0, at most 100"
+                                                     : "a number, 0 or more");
+                return EXIT_USAGE;
+            }
+            if (strcmp(a, "--segments") == 0)
+                o.segments = (int)d;
+            else if (strcmp(a, "--rate") == 0)
+                o.rate = d;
+            else if (strcmp(a, "--sample") == 0)
+                o.sample = d;
+            else
+                o.recheck_after_ms = (int64_t)(d * 1000);
+        } else {
+            fprintf(stderr, "ddb2fs verify: unknown or incomplete argument '%s'\n", a);
+            return EXIT_USAGE;
+        }
+    }
+    if (!o.table) {
+        fprintf(stderr, "ddb2fs verify: --table is required\n");
+        return EXIT_USAGE;
+    }
+    if (load_config(&cfg))
+        return EXIT_USAGE;
+    if (isatty(2)) {
+        o.progress = verify_progress;
+        o.ctx = stderr;
+    }
+    rc = verify_run(&cfg, &o, &r, &err);
+    if (isatty(2))
+        fputc('\n', stderr);
+    if (rc) {
+        fprintf(stderr, "ddb2fs verify: %s\n", err.msg);
+    } else {
+        verify_log(&r, NULL, stderr);
+        if (json) {
+            cJSON *j = verify_report_json(&r);
+            char *text = j ? json_print(j) : NULL;
+            if (text)
+                puts(text);
+            cJSON_free(text);
+            cJSON_Delete(j);
+        } else {
+            verify_print_text(&r, stdout);
+        }
+    }
+    verify_report_release(&r);
+    config_release(&cfg);
+    if (rc)
+        return EXIT_USAGE;
+    if (o.repair)
+        return r.not_repaired || r.repaired < verify_differences(&r) ? EXIT_FAILED : 0;
+    return verify_differences(&r) ? EXIT_FAILED : 0;
+}
+
 static const struct {
     const char *name;
     int (*run)(int argc, char **argv);
@@ -899,6 +1029,7 @@ static const struct {
     {"ingest", cmd_ingest},     {"convert", cmd_convert},         {"status", cmd_status},
     {"drain", cmd_drain},       {"lambda", cmd_lambda},           {"replay", cmd_replay},
     {"seal-key", cmd_seal_key}, {"repartition", cmd_repartition}, {"backfill", cmd_backfill},
+    {"verify", cmd_verify},
 };
 
 int cli_main(int argc, char **argv)

@@ -20,7 +20,8 @@ struct firestore {
     char *begin_url;
     char *rollback_url;
     char *docs_prefix;
-    char *target; /* base URL and documents' prefix: whose fences */
+    char *target;   /* base URL and documents' prefix: whose fences */
+    char *docs_url; /* base + docs_prefix: where a collection is listed */
     /* transactions begun ahead, with the commits in flight, so that a wave of commits with
      * creates does not wait a round trip for its transactions */
     char *pool[FIRESTORE_POOL];
@@ -89,8 +90,9 @@ int firestore_new(struct firestore **out, const struct config *cfg, struct http 
     fs->begin_url = joined(base, fs->docs_prefix, ":beginTransaction");
     fs->rollback_url = joined(base, fs->docs_prefix, ":rollback");
     fs->target = joined(base, fs->docs_prefix, "");
+    fs->docs_url = joined(base, fs->docs_prefix, "");
     if (!fs->commit_url || !fs->batch_get_url || !fs->begin_url || !fs->rollback_url ||
-        !fs->target) {
+        !fs->target || !fs->docs_url) {
         firestore_free(fs);
         return d2f_errf(err, D2F_ENOMEM, "out of memory");
     }
@@ -138,6 +140,7 @@ void firestore_free(struct firestore *fs)
     free(fs->rollback_url);
     free(fs->docs_prefix);
     free(fs->target);
+    free(fs->docs_url);
     for (size_t i = 0; i < fs->npool; i++)
         free(fs->pool[i]);
     for (size_t i = 0; i < fs->nahead; i++)
@@ -323,6 +326,167 @@ void firestore_commit_finish(struct firestore *fs, struct firestore_commit **c, 
 /* batchGet; with no_fields, a mask with no field paths: names and times only. */
 static int batch_get(struct firestore *fs, const char *const *names, size_t n, int no_fields,
                      int64_t deadline_ms, void **out, struct d2f_err *err);
+
+int firestore_batch_get_many(struct firestore *fs, const char *const *const *names,
+                             const size_t *counts, size_t k, int64_t deadline_ms, cJSON **out,
+                             struct d2f_err *err)
+{
+    struct http_call *calls = calloc(k ? k : 1, sizeof(*calls));
+    struct http_call **ptrs = calloc(k ? k : 1, sizeof(*ptrs));
+    char **bodies = calloc(k ? k : 1, sizeof(*bodies));
+    const char *auth = NULL;
+    int rc = D2F_ENOMEM;
+
+    for (size_t j = 0; j < k; j++)
+        out[j] = NULL;
+    if (!calls || !ptrs || !bodies) {
+        free(calls);
+        free(ptrs);
+        free(bodies);
+        return d2f_errf(err, rc, "out of memory");
+    }
+    for (size_t j = 0; j < k; j++) {
+        cJSON *req = cJSON_CreateObject();
+        cJSON *list = req ? cJSON_AddArrayToObject(req, "documents") : NULL;
+        for (size_t i = 0; list && i < counts[j]; i++)
+            cJSON_AddItemToArray(list, cJSON_CreateString(names[j][i]));
+        bodies[j] = list ? json_print(req) : NULL;
+        cJSON_Delete(req);
+        http_call_init(&calls[j], FIRESTORE_MAX_RESPONSE);
+        ptrs[j] = &calls[j];
+        if (!bodies[j]) {
+            d2f_errf(err, rc, "out of memory");
+            goto out;
+        }
+        calls[j].method = "POST";
+        calls[j].plain_http = fs->emulator;
+        calls[j].url = fs->batch_get_url;
+        calls[j].content_type = "application/json";
+        calls[j].body = bodies[j];
+        calls[j].body_len = strlen(bodies[j]);
+    }
+    if ((rc = authorization(fs, deadline_ms, &auth, err)) != 0)
+        goto out;
+    for (size_t j = 0; j < k; j++)
+        calls[j].authorization = auth;
+    if ((rc = http_perform(fs->http, ptrs, k, deadline_ms, err)) != 0)
+        goto out;
+    for (size_t j = 0; j < k && !rc; j++) {
+        struct http_call *call = &calls[j];
+        if (call->failed) {
+            rc = no_answer("batchGet", call, err);
+        } else if (call->status != 200) {
+            enum retry_status st;
+            char msg[512];
+            read_status(call, &st, msg, sizeof(msg));
+            rc = d2f_errf(err, D2F_EREMOTE, "batchGet refused: %s", msg);
+        } else {
+            out[j] = json_parse(buf_str(&call->response), call->response.len);
+            if (!cJSON_IsArray(out[j]))
+                rc = d2f_errf(err, D2F_EREMOTE, "batchGet: the answer is not a JSON array");
+        }
+    }
+out:
+    for (size_t j = 0; j < k; j++) {
+        calls[j].authorization = NULL;
+        http_call_release(&calls[j]);
+        cJSON_free(bodies[j]);
+        if (rc) {
+            cJSON_Delete(out[j]);
+            out[j] = NULL;
+        }
+    }
+    free(calls);
+    free(ptrs);
+    free(bodies);
+    return rc;
+}
+
+/* Appends s to out with every byte but RFC 3986's unreserved ones percent-encoded: an id may
+ * hold '%', '#', '?' or any other byte, which a URL path or query must not carry as it is. */
+static int url_escaped(struct buf *out, const char *s)
+{
+    static const char hex[] = "0123456789ABCDEF";
+    int rc = 0;
+
+    for (const unsigned char *p = (const unsigned char *)s; !rc && *p; p++) {
+        if ((*p >= 'A' && *p <= 'Z') || (*p >= 'a' && *p <= 'z') || (*p >= '0' && *p <= '9') ||
+            *p == '-' || *p == '.' || *p == '_' || *p == '~') {
+            rc = buf_addc(out, (char)*p);
+        } else {
+            char e[3] = {'%', hex[*p >> 4], hex[*p & 15]};
+            rc = buf_add(out, e, 3);
+        }
+    }
+    return rc;
+}
+
+int firestore_list(struct firestore *fs, const char *collection, long page_size,
+                   const char *page_token, int names_only, int64_t deadline_ms, cJSON **out,
+                   struct d2f_err *err)
+{
+    struct http_call call, *calls[1] = {&call};
+    struct buf url;
+    cJSON *answer = NULL;
+    int rc = 0;
+
+    *out = NULL;
+    buf_init(&url, 16384);
+    http_call_init(&call, FIRESTORE_MAX_RESPONSE);
+    rc = buf_adds(&url, fs->docs_url);
+    /* each segment of the collection's path escaped, the slashes between them kept */
+    for (const char *seg = collection; !rc && seg;) {
+        const char *slash = strchr(seg, '/');
+        char part[2048];
+        snprintf(part, sizeof(part), "%.*s", slash ? (int)(slash - seg) : (int)strlen(seg), seg);
+        if (!(rc = buf_addc(&url, '/')))
+            rc = url_escaped(&url, part);
+        seg = slash ? slash + 1 : NULL;
+    }
+    /* names only: a mask of the document's name alone leaves the fields out */
+    if (!rc)
+        rc = buf_addf(&url, "?pageSize=%ld%s", page_size,
+                      names_only ? "&mask.fieldPaths=__name__" : "");
+    if (!rc && page_token && page_token[0] && !(rc = buf_adds(&url, "&pageToken=")))
+        rc = url_escaped(&url, page_token);
+    if (rc) {
+        rc = d2f_errf(err, D2F_ENOMEM, "out of memory");
+        goto out;
+    }
+    call.method = "GET";
+    call.plain_http = fs->emulator;
+    call.url = buf_str(&url);
+    if ((rc = authorization(fs, deadline_ms, &call.authorization, err)) != 0 ||
+        (rc = http_perform(fs->http, calls, 1, deadline_ms, err)) != 0)
+        goto out;
+    if (call.failed) {
+        rc = no_answer("listing a collection", &call, err);
+        goto out;
+    }
+    if (call.status != 200) {
+        enum retry_status s;
+        char msg[512];
+        read_status(&call, &s, msg, sizeof(msg));
+        rc = d2f_errf(err,
+                      s == RETRY_UNAUTHENTICATED || s == RETRY_PERMISSION_DENIED ? D2F_EAUTH
+                                                                                 : D2F_EREMOTE,
+                      "listing collection '%s' refused: %s", collection, msg);
+        goto out;
+    }
+    answer = json_parse(buf_str(&call.response), call.response.len);
+    if (!cJSON_IsObject(answer)) {
+        cJSON_Delete(answer);
+        rc = d2f_errf(err, D2F_EREMOTE, "listing collection '%s': the answer is not a JSON object",
+                      collection);
+        goto out;
+    }
+    *out = answer;
+out:
+    call.authorization = NULL;
+    http_call_release(&call);
+    buf_release(&url);
+    return rc;
+}
 
 int firestore_batch_get(struct firestore *fs, const char *const *names, size_t n,
                         int64_t deadline_ms, void **out, struct d2f_err *err)

@@ -9,6 +9,8 @@
 #include <stddef.h>
 #include <stdint.h>
 
+#include <cjson/cJSON.h>
+
 #include "buf.h"
 #include "config.h"
 #include "d2f.h"
@@ -112,5 +114,22 @@ int firestore_begin(struct firestore *fs, char **txns, int64_t *began, size_t n,
  * is not known. */
 int firestore_rollback(struct firestore *fs, const char *txn, int64_t deadline_ms,
                        struct d2f_err *err) D2F_WUR;
+
+/* k batchGets at once: names[j] (counts[j] full names) into out[j], a new cJSON array each
+ * (the caller frees them; all NULL on failure). */
+int firestore_batch_get_many(struct firestore *fs, const char *const *const *names,
+                             const size_t *counts, size_t k, int64_t deadline_ms, cJSON **out,
+                             struct d2f_err *err) D2F_WUR;
+
+/*
+ * One page of a collection's documents (collection: its path relative to the documents, e.g.
+ * "Orders"; page_token: the previous page's nextPageToken, NULL for the first; names_only: the
+ * documents without their fields): *out is a new cJSON object ({"documents":[…],
+ * "nextPageToken":…}; the caller frees it). Returns 0; D2F_EIO when Firestore does not
+ * answer; D2F_EAUTH / D2F_EREMOTE when it refuses.
+ */
+int firestore_list(struct firestore *fs, const char *collection, long page_size,
+                   const char *page_token, int names_only, int64_t deadline_ms, cJSON **out,
+                   struct d2f_err *err) D2F_WUR;
 
 #endif

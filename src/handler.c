@@ -18,6 +18,7 @@
 #include "outbox.h"
 #include "partition.h"
 #include "status.h"
+#include "verify.h"
 
 struct handler {
     char function[256]; /* AWS_LAMBDA_FUNCTION_NAME, the metrics' dimension */
@@ -190,7 +191,7 @@ static void metrics(struct handler *h, const struct ingest_result *res,
     cJSON_Delete(line);
 }
 
-enum kind { STREAM, SCHEDULED, STATUS, REPARTITION, BACKFILL, UNKNOWN };
+enum kind { STREAM, SCHEDULED, STATUS, REPARTITION, BACKFILL, VERIFY, UNKNOWN };
 
 /* What an event is: a stream batch has Records; a scheduled event comes from aws.events; an
  * operator's {"ddb2fs":"status"} asks for the outbox's status. */
@@ -214,6 +215,7 @@ static enum kind kind_of(const char *event, size_t len)
             : cJSON_IsString(ask) && strcmp(ask->valuestring, "status") == 0         ? STATUS
             : cJSON_IsString(ask) && strcmp(ask->valuestring, "repartition") == 0    ? REPARTITION
             : cJSON_IsString(ask) && strcmp(ask->valuestring, "backfill") == 0       ? BACKFILL
+            : cJSON_IsString(ask) && strcmp(ask->valuestring, "verify") == 0         ? VERIFY
                                                                                      : UNKNOWN;
     cJSON_Delete(e);
     return k;
@@ -379,6 +381,42 @@ static int backfill_request(struct handler *h, const char *event, size_t len, in
     return rc ? d2f_errf(err, rc, "out of memory") : 0;
 }
 
+/* {"ddb2fs":"verify","table":"T",...}: a sample of the table checked against its collection
+ * in the time the invocation has (1% of the segments unless "sample" says otherwise); the
+ * answer is the report, the log line and the VerifyDifferences metric go with it. */
+static int verify_request(struct handler *h, const char *event, size_t len, int64_t deadline_ms,
+                          struct buf *answer, const char **error_type, struct d2f_err *err)
+{
+    struct verify_opts o;
+    struct verify_report r;
+    cJSON *e = json_parse(event, len), *j = NULL;
+    char *text = NULL;
+    int rc = verify_opts_from_json(e, &o, err);
+
+    memset(&r, 0, sizeof(r));
+    if (!rc) {
+        o.deadline_ms = deadline_ms - HANDLER_MARGIN_MS;
+        /* the file this process holds open; a partitioned outbox's pending rows are spread
+         * over its files, which verify does not read (it opens no second descriptor) */
+        o.outbox = partitions_count(h->set) == 1 ? partitions_outbox(h->set, 0) : NULL;
+        rc = verify_run(&h->cfg, &o, &r, err);
+    }
+    cJSON_Delete(e);
+    if (rc) {
+        *error_type =
+            rc == D2F_EUSAGE || rc == D2F_EINPUT ? "ddb2fs.VerifyRefused" : handler_error_type(rc);
+        verify_report_release(&r);
+        return rc;
+    }
+    verify_log(&r, h->function, stdout);
+    if (!(j = verify_report_json(&r)) || !(text = json_print(j)) || buf_adds(answer, text))
+        rc = d2f_errf(err, D2F_ENOMEM, "out of memory");
+    cJSON_free(text);
+    cJSON_Delete(j);
+    verify_report_release(&r);
+    return rc;
+}
+
 int handler_invoke(struct handler *h, const char *event, size_t len, int64_t deadline_ms,
                    struct buf *answer, const char **error_type, struct d2f_err *err)
 {
@@ -393,9 +431,12 @@ int handler_invoke(struct handler *h, const char *event, size_t len, int64_t dea
         return d2f_errf(err, D2F_EINPUT,
                         "the event is neither a DynamoDB stream batch ('Records'), a "
                         "scheduled event (source aws.events), {\"ddb2fs\":\"status\"}, "
-                        "{\"ddb2fs\":\"repartition\",...} nor {\"ddb2fs\":\"backfill\",...}");
+                        "{\"ddb2fs\":\"repartition\",...}, {\"ddb2fs\":\"backfill\",...} nor "
+                        "{\"ddb2fs\":\"verify\",...}");
     case BACKFILL:
         return backfill_request(h, event, len, deadline_ms, answer, error_type, err);
+    case VERIFY:
+        return verify_request(h, event, len, deadline_ms, answer, error_type, err);
     case SCHEDULED: {
         int64_t left = deadline_ms - HANDLER_MARGIN_MS - http_now_ms();
         if ((rc = health(h, left < OUTBOX_CHECK_MS ? (left > 0 ? left : 0) : OUTBOX_CHECK_MS,

@@ -147,7 +147,7 @@ class Template(unittest.TestCase):
         # the alarms, on the function's own metrics
         alarms = {a["Properties"]["MetricName"]: a["Properties"]
                   for a in self.of_type("AWS::CloudWatch::Alarm").values()}
-        self.assertEqual(set(alarms), {"OldestPendingAge", "Dead"})
+        self.assertEqual(set(alarms), {"OldestPendingAge", "Dead", "VerifyDifferences"})
         for a in alarms.values():
             self.assertEqual(a["Namespace"], "ddb2fs")
             self.assertEqual(a["Dimensions"], [{"Name": "FunctionName", "Value": {"Ref": "Function"}}])
@@ -202,6 +202,48 @@ class Template(unittest.TestCase):
                       for a in (s["Action"] if isinstance(s["Action"], list) else [s["Action"]])}
         self.assertFalse({a for a in everything if a.startswith(("iam:", "dynamodb:Put",
                                                                  "dynamodb:Delete", "s3:"))})
+
+    def test_optional_daily_verify_sample_and_its_alarm(self):
+        verify = {n: r for n, r in self.r.items() if n.startswith("Verify")}
+        self.assertEqual(set(verify), {"VerifySchedule", "VerifySchedulePermission",
+                                       "VerifyDifferencesAlarm", "VerifyPolicy"})
+        # off unless a schedule is given, and only once the function exists
+        self.assertEqual(self.t["Parameters"]["VerifySchedule"]["Default"], "")
+        for r in verify.values():
+            self.assertEqual(r["Condition"], "HasVerifySchedule")
+        self.assertEqual(self.t["Conditions"]["HasVerifySchedule"],
+                         {"Fn::And": [{"Condition": "HasImage"},
+                                      {"Fn::Not": [{"Fn::Equals": [{"Ref": "VerifySchedule"},
+                                                                   ""]}]}]})
+        rule = verify["VerifySchedule"]["Properties"]
+        self.assertEqual(rule["ScheduleExpression"], {"Ref": "VerifySchedule"})
+        target, = rule["Targets"]
+        self.assertEqual(target["Arn"], {"Fn::GetAtt": ["Function", "Arn"]})
+        # the request the function reads, once CloudFormation has put the parameters in
+        text = target["Input"]["Fn::Sub"]
+        for name, value in (("TableName", "Orders"), ("VerifySamplePercent", "1"),
+                            ("VerifyRate", "100")):
+            text = text.replace("${%s}" % name, value)
+        self.assertEqual(json.loads(text), {"ddb2fs": "verify", "table": "Orders", "sample": 1,
+                                            "rate": 100, "recheck_after": 15})
+        perm = verify["VerifySchedulePermission"]["Properties"]
+        self.assertEqual((perm["Principal"], perm["SourceArn"]),
+                         ("events.amazonaws.com", {"Fn::GetAtt": ["VerifySchedule", "Arn"]}))
+        # the alarm watches the metric the function logs; a sample that did not run alarms too
+        alarm = verify["VerifyDifferencesAlarm"]["Properties"]
+        self.assertEqual((alarm["Namespace"], alarm["MetricName"], alarm["Dimensions"]),
+                         ("ddb2fs", "VerifyDifferences",
+                          [{"Name": "FunctionName", "Value": {"Ref": "Function"}}]))
+        self.assertEqual((alarm["Threshold"], alarm["ComparisonOperator"],
+                          alarm["TreatMissingData"], alarm["Period"]),
+                         (0, "GreaterThanThreshold", "breaching", 86400))
+        # reading the table: only what verify asks, only of this table
+        policy = verify["VerifyPolicy"]["Properties"]
+        self.assertEqual(policy["Roles"], [{"Ref": "FunctionRole"}])
+        st, = policy["PolicyDocument"]["Statement"]
+        self.assertEqual(sorted(st["Action"]),
+                         ["dynamodb:DescribeTable", "dynamodb:GetItem", "dynamodb:Scan"])
+        self.assertTrue(st["Resource"]["Fn::Sub"].endswith(":table/${TableName}"))
 
 
 class Commands(unittest.TestCase):
