@@ -512,13 +512,15 @@ int outbox_copy_into(struct outbox *from, struct outbox *const *to, size_t n,
         "s.last_error, s.committed_at, r.raw FROM record_info i JOIN record_state s USING (id) "
         "JOIN record_raw r USING (id) ORDER BY i.id";
     sqlite3_stmt *st = NULL, *ins[3][CONFIG_PARTITIONS_MAX] = {{NULL}};
-    static const char *const ins_sql[3] = {
+    static const char info_sql[] =
         "INSERT INTO record_info (stream_arn, seq, seq_key, raw_sha256, event_id, event_name, "
         "table_name, document, op, created_at, arrived_at) VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7, "
-        "?8, ?9, ?10, ?11)",
+        "?8, ?9, ?10, ?11)";
+    static const char state_sql[] =
         "INSERT INTO record_state (id, state, attempts, last_error, committed_at) VALUES (?1, ?2, "
-        "?3, ?4, ?5)",
-        "INSERT INTO record_raw (id, raw) VALUES (?1, ?2)"};
+        "?3, ?4, ?5)";
+    static const char raw_sql[] = "INSERT INTO record_raw (id, raw) VALUES (?1, ?2)";
+    static const char *const ins_sql[3] = {info_sql, state_sql, raw_sql};
     int rc = 0, step;
 
     *copied = 0;
