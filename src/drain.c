@@ -1344,7 +1344,7 @@ int drain_run(struct outbox *ob, const struct config *cfg, struct firestore *fs,
     return rc;
 }
 
-static void add_stats(struct drain_stats *sum, const struct drain_stats *one)
+void drain_stats_add(struct drain_stats *sum, const struct drain_stats *one)
 {
     sum->rows_committed += one->rows_committed;
     sum->rows_dead += one->rows_dead;
@@ -1391,7 +1391,7 @@ int drain_run_set(struct outbox *const *obs, size_t n, size_t most, const struct
             r = drain_run(obs[i], &c, fs,
                           round ? deadline_ms : now + (deadline_ms - now) / (int64_t)(n - k), &one,
                           &e);
-            add_stats(stats, &one);
+            drain_stats_add(stats, &one);
             left[i] = one.pending_left > 0 ? one.pending_left : 0;
             if (r && !rc) {
                 rc = r;

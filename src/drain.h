@@ -84,6 +84,9 @@ int drain_run_set(struct outbox *const *obs, size_t n, size_t most, const struct
                   struct firestore *fs, int64_t deadline_ms, struct drain_stats *stats,
                   struct d2f_err *err) D2F_WUR;
 
+/* Adds one's counts (rows, writes, commits, retries, …) to sum's. */
+void drain_stats_add(struct drain_stats *sum, const struct drain_stats *one);
+
 /* drain_prune over each file of a partitioned outbox. */
 void drain_prune_set(struct outbox *const *obs, size_t n, const struct config *cfg,
                      int64_t deadline_ms);

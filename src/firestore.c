@@ -323,13 +323,10 @@ void firestore_commit_finish(struct firestore *fs, struct firestore_commit **c, 
     fs->nahead = 0;
 }
 
-/* batchGet; with no_fields, a mask with no field paths: names and times only. */
-static int batch_get(struct firestore *fs, const char *const *names, size_t n, int no_fields,
-                     int64_t deadline_ms, void **out, struct d2f_err *err);
-
-int firestore_batch_get_many(struct firestore *fs, const char *const *const *names,
-                             const size_t *counts, size_t k, int64_t deadline_ms, cJSON **out,
-                             struct d2f_err *err)
+/* k batchGets at once (see firestore_batch_get_many); with no_fields, a mask with no field
+ * paths: names and update times only. */
+static int batch_get(struct firestore *fs, const char *const *const *names, const size_t *counts,
+                     size_t k, int no_fields, int64_t deadline_ms, cJSON **out, struct d2f_err *err)
 {
     struct http_call *calls = calloc(k ? k : 1, sizeof(*calls));
     struct http_call **ptrs = calloc(k ? k : 1, sizeof(*ptrs));
@@ -350,6 +347,11 @@ int firestore_batch_get_many(struct firestore *fs, const char *const *const *nam
         cJSON *list = req ? cJSON_AddArrayToObject(req, "documents") : NULL;
         for (size_t i = 0; list && i < counts[j]; i++)
             cJSON_AddItemToArray(list, cJSON_CreateString(names[j][i]));
+        if (list && no_fields) {
+            cJSON *mask = cJSON_AddObjectToObject(req, "mask");
+            if (!mask || !cJSON_AddArrayToObject(mask, "fieldPaths"))
+                list = NULL;
+        }
         bodies[j] = list ? json_print(req) : NULL;
         cJSON_Delete(req);
         http_call_init(&calls[j], FIRESTORE_MAX_RESPONSE);
@@ -488,67 +490,20 @@ out:
     return rc;
 }
 
+int firestore_batch_get_many(struct firestore *fs, const char *const *const *names,
+                             const size_t *counts, size_t k, int64_t deadline_ms, cJSON **out,
+                             struct d2f_err *err)
+{
+    return batch_get(fs, names, counts, k, 0, deadline_ms, out, err);
+}
+
 int firestore_batch_get(struct firestore *fs, const char *const *names, size_t n,
                         int64_t deadline_ms, void **out, struct d2f_err *err)
 {
-    return batch_get(fs, names, n, 0, deadline_ms, out, err);
-}
+    cJSON *answer = NULL;
+    int rc = batch_get(fs, &names, &n, 1, 0, deadline_ms, &answer, err);
 
-static int batch_get(struct firestore *fs, const char *const *names, size_t n, int no_fields,
-                     int64_t deadline_ms, void **out, struct d2f_err *err)
-{
-    struct http_call call, *calls[1] = {&call};
-    cJSON *req = cJSON_CreateObject(), *list, *answer = NULL;
-    char *body = NULL;
-    int rc = D2F_ENOMEM;
-
-    *out = NULL;
-    http_call_init(&call, FIRESTORE_MAX_RESPONSE);
-    list = req ? cJSON_AddArrayToObject(req, "documents") : NULL;
-    for (size_t i = 0; list && i < n; i++)
-        cJSON_AddItemToArray(list, cJSON_CreateString(names[i]));
-    if (list && no_fields) {
-        cJSON *mask = cJSON_AddObjectToObject(req, "mask");
-        if (!mask || !cJSON_AddArrayToObject(mask, "fieldPaths"))
-            list = NULL;
-    }
-    if (!list || !(body = json_print(req))) {
-        d2f_errf(err, rc, "out of memory");
-        goto out;
-    }
-    call.method = "POST";
-    call.plain_http = fs->emulator;
-    call.url = fs->batch_get_url;
-    call.content_type = "application/json";
-    call.body = body;
-    call.body_len = strlen(body);
-    if ((rc = authorization(fs, deadline_ms, &call.authorization, err)) != 0 ||
-        (rc = http_perform(fs->http, calls, 1, deadline_ms, err)) != 0)
-        goto out;
-    if (call.failed) {
-        rc = no_answer("batchGet", &call, err);
-        goto out;
-    }
-    if (call.status != 200) {
-        enum retry_status s;
-        char msg[512];
-        read_status(&call, &s, msg, sizeof(msg));
-        rc = d2f_errf(err, D2F_EREMOTE, "batchGet refused: %s", msg);
-        goto out;
-    }
-    answer = json_parse(buf_str(&call.response), call.response.len);
-    if (!cJSON_IsArray(answer)) {
-        cJSON_Delete(answer);
-        rc = d2f_errf(err, D2F_EREMOTE, "batchGet: the answer is not a JSON array");
-        goto out;
-    }
     *out = answer;
-    rc = 0;
-out:
-    call.authorization = NULL;
-    http_call_release(&call);
-    cJSON_free(body);
-    cJSON_Delete(req);
     return rc;
 }
 
@@ -721,16 +676,16 @@ out:
 int firestore_update_times(struct firestore *fs, const char *const *names, size_t n,
                            int64_t deadline_ms, char **dst, size_t cap, struct d2f_err *err)
 {
-    void *answer = NULL;
+    cJSON *answer = NULL;
     const cJSON *a;
     size_t seen = 0;
-    int rc = batch_get(fs, names, n, 1, deadline_ms, &answer, err);
+    int rc = batch_get(fs, &names, &n, 1, 1, deadline_ms, &answer, err);
 
     if (rc)
         return rc;
     for (size_t i = 0; i < n; i++)
         dst[i][0] = '\0';
-    cJSON_ArrayForEach(a, (cJSON *)answer)
+    cJSON_ArrayForEach(a, answer)
     {
         const cJSON *found = cJSON_GetObjectItemCaseSensitive(a, "found");
         const cJSON *missing = cJSON_GetObjectItemCaseSensitive(a, "missing");

@@ -56,16 +56,13 @@ const char *handler_error_type(int code)
  * and a metric to alarm on. */
 static void corrupt_report(const struct handler *h, const struct d2f_err *err)
 {
-    char line[700];
+    static const char *const dims[] = {"FunctionName"};
+    static const struct log_metric m[] = {{"OutboxCorrupt", "Count", 1}};
+    cJSON *line = cJSON_CreateObject();
 
     log_write(LOG_ERROR, err->msg, NULL);
-    snprintf(line, sizeof(line),
-             "{\"_aws\":{\"Timestamp\":%lld,\"CloudWatchMetrics\":[{\"Namespace\":\"ddb2fs\","
-             "\"Dimensions\":[[\"FunctionName\"]],\"Metrics\":[{\"Name\":\"OutboxCorrupt\","
-             "\"Unit\":\"Count\"}]}]},\"FunctionName\":\"%s\",\"OutboxCorrupt\":1}",
-             (long long)http_now_ms(), h->function);
-    puts(line);
-    fflush(stdout);
+    cJSON_AddStringToObject(line, "FunctionName", h->function);
+    log_metrics(stdout, http_now_ms(), dims, 1, line, m, 1);
 }
 
 /* The outbox's health check, every file's, within budget_ms in all: D2F_EDAMAGE (reported)
@@ -136,59 +133,28 @@ void handler_free(struct handler *h)
 static void metrics(struct handler *h, const struct ingest_result *res,
                     const struct drain_stats *st)
 {
-    static const struct {
-        const char *name, *unit;
-    } names[] = {{"RecordsIngested", "Count"},  {"Duplicates", "Count"},
-                 {"Committed", "Count"},        {"Dead", "Count"},
-                 {"Pending", "Count"},          {"OldestPendingAge", "Seconds"},
-                 {"DrainTime", "Milliseconds"}, {"Commits", "Count"},
-                 {"Retries", "Count"}};
-    double values[9];
+    static const char *const dims[] = {"FunctionName"};
     int64_t age = 0;
-    cJSON *line = cJSON_CreateObject(), *aws, *cwm, *m, *dims, *list;
-    char *text;
+    cJSON *line = cJSON_CreateObject();
 
     for (size_t i = 0; i < partitions_count(h->set); i++) {
         int64_t one = 0;
         if (outbox_oldest_pending_age(partitions_outbox(h->set, i), &one, NULL) == 0 && one > age)
             age = one;
     }
-    values[0] = (double)res->inserted;
-    values[1] = (double)res->duplicates;
-    values[2] = (double)st->rows_committed;
-    values[3] = (double)(res->dead + st->rows_dead);
-    values[4] = (double)st->pending_left;
-    values[5] = (double)age / 1000.0;
-    values[6] = (double)st->elapsed_ms;
-    values[7] = (double)st->commits;
-    values[8] = (double)st->retries;
-    aws = cJSON_AddObjectToObject(line, "_aws");
-    json_add_number(aws, "Timestamp", (double)http_now_ms());
-    cwm = cJSON_AddArrayToObject(aws, "CloudWatchMetrics");
-    m = cJSON_CreateObject();
-    cJSON_AddItemToArray(cwm, m);
-    cJSON_AddStringToObject(m, "Namespace", "ddb2fs");
-    dims = cJSON_AddArrayToObject(m, "Dimensions");
-    list = cJSON_CreateArray();
-    cJSON_AddItemToArray(list, cJSON_CreateString("FunctionName"));
-    cJSON_AddItemToArray(dims, list);
-    list = cJSON_AddArrayToObject(m, "Metrics");
-    cJSON_AddStringToObject(line, "FunctionName", h->function);
-    for (size_t i = 0; i < sizeof(names) / sizeof(names[0]); i++) {
-        cJSON *d = cJSON_CreateObject();
-        cJSON_AddStringToObject(d, "Name", names[i].name);
-        cJSON_AddStringToObject(d, "Unit", names[i].unit);
-        cJSON_AddItemToArray(list, d);
-        json_add_number(line, names[i].name, values[i]);
+    {
+        const struct log_metric m[] = {{"RecordsIngested", "Count", (double)res->inserted},
+                                       {"Duplicates", "Count", (double)res->duplicates},
+                                       {"Committed", "Count", (double)st->rows_committed},
+                                       {"Dead", "Count", (double)(res->dead + st->rows_dead)},
+                                       {"Pending", "Count", (double)st->pending_left},
+                                       {"OldestPendingAge", "Seconds", (double)age / 1000.0},
+                                       {"DrainTime", "Milliseconds", (double)st->elapsed_ms},
+                                       {"Commits", "Count", (double)st->commits},
+                                       {"Retries", "Count", (double)st->retries}};
+        cJSON_AddStringToObject(line, "FunctionName", h->function);
+        log_metrics(stdout, http_now_ms(), dims, 1, line, m, sizeof(m) / sizeof(m[0]));
     }
-    text = json_print(line);
-    if (text) {
-        fputs(text, stdout);
-        fputc('\n', stdout);
-        fflush(stdout);
-    }
-    free(text);
-    cJSON_Delete(line);
 }
 
 enum kind { STREAM, SCHEDULED, STATUS, REPARTITION, BACKFILL, VERIFY, UNKNOWN };

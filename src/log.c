@@ -53,3 +53,37 @@ out:
     cJSON_Delete(line);
     cJSON_Delete(fields);
 }
+
+void log_metrics(FILE *out, int64_t now_ms, const char *const *dims, size_t ndims,
+                 cJSON *dimension_values, const struct log_metric *metrics, size_t n)
+{
+    cJSON *line = dimension_values ? dimension_values : cJSON_CreateObject();
+    cJSON *aws = cJSON_AddObjectToObject(line, "_aws");
+    cJSON *cwm = cJSON_AddArrayToObject(aws, "CloudWatchMetrics");
+    cJSON *m = cJSON_CreateObject(), *list;
+    char *text;
+
+    cJSON_AddItemToArray(cwm, m);
+    json_add_number(aws, "Timestamp", (double)now_ms);
+    cJSON_AddStringToObject(m, "Namespace", LOG_METRICS_NAMESPACE);
+    list = cJSON_AddArrayToObject(m, "Dimensions");
+    for (size_t i = 0; i < ndims; i++) {
+        cJSON *one = cJSON_CreateArray();
+        cJSON_AddItemToArray(one, cJSON_CreateString(dims[i]));
+        cJSON_AddItemToArray(list, one);
+    }
+    list = cJSON_AddArrayToObject(m, "Metrics");
+    for (size_t i = 0; i < n; i++) {
+        cJSON *d = cJSON_CreateObject();
+        cJSON_AddStringToObject(d, "Name", metrics[i].name);
+        cJSON_AddStringToObject(d, "Unit", metrics[i].unit);
+        cJSON_AddItemToArray(list, d);
+        json_add_number(line, metrics[i].name, metrics[i].value);
+    }
+    if ((text = json_print(line))) {
+        fprintf(out, "%s\n", text);
+        fflush(out);
+        cJSON_free(text);
+    }
+    cJSON_Delete(line);
+}

@@ -7,6 +7,7 @@
 #ifndef LOG_H
 #define LOG_H
 
+#include <stdint.h>
 #include <stdio.h>
 
 #include <cjson/cJSON.h>
@@ -23,5 +24,20 @@ void log_set_request(const char *request_id);
 
 /* Writes one line with msg and the members of fields (taken: freed here; may be NULL). */
 void log_write(enum log_level level, const char *msg, cJSON *fields);
+
+/* The namespace of every metric. */
+#define LOG_METRICS_NAMESPACE "ddb2fs"
+
+/* One metric of an Embedded Metric Format line. */
+struct log_metric {
+    const char *name, *unit;
+    double value;
+};
+
+/* One CloudWatch Embedded Metric Format line on out, stamped now_ms: the n metrics, under the
+ * dimensions named in dims, whose values are members of dimension_values (taken: it becomes the
+ * line; may be NULL). */
+void log_metrics(FILE *out, int64_t now_ms, const char *const *dims, size_t ndims,
+                 cJSON *dimension_values, const struct log_metric *metrics, size_t n);
 
 #endif

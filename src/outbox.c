@@ -37,6 +37,7 @@ struct outbox {
     sqlite3_stmt *keys_get;
     sqlite3_stmt *keys_put;
     sqlite3_stmt *record_get;
+    sqlite3_stmt *moved_get; /* the mark 'ddb2fs repartition' leaves in a file it moved */
     struct keys_entry *keys;
     struct asked *asked; /* tables whose schema could not be had, and when */
     int in_tx;
@@ -90,6 +91,7 @@ static const char insert_state_sql[] =
 static const char record_get_sql[] =
     "SELECT i.op, x.raw FROM record_info i JOIN record_raw x USING (id) WHERE id = ?1";
 static const char insert_raw_sql[] = "INSERT INTO record_raw (id, raw) VALUES (?1, ?2)";
+static const char moved_sql[] = "SELECT 1 FROM meta WHERE key = '" OUTBOX_MOVED_KEY "'";
 static const char keys_get_sql[] =
     "SELECT partition_key, sort_key FROM key_schema WHERE table_name = ?1";
 static const char keys_put_sql[] =
@@ -347,6 +349,8 @@ int outbox_open(struct outbox **out, const char *path, enum config_journal journ
         sqlite3_prepare_v3(ob->db, keys_put_sql, -1, SQLITE_PREPARE_PERSISTENT, &ob->keys_put,
                            NULL) != SQLITE_OK ||
         sqlite3_prepare_v3(ob->db, record_get_sql, -1, SQLITE_PREPARE_PERSISTENT, &ob->record_get,
+                           NULL) != SQLITE_OK ||
+        sqlite3_prepare_v3(ob->db, moved_sql, -1, SQLITE_PREPARE_PERSISTENT, &ob->moved_get,
                            NULL) != SQLITE_OK) {
         rc = db_err(ob, err, "prepare statements");
         goto fail;
@@ -420,6 +424,7 @@ void outbox_close(struct outbox *ob)
     sqlite3_finalize(ob->keys_get);
     sqlite3_finalize(ob->keys_put);
     sqlite3_finalize(ob->record_get);
+    sqlite3_finalize(ob->moved_get);
     sqlite3_close(ob->db);
     forget_keys(ob);
     while (ob->asked) {
@@ -449,12 +454,18 @@ sqlite3 *outbox_db(struct outbox *ob)
 
 int outbox_begin(struct outbox *ob, struct d2f_err *err)
 {
-    int64_t at = 0;
-    int found = 0, rc = exec(ob, "BEGIN IMMEDIATE", "start a transaction", err);
+    int rc = exec(ob, "BEGIN IMMEDIATE", "start a transaction", err), step = SQLITE_DONE;
 
     ob->in_tx = rc == 0;
-    /* a file that 'ddb2fs repartition' moved takes nothing more: its rows are elsewhere now */
-    if (!rc && (rc = outbox_meta_get(ob, OUTBOX_MOVED_KEY, &at, &found, err)) == 0 && found) {
+    /* a file that 'ddb2fs repartition' moved takes nothing more: its rows are elsewhere now
+     * (every writer comes through here; read-only opens prepare no statement) */
+    if (!rc && ob->moved_get) {
+        step = sqlite3_step(ob->moved_get);
+        sqlite3_reset(ob->moved_get);
+        if (step != SQLITE_ROW && step != SQLITE_DONE)
+            rc = db_err(ob, err, "read the outbox's moved mark");
+    }
+    if (!rc && step == SQLITE_ROW) {
         outbox_rollback(ob);
         ob->moved = 1;
         rc = d2f_errf(err, D2F_EIO,

@@ -27,7 +27,9 @@ struct partitions {
     struct outbox *ob[CONFIG_PARTITIONS_MAX];
 };
 
-int partition_path(const char *dir, size_t i, char *out, size_t cap)
+/* The path of file i of a partitioned outbox at dir, into out (cap bytes); 0, or -1 when it
+ * does not fit. */
+static int partition_path(const char *dir, size_t i, char *out, size_t cap)
 {
     int n = snprintf(out, cap, "%s/part-%02zu.db", dir, i);
     return n < 0 || (size_t)n >= cap ? -1 : 0;
@@ -175,7 +177,9 @@ static size_t read_manifest(const char *dir, struct d2f_err *err)
     return parts;
 }
 
-int partition_manifest(const char *dir, size_t n, size_t *had, struct d2f_err *err)
+/* Writes the manifest of an outbox of n files in dir, unless one is there: then *had is set to
+ * the n it records. */
+static int partition_manifest(const char *dir, size_t n, size_t *had, struct d2f_err *err)
 {
     char tmp[4096], path[4096], text[256];
     int fd, len, rc = 0;

@@ -61,14 +61,6 @@ int partitions_is_dir(const char *path);
 /* The partition (below n) of a record of table with Keys map keys (either may be NULL). */
 size_t partition_of(const char *table, const cJSON *keys, size_t n);
 
-/* The path of file i of a partitioned outbox at dir, into out (cap bytes); 0, or -1 when it
- * does not fit. */
-int partition_path(const char *dir, size_t i, char *out, size_t cap);
-
-/* Writes the manifest of an outbox of n files in dir, unless one is there: then *had is set to
- * the n it records. */
-int partition_manifest(const char *dir, size_t n, size_t *had, struct d2f_err *err) D2F_WUR;
-
 /* What partitions_repartition did. */
 struct partitions_moved {
     size_t from, to; /* files before and after */

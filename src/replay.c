@@ -302,16 +302,6 @@ static void after_wave(void *ctx, const struct drain_stats *st)
 
 /* ---- the steps ---------------------------------------------------------------------------- */
 
-static void add_stats(struct drain_stats *sum, const struct drain_stats *st)
-{
-    sum->rows_committed += st->rows_committed;
-    sum->rows_dead += st->rows_dead;
-    sum->writes += st->writes;
-    sum->commits += st->commits;
-    sum->retries += st->retries;
-    sum->bisections += st->bisections;
-}
-
 /* Prints what a dead row planned again would be: its Write, or why it stays dead. */
 static void print_plan(FILE *out, const struct record_plan *plan)
 {
@@ -431,7 +421,7 @@ static int send_all(struct replay *rp, struct d2f_err *err)
         }
         after = rows[n - 1].id;
         rc = drain_send(rp->ob, rp->cfg, rp->fs, rows, n, &how, rp->deadline, &st, err);
-        add_stats(&rp->res->st, &st);
+        drain_stats_add(&rp->res->st, &st);
         rp->base += st.writes + st.rows_dead;
         outbox_pending_free(rows, n);
         if (rc)
@@ -583,12 +573,7 @@ int replay_run_set(const struct replay_opts *o, const struct config *cfg, struct
         res->waiting += one.waiting;
         res->still_dead += one.still_dead;
         res->live = one.live;
-        res->st.rows_committed += one.st.rows_committed;
-        res->st.rows_dead += one.st.rows_dead;
-        res->st.writes += one.st.writes;
-        res->st.commits += one.st.commits;
-        res->st.retries += one.st.retries;
-        res->st.bisections += one.st.bisections;
+        drain_stats_add(&res->st, &one.st);
     }
     return rc;
 }

@@ -1575,9 +1575,6 @@ void verify_print_text(const struct verify_report *r, FILE *out)
 
 void verify_log(const struct verify_report *r, const char *function, FILE *metrics)
 {
-    cJSON *line = cJSON_CreateObject(), *aws, *cwm, *m, *dims, *list, *metric;
-    char *text;
-
     /* the log line, as every other */
     {
         cJSON *f = cJSON_CreateObject();
@@ -1594,40 +1591,19 @@ void verify_log(const struct verify_report *r, const char *function, FILE *metri
         log_write(verify_differences(r) ? LOG_WARN : LOG_INFO,
                   verify_differences(r) ? "verify found differences" : "verify found none", f);
     }
-    /* the metric, in CloudWatch's embedded metric format */
-    if (!line)
-        return;
-    aws = cJSON_AddObjectToObject(line, "_aws");
-    json_add_number(aws, "Timestamp", (double)http_now_ms());
-    cwm = cJSON_AddArrayToObject(aws, "CloudWatchMetrics");
-    m = cJSON_CreateObject();
-    cJSON_AddItemToArray(cwm, m);
-    cJSON_AddStringToObject(m, "Namespace", "ddb2fs");
-    /* the function's alarm watches it by FunctionName, as its other metrics; per table too */
-    dims = cJSON_AddArrayToObject(m, "Dimensions");
-    if (function) {
-        list = cJSON_CreateArray();
-        cJSON_AddItemToArray(list, cJSON_CreateString("FunctionName"));
-        cJSON_AddItemToArray(dims, list);
+    /* the metric: the function's alarm watches it by FunctionName, as its other metrics; per
+     * table too */
+    {
+        static const char *const both[] = {"FunctionName", "Table"};
+        const struct log_metric m[] = {
+            {"VerifyDifferences", "Count", (double)verify_differences(r)}};
+        cJSON *line = cJSON_CreateObject();
+        cJSON_AddStringToObject(line, "Table", r->table);
+        if (function)
+            cJSON_AddStringToObject(line, "FunctionName", function);
+        log_metrics(metrics, http_now_ms(), function ? both : both + 1, function ? 2 : 1, line, m,
+                    1);
     }
-    list = cJSON_CreateArray();
-    cJSON_AddItemToArray(list, cJSON_CreateString("Table"));
-    cJSON_AddItemToArray(dims, list);
-    list = cJSON_AddArrayToObject(m, "Metrics");
-    metric = cJSON_CreateObject();
-    cJSON_AddStringToObject(metric, "Name", "VerifyDifferences");
-    cJSON_AddStringToObject(metric, "Unit", "Count");
-    cJSON_AddItemToArray(list, metric);
-    cJSON_AddStringToObject(line, "Table", r->table);
-    if (function)
-        cJSON_AddStringToObject(line, "FunctionName", function);
-    json_add_number(line, "VerifyDifferences", (double)verify_differences(r));
-    if ((text = json_print(line))) {
-        fprintf(metrics, "%s\n", text);
-        fflush(metrics);
-        cJSON_free(text);
-    }
-    cJSON_Delete(line);
 }
 
 int verify_opts_from_json(const cJSON *json, struct verify_opts *o, struct d2f_err *err)

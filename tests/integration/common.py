@@ -1,4 +1,7 @@
 """Helpers for the tests that drive the real ddb2fs binary."""
+import base64
+import decimal
+import hashlib
 import json
 import os
 import sqlite3
@@ -115,3 +118,34 @@ class TempDir:
 
     def cleanup(self):
         self._dir.cleanup()
+
+
+def canonical_number(text):
+    """A DynamoDB number's plain decimal form: no exponent, no needless zeros."""
+    d = decimal.Decimal(text)
+    if d == 0:
+        return "0"
+    s = format(d.normalize(), "f")
+    return s
+
+
+def expected_partition(table, keys, n):
+    """The README's hash: SHA-256 over the table, then each Keys attribute in byte order of its
+    name, as name, type letter, value, each a 4-byte big-endian length and its bytes."""
+    h = hashlib.sha256()
+
+    def field(b):
+        h.update(len(b).to_bytes(4, "big") + b)
+
+    field(table.encode())
+    for name in sorted(keys, key=lambda k: k.encode()):
+        (t, v), = keys[name].items()
+        field(name.encode())
+        field(t.encode())
+        if t == "S":
+            field(v.encode())
+        elif t == "N":
+            field(canonical_number(v).encode())
+        else:
+            field(base64.b64decode(v))
+    return int.from_bytes(h.digest()[:8], "big") % n

@@ -16,6 +16,23 @@ JAR = os.environ.get("FIRESTORE_EMULATOR_JAR",
 MAIN = "com.google.cloud.datastore.emulator.firestore.CloudFirestore"
 
 
+def rest_call(url, method, path, body=None):
+    """(status, parsed answer) of a Firestore REST call to the server at url; path is under
+    /v1/."""
+    data = json.dumps(body).encode() if body is not None else None
+    req = urllib.request.Request(url + "/v1/" + path, data=data, method=method,
+                                 headers={"Content-Type": "application/json"})
+    try:
+        with urllib.request.urlopen(req, timeout=60) as r:
+            return r.status, json.loads(r.read() or b"null")
+    except urllib.error.HTTPError as e:
+        text = e.read()
+        try:
+            return e.code, json.loads(text)
+        except ValueError:
+            return e.code, text.decode("utf-8", "replace")
+
+
 def available():
     return os.path.exists(JAR)
 
@@ -66,18 +83,7 @@ class FirestoreEmulator:
 
     def request(self, method, path, body=None):
         """(status, parsed answer) of a REST call; path is under /v1/."""
-        data = json.dumps(body).encode() if body is not None else None
-        req = urllib.request.Request(self.url + "/v1/" + path, data=data, method=method,
-                                     headers={"Content-Type": "application/json"})
-        try:
-            with urllib.request.urlopen(req, timeout=60) as r:
-                return r.status, json.loads(r.read() or b"null")
-        except urllib.error.HTTPError as e:
-            text = e.read()
-            try:
-                return e.code, json.loads(text)
-            except ValueError:
-                return e.code, text.decode("utf-8", "replace")
+        return rest_call(self.url, method, path, body)
 
     def documents(self, database="(default)"):
         """Every document of the database, name -> fields, by a query over all collections."""

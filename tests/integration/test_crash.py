@@ -10,7 +10,7 @@ import time
 import unittest
 
 import events
-from common import BIN, PARTITIONS, TempDir, clean_env, outbox_files, query
+from common import BIN, PARTITIONS, TempDir, clean_env, expected_partition, outbox_files, query
 
 KILLS = int(os.environ.get("DDB2FS_CRASH_KILLS", "50"))
 
@@ -41,9 +41,14 @@ class Crash(unittest.TestCase):
             self.assertIn(n, (0, expected))
         return n
 
-    def shares(self, db):
-        """How many of the event's records each file of a whole outbox holds."""
-        return [query(f, "SELECT count(*) FROM records")[0][0] for f in outbox_files(db)]
+    @staticmethod
+    def shares(ev):
+        """How many of the event's records each file holds, by the README's hash of their
+        table and Keys."""
+        counts = [0] * PARTITIONS
+        for r in ev["Records"]:
+            counts[expected_partition(events.TABLE, r["dynamodb"]["Keys"], PARTITIONS)] += 1
+        return counts
 
     def test_all_or_nothing(self):
         tmp = TempDir()
@@ -63,9 +68,10 @@ class Crash(unittest.TestCase):
                            capture_output=True, check=True)
         duration = time.monotonic() - start
         self.assertEqual(query(db, "SELECT count(*) FROM records")[0][0], 10000)
-        shares = self.shares(db) if PARTITIONS else None
+        shares = self.shares(ev) if PARTITIONS else None
         if PARTITIONS:
-            self.assertEqual(len(shares), PARTITIONS)
+            self.assertEqual(len(outbox_files(db)), PARTITIONS)
+            self.check(db, 10000, shares)  # the whole event: each file its share
 
         rng = random.Random(2024)
         outcomes = {"absent": 0, "whole": 0, "some files": 0}

@@ -8,28 +8,15 @@ import subprocess
 import unittest
 
 import events
-from common import BIN, TempDir, clean_env, query
+from common import BIN, clean_env, query
 from fsserver import FirestoreServer, RuntimeServer, ServiceAccount
+from test_harden import Base
 
 NOBODY = 65534
 
 
-class CoreDump(unittest.TestCase):
+class CoreDump(Base):
     """#1: the key's numbers and signed JWTs are not in a running relay's memory."""
-
-    def setUp(self):
-        self.tmp = TempDir()
-        self.db = self.tmp.file("outbox.db")
-        self.servers = []
-
-    def tearDown(self):
-        for s in self.servers:
-            s.stop()
-        self.tmp.cleanup()
-
-    def serve(self, server):
-        self.servers.append(server)
-        return server
 
     def start_lambda(self, env, preexec_fn=None):
         self.log = open(self.tmp.file("lambda.log"), "w+")

@@ -4,54 +4,20 @@ one file, dedupe across batches, a batch killed or refused between two files' co
 exactly, the number fixed once made, status and replay over every file, and the drain exact.
 Expected documents are written out from the items themselves."""
 import base64
-import decimal
-import hashlib
 import json
 import os
 import shutil
 import signal
 import sqlite3
 import subprocess
-import threading
 import time
 import unittest
 
-from common import BIN, TempDir, clean_env, query, run
-from fsserver import PROJECT, FirestoreServer, RuntimeServer
+from common import BIN, TempDir, clean_env, expected_partition, query, run
+from fsserver import FirestoreServer, RuntimeServer
 
 TABLE = "Parts"
 ARN = "arn:aws:dynamodb:us-east-1:123456789012:table/%s/stream/2025-01-01T00:00:00.000" % TABLE
-
-
-def canonical_number(text):
-    """A DynamoDB number's plain decimal form: no exponent, no needless zeros."""
-    d = decimal.Decimal(text)
-    if d == 0:
-        return "0"
-    s = format(d.normalize(), "f")
-    return s
-
-
-def expected_partition(table, keys, n):
-    """The README's hash: SHA-256 over the table, then each Keys attribute in byte order of its
-    name, as name, type letter, value, each a 4-byte big-endian length and its bytes."""
-    h = hashlib.sha256()
-
-    def field(b):
-        h.update(len(b).to_bytes(4, "big") + b)
-
-    field(table.encode())
-    for name in sorted(keys, key=lambda k: k.encode()):
-        (t, v), = keys[name].items()
-        field(name.encode())
-        field(t.encode())
-        if t == "S":
-            field(v.encode())
-        elif t == "N":
-            field(canonical_number(v).encode())
-        else:
-            field(base64.b64decode(v))
-    return int.from_bytes(h.digest()[:8], "big") % n
 
 
 def record(i, pk, sk, version, name="MODIFY", sk_type="N"):
@@ -218,6 +184,24 @@ class Partitions(unittest.TestCase):
         self.assertEqual(p.returncode, 0, p.stderr)
         want = expected_documents(recs, self.fs.prefix())
         self.assertEqual(self.fs.documents(), want)
+        # dead records of one reason in two files: one reason, counted over both
+        bad = []
+        for i in range(9000, 9100):
+            r = record(i, "bad%d" % i, "1", 1)
+            r["dynamodb"]["NewImage"]["v"] = {"N": "not a number"}
+            if expected_partition(TABLE, r["dynamodb"]["Keys"], self.N) not in \
+                    {expected_partition(TABLE, b["dynamodb"]["Keys"], self.N) for b in bad}:
+                bad.append(r)
+            if len(bad) == 2:
+                break
+        for b in bad:  # each its event's Records[0]: the same reason
+            self.ingest([b])
+        s = json.loads(run(["status", "--json"], env=self.env()).stdout)
+        self.assertEqual(s["dead"], 2)
+        (reason,) = s["dead_reasons"]
+        self.assertEqual((reason["table_name"], reason["records"]), (TABLE, 2))
+        self.assertEqual(sum(f["dead"] for f in s["files"]), 2)
+        self.assertEqual(len([f for f in s["files"] if f["dead"]]), 2)
         self.fs.control("wipe")
         self.assertEqual(self.fs.documents(), {})
         p = run(["replay", "--rebuild"], env=self.env())

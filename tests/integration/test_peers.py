@@ -9,9 +9,7 @@ import os
 import subprocess
 import sys
 import unittest
-import urllib.error
 import urllib.parse
-import urllib.request
 
 import emulator
 import mapping_ref as ref
@@ -38,18 +36,7 @@ class Peer:
         self.url = url
 
     def call(self, method, path, body=None):
-        data = json.dumps(body).encode() if body is not None else None
-        req = urllib.request.Request(self.url + "/v1/" + path, data=data, method=method,
-                                     headers={"Content-Type": "application/json"})
-        try:
-            with urllib.request.urlopen(req, timeout=60) as r:
-                return r.status, json.loads(r.read() or b"null")
-        except urllib.error.HTTPError as e:
-            text = e.read()
-            try:
-                return e.code, json.loads(text)
-            except ValueError:
-                return e.code, text.decode("utf-8", "replace")
+        return emulator.rest_call(self.url, method, path, body)
 
 
 def cases(prefix):

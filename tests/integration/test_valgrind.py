@@ -23,6 +23,19 @@ class Valgrind(unittest.TestCase):
                                          if not l.startswith("{")))
         return p
 
+    def grind_lambda(self, env, runtime, invocations):
+        """'ddb2fs lambda' under valgrind through these invocations, until the Runtime API goes
+        away: the runtime ends, and valgrind reports."""
+        proc = subprocess.Popen(VALGRIND + [BIN, "lambda"], text=True,
+                                env=dict(env, AWS_LAMBDA_RUNTIME_API=runtime.api),
+                                stdout=subprocess.DEVNULL, stderr=subprocess.PIPE)
+        for event in invocations:
+            runtime.wait(runtime.invoke(event, timeout_ms=60000), timeout=120)
+        runtime.stop()
+        _, err = proc.communicate(timeout=120)
+        self.assertEqual(proc.returncode, 1, err)
+        self.assertNotIn("==", err)
+
     def test_commands(self):
         tmp = TempDir()
         env = clean_env(DDB2FS_OUTBOX=tmp.file("o.db"), DDB2FS_KEYS=events.KEYS_SETTING)
@@ -49,15 +62,9 @@ class Valgrind(unittest.TestCase):
         server, runtime = FirestoreServer(), RuntimeServer()
         try:
             env = clean_env(DDB2FS_OUTBOX=tmp.file("o.db"), DDB2FS_KEYS=events.KEYS_SETTING,
-                            AWS_LAMBDA_RUNTIME_API=runtime.api, **server.env())
-            proc = subprocess.Popen(VALGRIND + [BIN, "lambda"], env=env, text=True,
-                                    stdout=subprocess.DEVNULL, stderr=subprocess.PIPE)
-            for event in (events.event(300, seed=8), "not json", {"source": "aws.events"}):
-                runtime.wait(runtime.invoke(event, timeout_ms=60000), timeout=120)
-            runtime.stop()  # the Runtime API goes away: the runtime ends, and valgrind reports
-            _, err = proc.communicate(timeout=120)
-            self.assertEqual(proc.returncode, 1, err)
-            self.assertNotIn("==", err)
+                            **server.env())
+            self.grind_lambda(env, runtime, (events.event(300, seed=8), "not json",
+                                             {"source": "aws.events"}))
         finally:
             runtime.proc.poll() is None and runtime.stop()
             server.stop()
@@ -124,18 +131,10 @@ class Valgrind(unittest.TestCase):
             self.assertEqual(self.grind(["replay", "--rebuild"], env).returncode, 0)
             self.assertEqual(self.grind(["ingest", "-"], dict(env, DDB2FS_PARTITIONS="3"), text)
                              .returncode, 2)
-            proc = subprocess.Popen(VALGRIND + [BIN, "lambda"], text=True,
-                                    env=dict(env, AWS_LAMBDA_RUNTIME_API=runtime.api),
-                                    stdout=subprocess.DEVNULL, stderr=subprocess.PIPE)
-            for event in (events.event(100, first=5000, seed=13),
-                          {"ddb2fs": "repartition", "partitions": 3},
-                          events.event(100, first=6000, seed=14), {"ddb2fs": "status"},
-                          {"source": "aws.events"}):
-                runtime.wait(runtime.invoke(event, timeout_ms=60000), timeout=120)
-            runtime.stop()
-            _, err = proc.communicate(timeout=120)
-            self.assertEqual(proc.returncode, 1, err)
-            self.assertNotIn("==", err)
+            self.grind_lambda(env, runtime, (
+                events.event(100, first=5000, seed=13), {"ddb2fs": "repartition", "partitions": 3},
+                events.event(100, first=6000, seed=14), {"ddb2fs": "status"},
+                {"source": "aws.events"}))
         finally:
             runtime.proc.poll() is None and runtime.stop()
             server.stop()

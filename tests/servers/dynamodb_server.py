@@ -23,11 +23,9 @@ import json
 import math
 import threading
 import time
-import uuid
 import zlib
-from http.server import BaseHTTPRequestHandler
 
-from secrets_server import Refusal, verify
+from secrets_server import AwsJsonHandler, Refusal, verify
 from serving import LocalServer, serve
 
 REGION = "us-east-1"
@@ -58,23 +56,8 @@ def item_bytes(it):
     return sum(len(k) + len(json.dumps(v)) for k, v in it.items())
 
 
-class Handler(BaseHTTPRequestHandler):
-    protocol_version = "HTTP/1.1"
-    disable_nagle_algorithm = True
-
-    def log_message(self, fmt, *args):
-        pass
-
-    def reply(self, code, obj, error_type=None):
-        body = json.dumps(obj).encode()
-        self.send_response(code)
-        self.send_header("Content-Type", "application/x-amz-json-1.0")
-        self.send_header("x-amzn-RequestId", str(uuid.uuid4()))
-        if error_type:
-            self.send_header("x-amzn-ErrorType", error_type)
-        self.send_header("Content-Length", str(len(body)))
-        self.end_headers()
-        self.wfile.write(body)
+class Handler(AwsJsonHandler):
+    content_type = "application/x-amz-json-1.0"
 
     def do_POST(self):
         st = self.server.state

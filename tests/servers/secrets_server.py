@@ -174,9 +174,11 @@ class State:
         self.tables = {}
 
 
-class Handler(BaseHTTPRequestHandler):
+class AwsJsonHandler(BaseHTTPRequestHandler):
+    """An AWS JSON protocol endpoint's answers: the body, the request id and the error type."""
     protocol_version = "HTTP/1.1"
     disable_nagle_algorithm = True  # headers and body leave at once, not 40 ms apart
+    content_type = "application/x-amz-json-1.1"
 
     def log_message(self, fmt, *args):
         pass
@@ -184,7 +186,7 @@ class Handler(BaseHTTPRequestHandler):
     def reply(self, code, obj, error_type=None):
         body = json.dumps(obj).encode()
         self.send_response(code)
-        self.send_header("Content-Type", "application/x-amz-json-1.1")
+        self.send_header("Content-Type", self.content_type)
         self.send_header("x-amzn-RequestId", str(uuid.uuid4()))
         if error_type:
             self.send_header("x-amzn-ErrorType", error_type)
@@ -192,6 +194,8 @@ class Handler(BaseHTTPRequestHandler):
         self.end_headers()
         self.wfile.write(body)
 
+
+class Handler(AwsJsonHandler):
     def refuse(self, r):
         self.reply(400, {"__type": r.type, "message": r.message}, r.type)
 

@@ -66,6 +66,13 @@ static void test_ramp(void **state)
     assert_true(ramp_rate(&r, r.ramp_from + DRAIN_RAMP_STEP_MS - 1) == 500.0);
     assert_true(ramp_rate(&r, r.ramp_from + DRAIN_RAMP_STEP_MS) == 750.0);
     assert_true(ramp_rate(&r, r.ramp_from + 2 * DRAIN_RAMP_STEP_MS) == 1125.0);
+    {
+        /* the files of a partitioned outbox share Firestore's 500/50/5 between them */
+        struct config four = {.partitions = 4};
+        struct run p = {.ramp_from = 1000000, .cfg = &four};
+        assert_true(ramp_rate(&p, p.ramp_from) == 125.0);
+        assert_true(ramp_rate(&p, p.ramp_from + DRAIN_RAMP_STEP_MS) == 187.5);
+    }
     /* a full bucket paces a commit: 500 writes wait for a second's allowance */
     r.ramp_from = http_now_ms();
     r.refilled = r.ramp_from;
