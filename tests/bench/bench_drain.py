@@ -27,8 +27,8 @@ import subprocess
 import sys
 import tempfile
 
-from benchlib import (INTEGRATION, NODE_PEER, event_files, ingest_files, isolate, node_peer,
-                      relay_env, runs_with_floor)
+from benchlib import (INTEGRATION, NODE_PEER, event_files, forget_fences, ingest_files, isolate,
+                      node_peer, relay_env, runs_with_floor)
 from fsserver import FirestoreServer
 
 MAKE_EVENTS = """
@@ -47,9 +47,7 @@ def pending_again(db):
     with con:
         con.execute("UPDATE record_state SET state = 'pending', committed_at = NULL")
         con.execute("DELETE FROM lease")
-        for t in ("fence", "fence_transaction"):
-            if con.execute("SELECT 1 FROM sqlite_master WHERE name = ?", (t,)).fetchone():
-                con.execute("DELETE FROM %s" % t)
+        forget_fences(con)
     con.close()
 
 

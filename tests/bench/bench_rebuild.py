@@ -15,12 +15,13 @@ import argparse
 import json
 import os
 import shutil
+import sqlite3
 import subprocess
 import sys
 import tempfile
 
-from benchlib import (INTEGRATION, NODE_PEER, event_files, ingest_files, isolate, node_peer,
-                      relay_env, runs_with_floor)
+from benchlib import (INTEGRATION, NODE_PEER, event_files, forget_fences, ingest_files, isolate,
+                      node_peer, relay_env, runs_with_floor)
 from fsserver import FirestoreServer
 
 # every record its own document, as a table's items are
@@ -34,6 +35,14 @@ for i in range((n + per - 1) // per):
             for k in range(i * per, min(n, (i + 1) * per))]
     open("%s/e%05d.json" % (out, i), "w").write(events.dumps({"Records": recs}))
 """
+
+
+def no_fences(db):
+    """Each run rebuilds an emptied server: a new database, of which the outbox knows nothing."""
+    con = sqlite3.connect(db)
+    with con:
+        forget_fences(con)
+    con.close()
 
 
 def main():
@@ -64,7 +73,8 @@ def main():
     try:
         env.update(server.env())  # the emulator: no tokens to fetch
         run, floor = runs_with_floor(server, [args.ddb2fs, "replay", "--rebuild"], env,
-                                     args.runs, args.latency_ms, work)
+                                     args.runs, args.latency_ms, work,
+                                     before=lambda: no_fences(db))
         peer = node_peer(server, event_files(work), env, args.latency_ms, args.documents,
                          args.node_peer)
     finally:

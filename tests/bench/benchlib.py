@@ -153,6 +153,14 @@ def ingest_files(ddb2fs, work, env):
                            capture_output=True)
 
 
+def forget_fences(con):
+    """Forgets what the outbox knows of the target's documents (a run into an emptied server
+    is a run into a new database): no fence, no open transaction."""
+    for t in ("fence", "fence_transaction"):
+        if con.execute("SELECT 1 FROM sqlite_master WHERE name = ?", (t,)).fetchone():
+            con.execute("DELETE FROM %s" % t)
+
+
 def relay_env(db):
     env = {k: v for k, v in os.environ.items()
            if not k.startswith(("DDB2FS_", "GOOGLE_", "FIRESTORE_"))}
