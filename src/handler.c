@@ -362,9 +362,9 @@ static int verify_request(struct handler *h, const char *event, size_t len, int6
     memset(&r, 0, sizeof(r));
     if (!rc) {
         o.deadline_ms = deadline_ms - HANDLER_MARGIN_MS;
-        /* the file this process holds open; a partitioned outbox's pending rows are spread
-         * over its files, which verify does not read (it opens no second descriptor) */
-        o.outbox = partitions_count(h->set) == 1 ? partitions_outbox(h->set, 0) : NULL;
+        /* the files this process holds open (it opens no second descriptor of a file) */
+        o.outboxes = partitions_all(h->set);
+        o.noutboxes = partitions_count(h->set);
         rc = verify_run(&h->cfg, &o, &r, err);
     }
     cJSON_Delete(e);

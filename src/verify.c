@@ -20,6 +20,7 @@
 #include "json.h"
 #include "log.h"
 #include "outbox.h"
+#include "partition.h"
 #include "record.h"
 #include "scan.h"
 
@@ -310,6 +311,7 @@ struct suspect {
     cJSON *key;     /* the item's key (AttributeValues); NULL when unknown */
     cJSON *want;    /* the item's fields when last read; NULL: there was no item */
     cJSON *image;   /* the item as last read (for a repair); NULL: none */
+    size_t file;    /* the outbox file its repair went to */
     cJSON *paths;   /* the paths that differed when last compared */
     enum kind kind;
     enum state state;
@@ -328,10 +330,11 @@ struct run {
     struct http *http;
     struct gauth *auth;
     struct firestore *fs;
-    struct outbox *ob; /* NULL when unreachable */
-    int own_ob;        /* 1: opened here, closed here */
-    struct ingest *ing;
-    char pk[256], sk[256]; /* sk "" when none */
+    struct outbox *const *obs; /* the outbox's files (partition.h); none when unreachable */
+    size_t nob;
+    struct partitions *set; /* opened here, closed here; NULL: the caller's */
+    struct ingest **ings;   /* with --repair, one per file */
+    char pk[256], sk[256];  /* sk "" when none */
     char pk_type[4], sk_type[4];
     char arn[700];
     size_t prefix_len; /* of "projects/P/databases/D/documents" */
@@ -918,21 +921,24 @@ static int find_extras(struct run *run, struct d2f_err *err)
 
 /* ---- rechecks ---------------------------------------------------------------------------- */
 
-/* Pending rows the outbox holds for document (0 without an outbox). */
+/* Pending rows the outbox holds for document (0 without an outbox), over all its files: the
+ * file a document's rows are in follows from its item's keys, which a hashed id does not tell. */
 static int64_t pending_rows(struct run *run, const char *document)
 {
-    sqlite3_stmt *st = NULL;
     int64_t n = 0;
 
-    if (!run->ob || sqlite3_prepare_v2(outbox_db(run->ob),
-                                       "SELECT count(*) FROM record_info i JOIN record_state s "
-                                       "USING (id) WHERE i.document = ?1 AND s.state = 'pending'",
-                                       -1, &st, NULL) != SQLITE_OK)
-        return 0;
-    sqlite3_bind_text(st, 1, document, -1, SQLITE_STATIC);
-    if (sqlite3_step(st) == SQLITE_ROW)
-        n = sqlite3_column_int64(st, 0);
-    sqlite3_finalize(st);
+    for (size_t f = 0; f < run->nob; f++) {
+        sqlite3_stmt *st = NULL;
+        if (sqlite3_prepare_v2(outbox_db(run->obs[f]),
+                               "SELECT count(*) FROM record_info i JOIN record_state s "
+                               "USING (id) WHERE i.document = ?1 AND s.state = 'pending'",
+                               -1, &st, NULL) != SQLITE_OK)
+            continue;
+        sqlite3_bind_text(st, 1, document, -1, SQLITE_STATIC);
+        if (sqlite3_step(st) == SQLITE_ROW)
+            n += sqlite3_column_int64(st, 0);
+        sqlite3_finalize(st);
+    }
     return n;
 }
 
@@ -1168,21 +1174,50 @@ static int recheck_all(struct run *run, struct d2f_err *err)
  * machines that write the outbox). */
 static int stream_has(struct run *run, const char *document, int64_t read_start)
 {
-    sqlite3_stmt *st = NULL;
-    int has = 1;
+    int has = 0;
 
-    if (sqlite3_prepare_v2(outbox_db(run->ob),
-                           "SELECT EXISTS (SELECT 1 FROM record_info i JOIN record_state s "
-                           "USING (id) WHERE i.document = ?1 AND (s.state = 'pending' OR "
-                           "(i.kind = 'stream' AND i.arrived_at >= ?2)))",
-                           -1, &st, NULL) != SQLITE_OK)
-        return 1; /* when in doubt, leave it to the stream */
-    sqlite3_bind_text(st, 1, document, -1, SQLITE_STATIC);
-    sqlite3_bind_int64(st, 2, read_start - REPAIR_SKEW_MS);
-    if (sqlite3_step(st) == SQLITE_ROW)
-        has = sqlite3_column_int(st, 0);
-    sqlite3_finalize(st);
+    for (size_t f = 0; f < run->nob && !has; f++) {
+        sqlite3_stmt *st = NULL;
+        if (sqlite3_prepare_v2(outbox_db(run->obs[f]),
+                               "SELECT EXISTS (SELECT 1 FROM record_info i JOIN record_state s "
+                               "USING (id) WHERE i.document = ?1 AND (s.state = 'pending' OR "
+                               "(i.kind = 'stream' AND i.arrived_at >= ?2)))",
+                               -1, &st, NULL) != SQLITE_OK)
+            return 1; /* when in doubt, leave it to the stream */
+        sqlite3_bind_text(st, 1, document, -1, SQLITE_STATIC);
+        sqlite3_bind_int64(st, 2, read_start - REPAIR_SKEW_MS);
+        has = sqlite3_step(st) == SQLITE_ROW ? sqlite3_column_int(st, 0) : 1;
+        sqlite3_finalize(st);
+    }
     return has;
+}
+
+/* The file a document's repair row goes to: the one its stream records are in, so that the
+ * drain's rule (the stream wins) sees both. That is the file the record's Keys choose; for a
+ * deletion whose hashed id tells no key, the file that holds rows of the document (there is
+ * at most one), else the first. */
+static size_t file_of(struct run *run, const struct suspect *s, const cJSON *record)
+{
+    const cJSON *ddb = cJSON_GetObjectItemCaseSensitive(record, "dynamodb");
+
+    if (run->nob < 2)
+        return 0;
+    if (s->image || s->key)
+        return partition_of(run->o.table, cJSON_GetObjectItemCaseSensitive(ddb, "Keys"), run->nob);
+    for (size_t f = 0; f < run->nob; f++) {
+        sqlite3_stmt *st = NULL;
+        int found = 0;
+        if (sqlite3_prepare_v2(outbox_db(run->obs[f]),
+                               "SELECT 1 FROM record_info WHERE document = ?1 LIMIT 1", -1, &st,
+                               NULL) == SQLITE_OK) {
+            sqlite3_bind_text(st, 1, s->document, -1, SQLITE_STATIC);
+            found = sqlite3_step(st) == SQLITE_ROW;
+        }
+        sqlite3_finalize(st);
+        if (found)
+            return f;
+    }
+    return 0;
 }
 
 /* One repair row: the item's image as a snapshot (or, for an extra document, its deletion),
@@ -1190,6 +1225,7 @@ static int stream_has(struct run *run, const char *document, int64_t read_start)
  * containing the stream records of older changes. */
 static int repair_row(struct run *run, struct suspect *s, struct d2f_err *err)
 {
+    struct outbox *ob;
     struct event_record rec;
     struct ingest_result res = {0};
     cJSON *keys = s->image ? NULL : s->key;
@@ -1213,8 +1249,10 @@ static int repair_row(struct run *run, struct suspect *s, struct d2f_err *err)
     rec.raw = raw;
     rec.raw_len = strlen(raw);
     event_record_check(&rec);
+    s->file = file_of(run, s, rec.json);
+    ob = run->obs[s->file];
     if (s->image) {
-        rc = ingest_snapshot(run->ing, &rec, s->read_start, &id, &res, err);
+        rc = ingest_snapshot(run->ings[s->file], &rec, s->read_start, &id, &res, err);
     } else {
         struct outbox_row row = {.stream_arn = run->arn,
                                  .event_id = "verify",
@@ -1229,19 +1267,19 @@ static int repair_row(struct run *run, struct suspect *s, struct d2f_err *err)
                                  .raw_len = rec.raw_len,
                                  .kind = "snapshot"};
         int inserted = 0;
-        rc = outbox_insert(run->ob, &row, &inserted, err);
-        id = !rc && inserted ? outbox_last_id(run->ob) : 0;
+        rc = outbox_insert(ob, &row, &inserted, err);
+        id = !rc && inserted ? outbox_last_id(ob) : 0;
     }
     event_record_release(&rec);
     if (!rc && id) {
-        if (sqlite3_prepare_v2(outbox_db(run->ob),
+        if (sqlite3_prepare_v2(outbox_db(ob),
                                "INSERT INTO snapshot (id, job_id, segment, page, read_start, "
                                "read_end, ready, outcome) VALUES (?1, 0, 0, 0, ?2, ?3, 1, 'sent')",
                                -1, &st, NULL) != SQLITE_OK ||
             (sqlite3_bind_int64(st, 1, id), sqlite3_bind_int64(st, 2, s->read_start),
              sqlite3_bind_int64(st, 3, s->read_end), sqlite3_step(st)) != SQLITE_DONE)
-            rc = d2f_errf(err, D2F_EDB, "cannot keep a repair in outbox '%s': %s",
-                          outbox_path(run->ob), sqlite3_errmsg(outbox_db(run->ob)));
+            rc = d2f_errf(err, D2F_EDB, "cannot keep a repair in outbox '%s': %s", outbox_path(ob),
+                          sqlite3_errmsg(outbox_db(ob)));
         sqlite3_finalize(st);
     }
     s->repaired = !rc && id;
@@ -1259,11 +1297,13 @@ static int repair(struct run *run, struct d2f_err *err)
 {
     struct drain_stats ds;
     struct d2f_err derr = {0};
-    size_t n = 0;
-    int rc;
+    size_t n = 0, begun = 0, committed = 0;
+    int rc = 0;
 
-    if ((rc = outbox_begin(run->ob, err)) != 0)
-        return rc;
+    /* one transaction per file; each file's repairs are kept, or none of them */
+    while (begun < run->nob && !rc)
+        if ((rc = outbox_begin(run->obs[begun], err)) == 0)
+            begun++;
     for (size_t i = 0; i < run->nsus && !rc; i++) {
         struct suspect *s = &run->sus[i];
         if (s->state != CONFIRMED)
@@ -1275,16 +1315,21 @@ static int repair(struct run *run, struct d2f_err *err)
         if (!(rc = repair_row(run, s, err)) && s->repaired)
             n++;
     }
-    if (!rc)
-        rc = outbox_commit(run->ob, err);
-    if (rc) {
-        outbox_rollback(run->ob);
-        return rc;
-    }
-    if (!n)
-        return 0;
-    /* send them now; when another drain holds the lease, it sends them */
-    if (drain_run(run->ob, run->cfg, run->fs, http_now_ms() + 120000, &ds, &derr) != 0)
+    while (!rc && committed < begun)
+        if ((rc = outbox_commit(run->obs[committed], err)) == 0)
+            committed++;
+    for (size_t f = committed; f < begun; f++)
+        outbox_rollback(run->obs[f]);
+    for (size_t i = 0; i < run->nsus; i++)
+        if (run->sus[i].repaired && run->sus[i].file >= committed) {
+            run->sus[i].repaired = 0; /* its file's transaction was rolled back */
+            n--;
+        }
+    if (rc || !n)
+        return rc; /* what a file kept is pending there: the relay's drain sends it */
+    /* send them now; when another drain holds a file's lease, it sends that file's */
+    if (drain_run_set(run->obs, run->nob, 0, run->cfg, run->fs, http_now_ms() + 120000, &ds,
+                      &derr) != 0)
         log_write(LOG_WARN, derr.msg, NULL);
     /* and check those documents again, at once */
     for (size_t i = 0; i < run->nsus; i++) {
@@ -1351,13 +1396,16 @@ static int tally(struct run *run)
     return 0;
 }
 
-/* The outbox, when one is reachable: DDB2FS_OUTBOX's file exists (--repair needs it). */
+/* The outbox, when one is reachable: DDB2FS_OUTBOX's file, or a partitioned outbox's files
+ * (--repair needs it). */
 static int open_outbox(struct run *run, struct d2f_err *err)
 {
     struct d2f_err why = {0};
 
-    if (run->o.outbox) {
-        run->ob = run->o.outbox; /* one process opens the file once: its locks are per process */
+    if (run->o.outboxes) {
+        /* one process opens a file once: its locks are per process */
+        run->obs = run->o.outboxes;
+        run->nob = run->o.noutboxes;
     } else if (access(run->cfg->outbox, F_OK) != 0) {
         if (run->o.repair)
             return d2f_errf(err, D2F_ECONFIG,
@@ -1365,20 +1413,26 @@ static int open_outbox(struct run *run, struct d2f_err *err)
                             "outbox the relay drains",
                             run->cfg->outbox);
         return 0;
-    } else if (outbox_open(&run->ob, run->cfg->outbox, run->cfg->journal,
-                           run->o.repair ? OUTBOX_EXISTING : OUTBOX_READONLY, &why) != 0) {
-        if (run->o.repair) {
+    } else if (partitions_open(&run->set, run->cfg,
+                               run->o.repair ? OUTBOX_EXISTING : OUTBOX_READONLY, &why) != 0) {
+        if (run->o.repair || why.code == D2F_ECONFIG) { /* DDB2FS_PARTITIONS is not the outbox's */
             *err = why;
             return why.code ? why.code : D2F_EDB;
         }
-        run->ob = NULL; /* verify works without it */
+        run->set = NULL; /* verify works without it */
         return 0;
     } else {
-        run->own_ob = 1;
+        run->obs = partitions_all(run->set);
+        run->nob = partitions_count(run->set);
     }
-    run->r->outbox = 1;
-    if (run->o.repair && !(run->ing = ingest_new(run->ob, &run->c2)))
-        return oom(err);
+    run->r->outbox = run->nob > 0;
+    if (run->o.repair && run->nob) {
+        if (!(run->ings = calloc(run->nob, sizeof(*run->ings))))
+            return oom(err);
+        for (size_t f = 0; f < run->nob; f++)
+            if (!(run->ings[f] = ingest_new(run->obs[f], &run->c2)))
+                return oom(err);
+    }
     return 0;
 }
 
@@ -1475,9 +1529,10 @@ out:
     names_release(&run.seen);
     if (run.get_ready)
         aws_signed_release(&run.get_sig);
-    ingest_free(run.ing);
-    if (run.own_ob)
-        outbox_close(run.ob);
+    for (size_t f = 0; run.ings && f < run.nob; f++)
+        ingest_free(run.ings[f]);
+    free(run.ings);
+    partitions_close(run.set);
     firestore_free(run.fs);
     gauth_free(run.auth);
     http_free(run.http);

@@ -60,7 +60,8 @@ struct verify_opts {
     int repair;               /* 1: repair through the outbox */
     int show_values;          /* 1: the report shows the two values of a field that differs */
     int64_t deadline_ms;      /* epoch ms by which the run ends (a shorter sample); 0: none */
-    struct outbox *outbox;    /* the caller's open outbox, left open; NULL: DDB2FS_OUTBOX's */
+    struct outbox *const *outboxes; /* the caller's open outbox (its files), left open; */
+    size_t noutboxes;               /* NULL: DDB2FS_OUTBOX's, opened and closed by the run */
     void (*progress)(void *ctx, const struct verify_report *r); /* after each page, or NULL */
     void *ctx;
 };

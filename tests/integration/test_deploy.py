@@ -649,6 +649,38 @@ class Commands(unittest.TestCase):
             p = self.run_tool(DEPLOY, "--dry-run", "--partitions", bad, env=env, code=1)
             self.assertIn("--partitions '%s': use 1 to 64" % bad, p.stderr)
 
+    def test_scheduled_verify_set_kept_and_stopped(self):
+        env = dict(self.env, DYNAMODB_TABLE="Users")
+        params = lambda: self.cloud_now()["stacks"]["orders-mirror"]["parameters"]  # noqa: E731
+        self.run_tool(DEPLOY, env=env)
+        self.assertEqual((params()["VerifySchedule"], params()["VerifySamplePercent"],
+                          params()["VerifyRate"]), ("", "1", "100"))  # the template's defaults
+        self.run_tool(DEPLOY, "--verify-schedule", "cron(0 3 * * ? *)", "--verify-sample",
+                      "2.5", "--verify-rate", "0", env=env)
+        self.assertEqual((params()["VerifySchedule"], params()["VerifySamplePercent"],
+                          params()["VerifyRate"]), ("cron(0 3 * * ? *)", "2.5", "0"))
+        # a deploy without the flags keeps them; one flag changes that one only
+        self.run_tool(DEPLOY, env=env)
+        self.run_tool(DEPLOY, "--verify-rate", "50", env=env)
+        self.assertEqual((params()["VerifySchedule"], params()["VerifySamplePercent"],
+                          params()["VerifyRate"]), ("cron(0 3 * * ? *)", "2.5", "50"))
+        p = self.run_tool(DEPLOY, "--dry-run", "--verify-schedule", "rate(1 day)", env=env)
+        (line,) = [shlex.split(l) for l in self.printed(p)
+                   if l.startswith("aws cloudformation deploy")][:1]
+        self.assertIn("VerifySchedule=rate(1 day)", line)
+        self.run_tool(DEPLOY, "--verify-schedule", "off", env=env)
+        self.assertEqual(params()["VerifySchedule"], "")
+        schedule, share = "give an EventBridge schedule", "give a percentage over 0, at most 100"
+        for flag, bad, said in (("--verify-schedule", "daily", schedule),
+                                ("--verify-schedule", 'cron(") x', schedule),
+                                ("--verify-sample", "0", share),
+                                ("--verify-sample", "101", share),
+                                ("--verify-sample", "x", share),
+                                ("--verify-rate", "-1",
+                                 "give read capacity units per second, 0 or more")):
+            p = self.run_tool(DEPLOY, "--dry-run", flag, bad, env=env, code=1)
+            self.assertIn("%s '%s': %s" % (flag, bad, said), p.stderr)
+
     def test_inputs_and_refusals(self):
         env = {k: v for k, v in self.env.items()
                if k not in ("AWS_REGION", "DYNAMODB_TABLE", "GCP_PROJECT_ID", "GCP_KEY_FILE")}

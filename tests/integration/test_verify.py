@@ -17,7 +17,8 @@ import unittest
 import urllib.parse
 import urllib.request
 
-from common import BIN, TempDir, clean_env
+import mapping_ref
+from common import BIN, TempDir, clean_env, expected_partition
 from ddblocal import DynamoDBLocal, workload
 from fsserver import PROJECT, FirestoreServer, RuntimeServer
 
@@ -33,7 +34,19 @@ NUL_ITEMS = [  # strings holding U+0000 at the start, the middle and the end
 
 
 def dump(db):
-    """Every row of every table of an outbox, as bytes (its texts hold U+0000 as C0 80)."""
+    """Every row of every table of an outbox, as bytes (its texts hold U+0000 as C0 80); of a
+    partitioned outbox, its files' rows, each table's rows as (file, row) pairs."""
+    if os.path.isdir(db):
+        out = {}
+        for name in sorted(os.listdir(db)):
+            if name.startswith("part-") and name.endswith(".db"):
+                for t, rows in dump_file(os.path.join(db, name)).items():
+                    out.setdefault(t, []).extend((name, r) for r in rows)
+        return out
+    return dump_file(db)
+
+
+def dump_file(db):
     con = sqlite3.connect(db)
     con.text_factory = bytes
     try:
@@ -118,12 +131,13 @@ class Emulator:
 class Relay:
     """'ddb2fs lambda' fed with the table's stream, batch after batch, as Lambda feeds it."""
 
-    def __init__(self, tmp, ddb, target, stream):
+    def __init__(self, tmp, ddb, target, stream, partitions=1):
         self.ddb, self.stream = ddb, stream
         self.rt = RuntimeServer()
         self.db = tmp.file("outbox.db")
         self.sent = set()
-        self.env = clean_env(DDB2FS_OUTBOX=self.db, **target.env(), **ddb.env())
+        self.env = clean_env(DDB2FS_OUTBOX=self.db, DDB2FS_PARTITIONS=str(partitions),
+                             **target.env(), **ddb.env())
         self.log = open(tmp.file("lambda.log"), "w")
         self.proc = subprocess.Popen([BIN, "lambda"], stdout=self.log, stderr=self.log,
                                      env=dict(self.env, AWS_LAMBDA_RUNTIME_API=self.rt.api))
@@ -177,7 +191,7 @@ class VerifyEndToEnd(unittest.TestCase):
     def tearDownClass(cls):
         cls.ddb.stop()
 
-    def run_scenario(self, target, table_seed):
+    def run_scenario(self, target, table_seed, partitions=1):
         ddb = self.ddb
         tmp = TempDir()
         relay = None
@@ -188,8 +202,10 @@ class VerifyEndToEnd(unittest.TestCase):
             workload(ddb, TABLE, 800, seed=table_seed, keys=200)
             for it in NUL_ITEMS:
                 ddb.call("DynamoDB_20120810.PutItem", {"TableName": TABLE, "Item": it})
-            relay = Relay(tmp, ddb, target, stream)
+            relay = Relay(tmp, ddb, target, stream, partitions)
             self.assertGreater(relay.pump(), 700)
+            if partitions > 1:
+                relay.drain()  # a batch's invocation drains one file; a scheduled one, all
             items = ddb.scan(TABLE)
             before = target.documents()
             self.assertEqual(len(before), len(items))
@@ -304,6 +320,19 @@ class VerifyEndToEnd(unittest.TestCase):
             rows = [r for r in dump(relay.db)["record_info"] if r not in
                     outbox_before["record_info"]]
             self.assertEqual(len(rows), 10)
+            if partitions > 1:
+                # each repair in the file its item's keys choose (the README's hash), where the
+                # stream's records of that document are; a ghost's in a file of its own choosing
+                keys = {TABLE + "/" + mapping_ref.document_id(it, "pk", "sk"):
+                        {"pk": it["pk"], "sk": it["sk"]} for it in items}
+                files = {}
+                for name, r in rows:
+                    doc = r[8].replace(b"\xc0\x80", b"\x00").decode()
+                    files[doc] = name
+                    if doc in keys:
+                        self.assertEqual(name, "part-%02d.db" % expected_partition(
+                            TABLE, keys[doc], partitions), doc)
+                self.assertEqual(set(files), set(expected))
             self.assertEqual(target.documents(), before)
             p, rep = verify(env, "--recheck-after", "0")
             self.assertEqual(p.returncode, 0, p.stderr + p.stdout)
@@ -362,6 +391,15 @@ class VerifyEndToEnd(unittest.TestCase):
         fs = FirestoreServer()
         try:
             self.run_scenario(Target(fs.host, PROJECT), 11)
+        finally:
+            fs.stop()
+
+    def test_partitioned_outbox(self):
+        """The same on an outbox of 4 files: pending rows looked for in every file, each
+        repair kept in its document's file and drained from there."""
+        fs = FirestoreServer()
+        try:
+            self.run_scenario(Target(fs.host, PROJECT), 13, partitions=4)
         finally:
             fs.stop()
 
