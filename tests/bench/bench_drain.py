@@ -5,10 +5,12 @@ time the same server needs to accept the same commits sent one after another by 
 connection, kept alive). Prints one JSON object.
 
 usage: bench_drain.py --ddb2fs BIN [--runs N] [--records N] [--documents N] [--latency-ms N]
-                      [--smoke]
+                      [--existing] [--smoke]
 
-Each run drains the same outbox, made pending again, into an emptied server; the medians are
-reported.
+Each run drains the same outbox, made pending again, into an emptied server (every document
+new: with fencing, every commit creates and travels in a transaction); with --existing, into
+the documents the run before wrote, which the outbox knows (the steady state: every write an
+update fenced on a known update time). The medians are reported.
 
 Targets: at least 50,000 records/s, at most 1 CPU second per 100,000 records, and faster than
 the floor. The exit status is 0 whether or not they are met; "met" says.
@@ -41,13 +43,14 @@ for i in range((n + per - 1) // per):
 """
 
 
-def pending_again(db):
+def pending_again(db, existing):
     """Every row pending again, no lease, and (into an emptied server) no document known."""
     con = sqlite3.connect(db)
     with con:
         con.execute("UPDATE record_state SET state = 'pending', committed_at = NULL")
         con.execute("DELETE FROM lease")
-        forget_fences(con)
+        if not existing:
+            forget_fences(con)
     con.close()
 
 
@@ -59,6 +62,10 @@ def main():
     ap.add_argument("--documents", type=int, default=10000)
     ap.add_argument("--latency-ms", type=int, default=20)
     ap.add_argument("--smoke", action="store_true", help="a short run, for CI")
+    ap.add_argument("--existing", action="store_true",
+                    help="the documents exist and the outbox knows them: every write an "
+                         "update of a known document (the steady state); default: every "
+                         "document new, in an emptied server")
     ap.add_argument("--node-peer", default=NODE_PEER,
                     help="where tests/bench/node-peer is installed (npm install)")
     args = ap.parse_args()
@@ -78,7 +85,7 @@ def main():
         env.update(server.env())  # the emulator: no tokens to fetch
         run, floor = runs_with_floor(
             server, [args.ddb2fs, "drain"], env, args.runs, args.latency_ms, work,
-            before=lambda: pending_again(db))
+            before=lambda: pending_again(db, args.existing), existing=args.existing)
         peer = node_peer(server, event_files(work), env, args.latency_ms, args.records,
                          args.node_peer)
     finally:
@@ -90,6 +97,7 @@ def main():
     cpu_per_100k = cpu * 100000 / args.records
     out = {"benchmark": "drain", "smoke": args.smoke, "records": args.records,
            "documents": args.documents, "latency_ms": args.latency_ms, "ramp_up": "off",
+           "documents_exist": args.existing,
            "ddb2fs": {"seconds": round(wall, 3), "records_per_s": round(rate),
                       "writes": summary["writes"], "commits": summary["commits"],
                       "retries": summary["retries"], "cpu_seconds": round(cpu, 3),

@@ -67,13 +67,17 @@ def measure(argv, env):
 
 
 def commit_bodies(server):
-    """The commits a run sent, for curl to send again: each without its transaction (those
-    were used), its writes' preconditions met again on the emptied server."""
+    """The commits a run sent, for curl to send again on an emptied server: each without its
+    transaction (those were used), and without the preconditions on update times that only
+    the run's server could meet (exists=false ones are met again)."""
     out = []
     for r in server.requests():
         if r["path"].endswith(":commit"):
             body = json.loads(r["body"])
             body.pop("transaction", None)
+            for w in body.get("writes", []):
+                if "updateTime" in w.get("currentDocument", {}):
+                    del w["currentDocument"]
             out.append(json.dumps(body, separators=(",", ":")))
     return out
 
@@ -98,21 +102,26 @@ def curl_floor(server, bodies, work, latency_ms):
     return time.perf_counter() - start, len(server.documents())
 
 
-def runs_with_floor(server, argv, env, runs, latency_ms, work, before=None):
-    """Runs argv against the server runs times, each followed by the curl floor on the commits
-    it sent; returns the median run and the median floor as dicts. before() prepares a run."""
-    measured, floors = [], []
-    for _ in range(runs):
-        server.control("reset")
+def runs_with_floor(server, argv, env, runs, latency_ms, work, before=None, existing=False):
+    """Runs argv against the server runs times, then the curl floor on the commits each run
+    sent; returns the median run and the median floor as dicts. before() prepares a run. Each
+    run starts with an emptied server, or, with existing, with the documents the one before
+    left (a first run, not measured, writes them)."""
+    measured, sent, floors = [], [], []
+    for i in range(runs + (1 if existing else 0)):
+        server.control("reset_but_documents" if existing and i else "reset")
         server.faults(latency_ms=latency_ms, record_bodies=True)
         if before:
             before()
         wall, cpu, rss, err = measure(argv, env)
-        bodies = commit_bodies(server)
+        if existing and not i:
+            continue
+        sent.append(commit_bodies(server))
         measured.append({"seconds": wall, "cpu": cpu, "rss": rss,
                          "summary": json.loads(err.strip().splitlines()[-1]),
                          "documents": len(server.documents()),
                          "writes": server.stats()["writes"]})
+    for bodies in sent:
         floor, floor_docs = curl_floor(server, bodies, work, latency_ms)
         floors.append({"seconds": floor, "commits": len(bodies), "documents_after": floor_docs})
     measured.sort(key=lambda x: x["seconds"])

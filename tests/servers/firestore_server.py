@@ -729,6 +729,12 @@ class Handler(BaseHTTPRequestHandler):
             if what == "reset":
                 st.reset()
                 out = {}
+            elif what == "reset_but_documents":
+                # a run against documents that exist: logs, counts and faults start anew
+                docs, last = st.docs, st.last_us
+                st.reset()
+                st.docs, st.last_us = docs, last
+                out = {}
             elif what == "faults":
                 st.faults = req
                 st.rng = random.Random(req.get("seed", 1))
