@@ -1,14 +1,18 @@
 #!/usr/bin/env python3
 """Benchmark: 'ddb2fs backfill' of 100,000 items from DynamoDB Local into the outbox, then
 'ddb2fs drain' on to the local Firestore server with 20 ms added latency per request, next to
-the floor measured in the same run: one sequential Scan of the same table, paged by curl.
-Prints one JSON object: items/s, read units, CPU seconds and peak RSS (the program's own VmHWM)
-of each step.
+the floor measured in the same run (one sequential Scan of the same table, paged by curl) and
+the peer users write today (tests/bench/node-peer/backfill.js: the AWS SDK for JavaScript's
+parallel Scan with as many segments, and @google-cloud/firestore's BulkWriter, into the emptied
+server at the same latency). Prints one JSON object: items/s, read units, CPU seconds and peak
+RSS (the program's own VmHWM) of each step and of the peer.
 
 usage: bench_backfill.py --ddb2fs BIN [--items N] [--segments N] [--latency-ms N] [--smoke]
 
-Targets: faster than the floor, and at most 64 MB of memory whatever the table's size. The exit
-status is 0 whether or not they are met; "met" says.
+Targets: a backfill faster than the floor, scan and drain together faster than the peer, and at
+most 64 MB of memory whatever the table's size. The exit status is 0 whether or not they are
+met; "met" says. It is 1 when a copy is short (the peer's too), and, outside --smoke, when the
+peer cannot run (node-peer not installed: tools/test installs it; no network namespace).
 """
 import argparse
 import concurrent.futures
@@ -19,7 +23,7 @@ import sys
 import tempfile
 import time
 
-from benchlib import INTEGRATION, isolate, measure
+from benchlib import HERE, INTEGRATION, NODE_PEER, isolate, measure, node_peer_missing
 
 sys.path.insert(0, INTEGRATION)
 from ddblocal import DynamoDBLocal  # noqa: E402
@@ -40,6 +44,45 @@ def load(ddb, n):
             for i in range(start, min(start + 25, n))]}})
     with concurrent.futures.ThreadPoolExecutor(4) as pool:
         list(pool.map(batch, range(0, n, 25)))
+
+
+def backfill_peer(fs, ddb, segments, latency_ms, expected):
+    """backfill.js on the same table into the emptied server at the same latency; its figures,
+    or why it was not run. It must leave the documents ddb2fs left (expected: name -> fields),
+    every one, under the same names with the same values: a peer that wrote fewer, or other
+    documents, is not a comparison."""
+    items = len(expected)
+    missing = node_peer_missing()
+    if not missing and not os.path.isdir(os.path.join(NODE_PEER, "node_modules", "@aws-sdk",
+                                                      "client-dynamodb")):
+        missing = "an older install at %s, without the AWS SDK (tools/test installs it)" % (
+            os.path.normpath(NODE_PEER))
+    if missing:
+        return {"skipped": missing}
+    fs.control("reset")
+    fs.faults(latency_ms=latency_ms, record_bodies=False)
+    env = {k: v for k, v in os.environ.items()
+           if not k.startswith(("DDB2FS_", "GOOGLE_", "FIRESTORE_", "AWS_"))}
+    env.update(ddb.env(), NODE_PATH=os.path.join(NODE_PEER, "node_modules"))
+    wall, cpu, rss, err = measure(
+        ["node", os.path.join(HERE, "node-peer", "backfill.js"), ddb.url, TABLE, str(segments),
+         str(fs.port)], env)
+    summary = json.loads(err.strip().splitlines()[-1])
+    stats = fs.stats()
+    docs = stats["documents"]
+    if summary["items"] != items or docs != items:
+        raise SystemExit("the peer scanned %d items of %d and Firestore holds %d documents"
+                         % (summary["items"], items, docs))
+    written = fs.documents()
+    differ = [n for n in expected if written.get(n) != expected[n]]
+    if differ:
+        raise SystemExit("the peer's documents differ from ddb2fs's: %d of %d, e.g. '%s'"
+                         % (len(differ), items, differ[0]))
+    return {"seconds": round(wall, 3), "items_per_s": round(items / wall),
+            "seconds_in_script": round(summary["seconds"], 3),
+            "read_units": summary["read_units"], "cpu_s": round(cpu, 3),
+            "peak_rss_mb": round(rss, 1), "batch_writes": stats["batch_writes"],
+            "documents_after": docs, "documents_as_ddb2fs": True}
 
 
 def main():
@@ -89,7 +132,8 @@ def main():
              str(a.segments), "--stream-is-mapped"], env)
         fs.faults(latency_ms=a.latency_ms)
         drain_s, drain_cpu, drain_peak, _ = measure([a.ddb2fs, "drain"], env)
-        docs = len(fs.documents())
+        written = fs.documents()
+        docs = len(written)
         if docs != a.items:
             raise SystemExit("Firestore holds %d documents of %d" % (docs, a.items))
         import sqlite3
@@ -107,11 +151,16 @@ def main():
             "floor_curl_scan": {"seconds": round(floor_s, 3),
                                 "items_per_s": round(a.items / floor_s),
                                 "read_units": floor_units},
-            "peer_node": None,  # not measured yet: see the README
         }
+        peer = out["node_peer_aws_sdk_bulkwriter"] = backfill_peer(fs, ddb, a.segments,
+                                                                   a.latency_ms, written)
         out["met"] = {"faster_than_floor": scan_s < floor_s,
+                      "faster_than_peer": (scan_s + drain_s < peer["seconds"]
+                                           if "seconds" in peer else None),
                       "memory_64mb": max(scan_peak, drain_peak) <= 64}
         print(json.dumps(out, indent=1))
+        if "skipped" in peer and not a.smoke:
+            raise SystemExit("the peer was not measured: " + peer["skipped"])
     finally:
         fs.stop()
         ddb.stop()

@@ -134,12 +134,20 @@ def runs_with_floor(server, argv, env, runs, latency_ms, work, before=None, exis
     return run, floor
 
 
+def node_peer_missing(node_peer_dir=NODE_PEER):
+    """Why the Node.js peers cannot run here, or None when they can."""
+    if not os.environ.get("DDB2FS_BENCH_NETNS"):
+        return "no network namespace to run it in (needs root and unshare)"
+    if not os.path.isdir(os.path.join(node_peer_dir, "node_modules")) or not shutil.which("node"):
+        return "not installed at %s (tools/test installs it)" % os.path.normpath(node_peer_dir)
+    return None
+
+
 def node_peer(server, files, env, latency_ms, records, node_peer_dir=NODE_PEER):
     """The Node.js handler on the same event files, one batch per event; its figures."""
-    if not os.environ.get("DDB2FS_BENCH_NETNS"):
-        return {"skipped": "no network namespace to run it in (needs root and unshare)"}
-    if not os.path.isdir(os.path.join(node_peer_dir, "node_modules")) or not shutil.which("node"):
-        return {"skipped": "not installed at %s (tools/test installs it)" % node_peer_dir}
+    missing = node_peer_missing(node_peer_dir)
+    if missing:
+        return {"skipped": missing}
     server.control("reset")
     server.faults(latency_ms=latency_ms, record_bodies=False)
     wall, cpu, rss, _ = measure(

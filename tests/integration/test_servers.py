@@ -110,6 +110,23 @@ class Strict(unittest.TestCase):
                          400)
         self.assertEqual(self.call(DOCS + "/Orders/atom1")[0], 404)
 
+    def test_batch_write_is_per_write(self):
+        self.assertEqual(self.commit(self.update("bw0", {}))[0], 200)
+        code, body = self.call(DOCS + ":batchWrite", {"writes": [
+            self.update("bw1", {"n": {"integerValue": "1"}}),
+            dict(self.update("bw0", {}), currentDocument={"exists": False}),
+            self.update("bw2", {})]})
+        self.assertEqual(code, 200, body)
+        self.assertEqual([s.get("code", 0) for s in body["status"]], [0, 6, 0])
+        self.assertIn("updateTime", body["writeResults"][0])
+        self.assertEqual(body["writeResults"][1], {})
+        self.assertEqual(self.call(DOCS + "/Orders/bw1")[1]["fields"], {"n": {"integerValue": "1"}})
+        self.assertEqual(self.call(DOCS + "/Orders/bw2")[0], 200)
+        code, body = self.call(DOCS + ":batchWrite", {"writes": [self.update("bw3", {}),
+                                                                 self.update("bw3", {})]})
+        self.assertEqual((code, body["error"]["status"]), (400, "INVALID_ARGUMENT"))
+        self.assertEqual(self.call(DOCS + "/Orders/bw3")[0], 404)
+
     def test_get_batch_get_list(self):
         self.assertEqual(self.commit(self.update("g1", {"n": {"integerValue": "1"}}),
                                      self.update("g2", {"n": {"integerValue": "2"}}))[0], 200)

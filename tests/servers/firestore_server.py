@@ -5,6 +5,7 @@ One HTTP/1.1 server on 127.0.0.1 (keep-alive, a thread per connection) serves:
 
   POST /v1/projects/P/databases/D/documents:commit    atomic commit of update/delete writes
   POST /v1/projects/P/databases/D/documents:batchGet  found/missing per name
+  POST /v1/projects/P/databases/D/documents:batchWrite  writes applied one by one, not atomically
   POST …/documents:beginTransaction, …/documents:rollback   read-write transactions
   GET  /v1/projects/P/databases/D/documents/C/ID      one document
   GET  /v1/projects/P/databases/D/documents/C         list (pageSize, pageToken)
@@ -19,8 +20,8 @@ directly in an array, nesting deeper than 20, bad field names and document ids, 
 "status"}}). Authentication: with accounts registered, a request needs a bearer token this
 server issued and that has not expired, or a self-signed JWT (Google's AIP-4111) signed by a
 registered key with aud https://firestore.googleapis.com/; with none registered (emulator mode)
-anything goes. Faults are injected on commits: error rates per status, latency, hangs,
-"apply the commit, then drop the connection", and tokens refused as revoked. Preconditions
+anything goes. Faults are injected on commits and batchWrites: error rates per status, latency,
+hangs, "apply the commit, then drop the connection", and tokens refused as revoked. Preconditions
 (currentDocument.exists / updateTime) and transactions answer as Google's emulator does:
 ALREADY_EXISTS for exists=false on a document that exists, FAILED_PRECONDITION for an updateTime
 that is not the stored one, a deletion's writeResult without updateTime, INVALID_ARGUMENT
@@ -60,6 +61,10 @@ HTTP_CODE = {"INVALID_ARGUMENT": 400, "UNAUTHENTICATED": 401, "PERMISSION_DENIED
              "NOT_FOUND": 404, "ABORTED": 409, "ALREADY_EXISTS": 409,
              "RESOURCE_EXHAUSTED": 429, "INTERNAL": 500, "UNAVAILABLE": 503,
              "DEADLINE_EXCEEDED": 504, "FAILED_PRECONDITION": 400}
+GRPC_CODE = {"INVALID_ARGUMENT": 3, "DEADLINE_EXCEEDED": 4, "NOT_FOUND": 5,
+             "ALREADY_EXISTS": 6, "PERMISSION_DENIED": 7, "RESOURCE_EXHAUSTED": 8,
+             "FAILED_PRECONDITION": 9, "ABORTED": 10, "INTERNAL": 13, "UNAVAILABLE": 14,
+             "UNAUTHENTICATED": 16}
 VALUE_TYPES = {"nullValue", "booleanValue", "integerValue", "doubleValue", "timestampValue",
                "stringValue", "bytesValue", "referenceValue", "geoPointValue", "arrayValue",
                "mapValue"}
@@ -151,6 +156,7 @@ class Store:
         self.faults = {}
         self.rng = random.Random(1)
         self.commits = 0
+        self.batch_writes = 0   # batchWrite requests answered
         self.writes = 0
         self.commit_requests = 0
         self.late = {"applied": 0, "refused": 0}  # hung commits applied when the hang ended
@@ -242,7 +248,7 @@ class Handler(BaseHTTPRequestHandler):
                 return self.reply(*google_sts.generate_access_token(
                     self, urllib.parse.unquote(m.group(1)), body))
             m = re.fullmatch(r"/v1/projects/([^/]+)/databases/([^/]+)/documents(:commit|"
-                             r":batchGet|:beginTransaction|:rollback|/.*)?", path.path)
+                             r":batchGet|:batchWrite|:beginTransaction|:rollback|/.*)?", path.path)
             if not m:
                 raise Refusal("NOT_FOUND", "no such method: %s %s" % (self.command, path.path))
             project, database, rest = m.group(1), m.group(2), m.group(3) or ""
@@ -252,6 +258,8 @@ class Handler(BaseHTTPRequestHandler):
                 return self.commit(prefix, body)
             if rest == ":batchGet" and self.command == "POST":
                 return self.batch_get(prefix, body)
+            if rest == ":batchWrite" and self.command == "POST":
+                return self.batch_write(prefix, body)
             if rest == ":beginTransaction" and self.command == "POST":
                 return self.begin_transaction(body)
             if rest == ":rollback" and self.command == "POST":
@@ -606,29 +614,80 @@ class Handler(BaseHTTPRequestHandler):
                 self.check_precondition(w.get("currentDocument"), name)
             st.last_us = max(st.last_us + 1, int(time.time() * 1e6))
             stamp = stamp_text(st.last_us)
-            results = []
-            for w, name in zip(writes, names):
-                log = st.writelog.setdefault(name, [])
-                if "delete" in w:
-                    st.docs.pop(name, None)
-                    log.append(("delete", None))
-                    st.applied.append([name, "delete", None])
-                    results.append({})
-                else:
-                    old = st.docs.get(name)
-                    fields = stored(w["update"].get("fields", {}))
-                    st.docs[name] = {"fields": fields,
-                                     "createTime": old["createTime"] if old else stamp,
-                                     "updateTime": stamp}
-                    log.append(("update", fields))
-                    st.applied.append([name, "update", fields])
-                    results.append({"updateTime": stamp})
+            results = [self.put(w, name, stamp) for w, name in zip(writes, names)]
             st.commits += 1
             st.writes += len(writes)
         if drop:
             self.drop()
             return
         self.reply(200, {"writeResults": results, "commitTime": stamp})
+
+    def put(self, w, name, stamp):
+        """Under the lock: applies one checked write at stamp; its writeResult."""
+        st = self.store
+        log = st.writelog.setdefault(name, [])
+        if "delete" in w:
+            st.docs.pop(name, None)
+            log.append(("delete", None))
+            st.applied.append([name, "delete", None])
+            return {}
+        old = st.docs.get(name)
+        fields = stored(w["update"].get("fields", {}))
+        st.docs[name] = {"fields": fields, "createTime": old["createTime"] if old else stamp,
+                         "updateTime": stamp}
+        log.append(("update", fields))
+        st.applied.append([name, "update", fields])
+        return {"updateTime": stamp}
+
+    def batch_write(self, prefix, body):
+        """Each write applied or refused alone, as Firestore's batchWrite does: a refused write
+        has its google.rpc.Status in status[i] and an empty writeResult; an applied one has an
+        empty status (code 0, omitted in proto3 JSON). Two writes to one document are refused
+        whole. Faults are those of a commit, for the whole request."""
+        st = self.store
+        try:
+            req = json.loads(body)
+        except ValueError:
+            raise Refusal("INVALID_ARGUMENT", "Invalid JSON payload received.")
+        if not isinstance(req, dict):
+            raise Refusal("INVALID_ARGUMENT", "Invalid JSON payload received.")
+        for k in req:
+            if k not in ("writes", "labels"):
+                raise unknown(k, "")
+        writes = req.get("writes", [])
+        if not isinstance(writes, list):
+            raise Refusal("INVALID_ARGUMENT", "writes must be a list")
+        names = [self.check_write(prefix, w, i) for i, w in enumerate(writes)]
+        if len(set(names)) != len(names):
+            raise Refusal("INVALID_ARGUMENT", "Cannot modify the same entity more than once "
+                          "in a batchWrite request.")
+        late = self.inject()
+        if late is True:
+            return
+        refused = st.faults.get("refuse", {})
+        results, statuses = [], []
+        with st.lock:
+            st.last_us = max(st.last_us + 1, int(time.time() * 1e6))
+            stamp = stamp_text(st.last_us)
+            for w, name in zip(writes, names):
+                try:
+                    if name in refused:
+                        raise Refusal("INVALID_ARGUMENT", refused[name])
+                    self.check_precondition(w.get("currentDocument"), name)
+                except Refusal as r:
+                    results.append({})
+                    statuses.append({"code": GRPC_CODE[r.status], "message": r.message})
+                    continue
+                results.append(self.put(w, name, stamp))
+                statuses.append({})
+                st.writes += 1
+            st.batch_writes += 1
+        if late == "apply":  # a hung request applied when the hang ended, then dropped
+            with st.lock:
+                st.late["applied"] += 1
+            self.drop()
+            return
+        self.reply(200, {"writeResults": results, "status": statuses})
 
     def check_precondition(self, pre, name):
         """Under the lock: a write's currentDocument against the stored document."""
@@ -764,7 +823,8 @@ class Handler(BaseHTTPRequestHandler):
             elif what == "requests":
                 out = st.requests
             elif what == "stats":
-                out = {"commits": st.commits, "writes": st.writes, "late": dict(st.late),
+                out = {"commits": st.commits, "batch_writes": st.batch_writes,
+                       "writes": st.writes, "late": dict(st.late),
                        "requests": len(st.requests), "documents": len(st.docs)}
             else:
                 raise Refusal("NOT_FOUND", "no control " + what)
