@@ -651,6 +651,34 @@ static const char gate_contained[] =
     "WHERE k.document = r.document AND k.kind = 'snapshot' AND p.outcome = 'sent' "
     "AND p.id < r.id AND r.created_at < p.read_start - ?2))";
 
+/* Documents held back (temp.held, this connection's): a stream record that arrived after a
+ * sent snapshot of its document, of a change made too near the snapshot's read to tell on which
+ * side of it the change lies (created within the margin of the read window), waits while it is
+ * its document's latest record and the stream has not caught up past that read (the snapshot's
+ * own rule: for the settle time, every stream record of the table that arrived was created at
+ * or after the read's end plus the margin, or none arrived). A change before the read is in the
+ * snapshot already; if the snapshot holds a newer state still, the record of that later change
+ * comes before the stream catches up, in stream order, and supersedes this one in the same
+ * write, so the document never goes back. A change after the read is sent once the stream has
+ * caught up. ?1 now minus the settle time, ?2 margin (ms). */
+static const char gate_held[] =
+    "WITH low AS (SELECT table_name, min(created_at) AS created FROM record_info "
+    "WHERE kind = 'stream' AND arrived_at >= ?1 GROUP BY table_name) "
+    "INSERT OR IGNORE INTO temp.held (document) SELECT r.document FROM record_state s "
+    "JOIN record_info r USING (id) WHERE s.state = 'pending' AND r.kind = 'stream' "
+    "AND r.created_at IS NOT NULL "
+    "AND NOT EXISTS (SELECT 1 FROM record_info n WHERE n.document = r.document AND n.id > r.id) "
+    "AND EXISTS (SELECT 1 FROM record_info k JOIN snapshot p USING (id) "
+    "WHERE k.document = r.document AND k.kind = 'snapshot' AND p.outcome = 'sent' "
+    "AND p.id < r.id AND r.created_at >= p.read_start - ?2 AND r.created_at < p.read_end + ?2 "
+    "AND (p.read_end > ?1 OR EXISTS (SELECT 1 FROM low WHERE low.table_name = r.table_name "
+    "AND low.created < p.read_end + ?2)))";
+
+/* Pending rows of the held documents. */
+static const char gate_held_rows[] =
+    "SELECT count(*) FROM record_state s JOIN record_info i USING (id) "
+    "WHERE s.state = 'pending' AND i.document IN (SELECT document FROM temp.held)";
+
 /* The tables with undecided snapshots. */
 static const char gate_tables[] =
     "SELECT DISTINCT j.table_name FROM backfill_job j WHERE EXISTS (SELECT 1 FROM snapshot p "
@@ -671,6 +699,17 @@ static const char gate_ready[] =
 
 static const char gate_waiting[] =
     "SELECT count(*) FROM snapshot WHERE outcome IS NULL AND NOT ready";
+
+/* 1 when this connection has held documents (the gate ran on it). */
+static int has_held(struct outbox *ob)
+{
+    int64_t any = 0;
+    struct d2f_err err = {0};
+
+    return one_int(ob, "SELECT 1 FROM temp.sqlite_master WHERE name = 'held'", NULL, &any, &err) ==
+               0 &&
+           any;
+}
 
 static int exec_bound(struct outbox *ob, const char *sql, int64_t a, int64_t b, struct d2f_err *err)
 {
@@ -742,17 +781,27 @@ int backfill_gate(struct outbox *ob, const struct config *cfg, int64_t *waiting,
         !(rc = exec_bound(ob, gate_outcome, 0, 0, err)) &&
         !(rc = exec_bound(ob, gate_contained, now, margin, err)) &&
         !(rc = gate_tables_ready(ob, now, settle, margin, err)) &&
-        !(rc = one_int(ob, gate_waiting, NULL, waiting, err)))
+        !(rc = exec_bound(ob, "CREATE TEMP TABLE IF NOT EXISTS held (document TEXT PRIMARY KEY)", 0,
+                          0, err)) &&
+        !(rc = exec_bound(ob, "DELETE FROM temp.held", 0, 0, err)) &&
+        !(rc = exec_bound(ob, gate_held, now - settle, margin, err)))
         rc = outbox_commit(ob, err);
     if (rc)
         outbox_rollback(ob);
-    return rc;
+    return rc ? rc : backfill_waiting(ob, waiting, err);
 }
 
 int backfill_waiting(struct outbox *ob, int64_t *waiting, struct d2f_err *err)
 {
+    int64_t held = 0;
+    int rc;
+
     *waiting = 0;
-    return one_int(ob, gate_waiting, NULL, waiting, err);
+    if ((rc = one_int(ob, gate_waiting, NULL, waiting, err)) != 0)
+        return rc;
+    if (has_held(ob) && (rc = one_int(ob, gate_held_rows, NULL, &held, err)) == 0)
+        *waiting += held;
+    return rc;
 }
 
 int backfill_holds_prune(struct outbox *ob)

@@ -12,7 +12,11 @@
  * that arrived was created at or after the end of the page's read window plus a margin
  * (DDB2FS_BACKFILL_MARGIN), or none arrived. After a snapshot is sent, a stream record created
  * before the page's read began (minus the margin) is contained in it, and is never sent. Of
- * several snapshots of one document, the latest read wins. backfill_gate applies these rules
+ * several snapshots of one document, the latest read wins. A stream record that arrives after a
+ * sent snapshot, of a change made within the margin of its read, is held while it is its
+ * document's latest and younger than the settle time: a record of a later change, on its way
+ * in stream order, supersedes it (so a late stream never takes a document back), and one of a
+ * change after the read is sent once it is old enough. backfill_gate applies these rules
  * (SQL, all in one place in backfill.c) before the drain reads its window.
  *
  * Calling sequence
@@ -82,13 +86,15 @@ int backfill_cancel(struct outbox *ob, const char *table, int64_t *job,
                     struct d2f_err *err) D2F_WUR;
 
 /* Decides the snapshots before the drain reads its window (in one transaction): superseded,
- * sent, ready; stream records a sent snapshot contains are superseded. *waiting counts the
- * pending snapshots that still wait for the stream. */
+ * sent, ready; stream records a sent snapshot contains are superseded; documents whose latest
+ * record cannot yet be ordered against a sent snapshot's read are held (temp.held, which the
+ * drain's window leaves out). *waiting counts the pending snapshots that still wait for the
+ * stream and the pending rows of held documents. */
 int backfill_gate(struct outbox *ob, const struct config *cfg, int64_t *waiting,
                   struct d2f_err *err) D2F_WUR;
 
-/* Pending snapshots that wait for the stream (the gate's count, read again: pages kept since
- * the last gate wait too). */
+/* Pending snapshots that wait for the stream and pending rows of held documents (the gate's
+ * count, read again: pages kept since the last gate wait too). */
 int backfill_waiting(struct outbox *ob, int64_t *waiting, struct d2f_err *err) D2F_WUR;
 
 /* 1 when pruning must wait: a job is scanning, or snapshots are undecided. */

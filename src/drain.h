@@ -58,7 +58,8 @@ struct drain_stats {
     size_t refreshes;          /* commits refused on a precondition, sent again after a batchGet */
     size_t windows;            /* windows read */
     int64_t pending_left;      /* rows still pending at the end */
-    int64_t snapshots_waiting; /* pending snapshots waiting for the stream to catch up */
+    int64_t snapshots_waiting; /* pending snapshots, and rows of documents a late record holds
+                                  (backfill.h), waiting for the stream to catch up */
     int64_t elapsed_ms;        /* how long the run took */
 };
 

@@ -879,14 +879,30 @@ int outbox_pending_window(struct outbox *ob, int64_t after_id, size_t limit,
     sqlite3_stmt *st = NULL;
     int rc;
 
+    struct d2f_err none = {0};
+    int64_t held = 0;
+    int found = 0;
+
     *rows = NULL;
     *n = 0;
+    /* documents the backfill's rules hold back this pass (backfill.h), when there are some */
+    if (scalar(ob, "SELECT 1 FROM temp.sqlite_master WHERE name = 'held'", NULL, &held, &found,
+               &none) != 0 ||
+        (held &&
+         scalar(ob, "SELECT EXISTS (SELECT 1 FROM temp.held)", NULL, &held, &found, &none) != 0))
+        held = 0;
     if (sqlite3_prepare_v2(ob->db,
-                           "SELECT s.id, i.document, i.table_name FROM record_state s "
-                           "JOIN record_info i USING (id) "
-                           "WHERE s.state = 'pending' AND s.id > ?1 AND (i.kind = 'stream' OR "
-                           "(SELECT p.ready FROM snapshot p WHERE p.id = s.id)) "
-                           "ORDER BY s.id LIMIT ?2",
+                           held ? "SELECT s.id, i.document, i.table_name FROM record_state s "
+                                  "JOIN record_info i USING (id) "
+                                  "WHERE s.state = 'pending' AND s.id > ?1 AND (i.kind = 'stream' "
+                                  "OR (SELECT p.ready FROM snapshot p WHERE p.id = s.id)) AND "
+                                  "i.document NOT IN (SELECT document FROM temp.held) "
+                                  "ORDER BY s.id LIMIT ?2"
+                                : "SELECT s.id, i.document, i.table_name FROM record_state s "
+                                  "JOIN record_info i USING (id) "
+                                  "WHERE s.state = 'pending' AND s.id > ?1 AND (i.kind = 'stream' "
+                                  "OR (SELECT p.ready FROM snapshot p WHERE p.id = s.id)) "
+                                  "ORDER BY s.id LIMIT ?2",
                            -1, &st, NULL) != SQLITE_OK)
         return db_err(ob, err, "read pending records");
     sqlite3_bind_int64(st, 1, after_id);
