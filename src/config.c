@@ -616,7 +616,7 @@ void config_describe(const struct config *cfg, struct config_description *d)
     describe(d, "DDB2FS_TTL_DELETES", ttl[cfg->ttl]);
     describe(d, "DDB2FS_RESERVED_NAMES", reserved[cfg->reserved]);
     describe(d, "DDB2FS_JOURNAL", journal[cfg->journal]);
-    describe(d, "DDB2FS_RETENTION_SECONDS", number_text(d, &used, cfg->retention_s));
+    describe(d, "DDB2FS_RETENTION", number_text(d, &used, cfg->retention_s));
     describe(d, "GOOGLE_CLOUD_PROJECT", cfg->project);
     describe(d, "DDB2FS_DATABASE", cfg->database);
     describe(d, "FIRESTORE_EMULATOR_HOST", cfg->emulator);

@@ -1289,6 +1289,10 @@ int outbox_settings(struct outbox *ob, const struct config *cfg, struct d2f_err 
             rc = db_err(ob, err, "record the settings");
         sqlite3_reset(st);
     }
+    /* earlier versions recorded DDB2FS_RETENTION under a name no variable has */
+    if (!rc)
+        rc = exec(ob, "DELETE FROM settings WHERE name = 'DDB2FS_RETENTION_SECONDS'",
+                  "record the settings", err);
 out:
     return end_tx(ob, st, rc, err);
 }

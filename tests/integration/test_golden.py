@@ -18,8 +18,14 @@ def cases():
 
 
 class Golden(unittest.TestCase):
-    def test_there_are_golden_files(self):
-        self.assertGreaterEqual(len(list(cases())), 8)
+    def test_every_golden_event_has_its_expectation(self):
+        """Each event of the directory is a case, with its .exp beside it, and no .exp or .env
+        stands alone: a file added or lost is noticed."""
+        files = os.listdir(GOLDEN)
+        events = {f[:-5] for f in files if f.endswith(".json")}
+        self.assertEqual({name for name, _, _ in cases()}, events)
+        self.assertEqual({f[:-4] for f in files if f.endswith(".exp")}, events)
+        self.assertLessEqual({f[:-4] for f in files if f.endswith(".env")}, events)
 
     def test_convert_matches_golden(self):
         for name, path, settings in cases():

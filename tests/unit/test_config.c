@@ -210,7 +210,7 @@ static void test_describe_names_no_secret(void **state)
             assert_string_equal(v, "Orders=orders;Users=people");
             seen++;
         }
-        if (strcmp(d.pairs[2 * i], "DDB2FS_RETENTION_SECONDS") == 0) {
+        if (strcmp(d.pairs[2 * i], "DDB2FS_RETENTION") == 0) {
             assert_string_equal(v, "172800");
             seen++;
         }
