@@ -114,7 +114,7 @@ int aws_answer(const struct aws_request *req, const struct http_call *call, cJSO
     if (type && type_cap)
         type[0] = '\0';
     if (call->failed)
-        return d2f_errf(err, D2F_EIO, "%s: no answer from %s: %s", req->what, call->url,
+        return d2f_errf(err, D2F_EUNREACHABLE, "%s: no answer from %s: %s", req->what, call->url,
                         call->error);
     *answer = json_parse(buf_str(&call->response), call->response.len);
     if (call->status != 200) {

@@ -315,7 +315,8 @@ static int cmd_convert(int argc, char **argv)
 {
     struct config cfg;
     struct d2f_err err = {0};
-    struct buf input, prefix;
+    struct buf input;
+    char prefix[2400];
     struct event_reader r;
     struct event_record rec;
     const char *file;
@@ -328,13 +329,14 @@ static int cmd_convert(int argc, char **argv)
     if (one_file_arg(argc, argv, &file) || load_config(&cfg))
         return EXIT_USAGE;
     buf_init(&input, EVENT_MAX_BYTES);
-    buf_init(&prefix, 4096);
     if ((rc = read_input(file, &input, &err)) != 0 ||
         (rc = event_reader_init(&r, input.data ? input.data : "", input.len, &err)) != 0)
         goto out;
-    if ((rc = buf_addf(&prefix, "projects/%s/databases/%s/documents",
-                       cfg.project ? cfg.project : "-", cfg.database)) != 0)
+    if (firestore_docs_path(prefix, sizeof(prefix), cfg.project ? cfg.project : "-",
+                            cfg.database) != 0) {
+        rc = d2f_errf(&err, D2F_ECONFIG, "GOOGLE_CLOUD_PROJECT or DDB2FS_DATABASE is too long");
         goto out;
+    }
     while ((rc = event_reader_next(&r, &rec, &err)) == 1) {
         struct record_plan plan;
         const char *pk, *sk;
@@ -342,7 +344,7 @@ static int cmd_convert(int argc, char **argv)
         record_plan_init(&plan);
         rc = ingest_keys(NULL, &cfg, &rec, &pk, &sk, NULL); /* convert reads no outbox */
         if (!rc)
-            rc = record_plan(&rec, &cfg, pk, sk, prefix.data, &plan);
+            rc = record_plan(&rec, &cfg, pk, sk, prefix, &plan);
         if (!rc)
             rc = print_plan(&plan);
         record_plan_release(&plan);
@@ -357,7 +359,6 @@ out:
     if (rc)
         say_error("ddb2fs convert", err.msg);
     buf_release(&input);
-    buf_release(&prefix);
     config_release(&cfg);
     return rc ? EXIT_FAILED : 0;
 }
@@ -872,7 +873,7 @@ static int cmd_backfill(int argc, char **argv)
     if (isatty(2))
         fputc('\n', stderr);
     if (!rc && st.busy && !st.pages) {
-        rc = d2f_errf(&err, D2F_EIO,
+        rc = d2f_errf(&err, D2F_ELEASE,
                       "another runner (the function, or another 'ddb2fs backfill') scans job "
                       "%lld now: see 'ddb2fs backfill --status'",
                       (long long)job);

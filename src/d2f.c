@@ -46,6 +46,12 @@ const char *d2f_strerror(int code)
         return "refused by the remote service";
     case D2F_EDAMAGE:
         return "outbox corrupt";
+    case D2F_ETIME:
+        return "time budget spent";
+    case D2F_ELEASE:
+        return "lease held elsewhere";
+    case D2F_EUNREACHABLE:
+        return "no answer from the server";
     }
     return "unknown error";
 }

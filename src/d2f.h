@@ -3,6 +3,9 @@
  * attribute macros.
  *
  * A fallible function returns 0 or a D2F_E* code and fills a caller-provided struct d2f_err.
+ * Each code says one thing, so that a caller can tell what to do: D2F_EIO is a file that could
+ * not be read or written, never a server's silence (D2F_EUNREACHABLE), a spent time budget
+ * (D2F_ETIME) or a lease held elsewhere (D2F_ELEASE).
  * Reporting an error never allocates. Messages say what failed first, lowercase, name the
  * record, row or variable, and never carry a payload, a token or a key.
  */
@@ -16,17 +19,20 @@
 
 enum d2f_code {
     D2F_OK = 0,
-    D2F_ENOMEM,  /* an allocation failed */
-    D2F_EINPUT,  /* the input (an event, a record, a file) is malformed */
-    D2F_ECONFIG, /* a setting is invalid */
-    D2F_EUSAGE,  /* the command line is wrong */
-    D2F_EIO,     /* reading or writing a file failed */
-    D2F_EDB,     /* the outbox database failed */
-    D2F_ELIMIT,  /* a size or count limit was exceeded */
-    D2F_ESCHEMA, /* the outbox or a key schema contradicts what was recorded */
-    D2F_EAUTH,   /* credentials were refused */
-    D2F_EREMOTE, /* a remote service refused the request for good */
-    D2F_EDAMAGE, /* the outbox file is corrupt: restore it from a backup */
+    D2F_ENOMEM,       /* an allocation failed */
+    D2F_EINPUT,       /* the input (an event, a record, a file) is malformed */
+    D2F_ECONFIG,      /* a setting is invalid */
+    D2F_EUSAGE,       /* the command line is wrong */
+    D2F_EIO,          /* reading or writing a file failed */
+    D2F_EDB,          /* the outbox database failed */
+    D2F_ELIMIT,       /* a size or count limit was exceeded */
+    D2F_ESCHEMA,      /* the outbox or a key schema contradicts what was recorded */
+    D2F_EAUTH,        /* credentials were refused */
+    D2F_EREMOTE,      /* a remote service refused the request for good */
+    D2F_EDAMAGE,      /* the outbox file is corrupt: restore it from a backup */
+    D2F_ETIME,        /* the time budget was spent before the work was done: a later run goes on */
+    D2F_ELEASE,       /* another process holds the lease on the work: it does it */
+    D2F_EUNREACHABLE, /* a server gave no answer to use (no connection, TLS failed, time-out) */
 };
 
 #define D2F_ERR_MSG 512

@@ -627,7 +627,8 @@ static int launch(struct sender *s, struct d2f_err *err)
     int rc;
 
     if (now >= r->stop_at) {
-        s->stop = d2f_errf(err, D2F_EIO, "the time budget ran out with %zu commits unsent", s->nq);
+        s->stop =
+            d2f_errf(err, D2F_ETIME, "the time budget ran out with %zu commits unsent", s->nq);
         return s->stop;
     }
     for (size_t i = 0; i < s->nq && s->nwave < s->wave_cap;) {
@@ -642,7 +643,7 @@ static int launch(struct sender *s, struct d2f_err *err)
     if (!s->nwave)
         return 0;
     if (r->ramp_from && !ramp_wait(r, writes)) {
-        s->stop = d2f_errf(err, D2F_EIO,
+        s->stop = d2f_errf(err, D2F_ETIME,
                            "the time budget ran out (ramp-up pacing at %.0f "
                            "writes/s)",
                            ramp_rate(r, http_now_ms()));
@@ -924,7 +925,7 @@ static int take_answers(struct sender *s, struct d2f_err *err)
             if (!s->stop)
                 s->stop =
                     c->status == RETRY_TLS
-                        ? d2f_errf(err, D2F_EIO, "cannot reach Firestore: %s", c->message)
+                        ? d2f_errf(err, D2F_EUNREACHABLE, "cannot reach Firestore: %s", c->message)
                         : d2f_errf(err, D2F_EREMOTE, "Firestore refused a commit: %s", c->message);
             break;
         }
@@ -1018,7 +1019,7 @@ static int send_items(struct run *r, struct item **items, size_t nitems, struct 
             if (!s.nq)
                 break; /* all sent */
             if (soonest > r->stop_at) {
-                s.stop = d2f_errf(err, D2F_EIO,
+                s.stop = d2f_errf(err, D2F_ETIME,
                                   "the time budget ran out while commits waited to be retried");
                 break;
             }
@@ -1147,7 +1148,7 @@ static int take_until(struct outbox *ob, int64_t until_ms, char *owner, size_t c
                                 sizeof(holder), err)) != 0)
         return rc;
     if (!taken)
-        return d2f_errf(err, D2F_EIO, "another drain holds the lease (%s)", holder);
+        return d2f_errf(err, D2F_ELEASE, "another drain holds the lease (%s)", holder);
     return 0;
 }
 
@@ -1192,7 +1193,7 @@ int drain_lease_renew(struct outbox *ob, const char *owner, int64_t until_ms, st
         rc = outbox_lease_take(ob, owner, until_ms, NULL, &taken, holder, sizeof(holder), err);
 
     if (!rc && !taken)
-        rc = d2f_errf(err, D2F_EIO, "the drain lease went to another (%s)", holder);
+        rc = d2f_errf(err, D2F_ELEASE, "the drain lease went to another (%s)", holder);
     return rc;
 }
 
@@ -1274,7 +1275,7 @@ int drain_send(struct outbox *ob, const struct config *cfg, struct firestore *fs
         rc =
             how->dry_run ? print_items(&r, items, nitems, err) : send_items(&r, items, nitems, err);
     if (!rc && r.held)
-        rc = d2f_errf(err, D2F_EIO,
+        rc = d2f_errf(err, D2F_ETIME,
                       "%zu deletions wait until a transaction that may still create their "
                       "documents has expired (DDB2FS_TRANSACTION_SECONDS)",
                       r.held);
@@ -1329,12 +1330,12 @@ int drain_run(struct outbox *ob, const struct config *cfg, struct firestore *fs,
         stats->pending_left = -1;
     stats->elapsed_ms = http_now_ms() - start;
     if (!rc && r.held)
-        rc = d2f_errf(err, D2F_EIO,
+        rc = d2f_errf(err, D2F_ETIME,
                       "%zu deletions wait until a transaction that may still create their "
                       "documents has expired (in %lld s; DDB2FS_TRANSACTION_SECONDS)",
                       r.held, (long long)((r.deletes_wait - http_now_ms()) / 1000 + 1));
     else if (!rc && stats->pending_left > unresolved + waiting)
-        rc = d2f_errf(err, D2F_EIO, "the time budget ran out with %lld records pending",
+        rc = d2f_errf(err, D2F_ETIME, "the time budget ran out with %lld records pending",
                       (long long)stats->pending_left);
     else if (!rc && stats->pending_left > waiting)
         rc = d2f_errf(err, D2F_ESCHEMA,
@@ -1407,7 +1408,7 @@ int drain_run_set(struct outbox *const *obs, size_t n, size_t most, const struct
     free(left);
     stats->elapsed_ms = http_now_ms() - start;
     if (stats->pending_left && !rc)
-        rc = d2f_errf(err, D2F_EIO, "%lld records pending in files left to other drains",
+        rc = d2f_errf(err, D2F_ELEASE, "%lld records pending in files left to other drains",
                       (long long)stats->pending_left);
     return stats->pending_left ? rc : 0;
 }

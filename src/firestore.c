@@ -121,13 +121,24 @@ int firestore_names(struct firestore **out, const char *project, const char *dat
     struct firestore *fs = calloc(1, sizeof(*fs));
 
     *out = NULL;
-    snprintf(db, sizeof(db), "projects/%s/databases/%s", project, database);
-    if (!fs || !(fs->docs_prefix = joined(db, "/documents", ""))) {
+    if (firestore_docs_path(db, sizeof(db), project, database) != 0) {
+        free(fs);
+        return d2f_errf(err, D2F_ECONFIG, "the project '%.64s' or database '%.64s' is too long",
+                        project, database);
+    }
+    if (!fs || !(fs->docs_prefix = joined(db, "", ""))) {
         free(fs);
         return d2f_errf(err, D2F_ENOMEM, "out of memory");
     }
     *out = fs;
     return 0;
+}
+
+int firestore_docs_path(char *out, size_t cap, const char *project, const char *database)
+{
+    int n = snprintf(out, cap, "projects/%s/databases/%s/documents", project, database);
+
+    return n < 0 || (size_t)n >= cap ? -1 : 0;
 }
 
 void firestore_free(struct firestore *fs)
@@ -271,11 +282,11 @@ out:
 static int no_answer(const char *what, const struct http_call *call, struct d2f_err *err)
 {
     if (call->tls_failed)
-        return d2f_errf(err, D2F_EIO,
+        return d2f_errf(err, D2F_EUNREACHABLE,
                         "%s: TLS failed, not retried: %s (check DDB2FS_FIRESTORE_ENDPOINT and the "
                         "CA certificates)",
                         what, call->error);
-    return d2f_errf(err, D2F_EIO, "%s: no answer from Firestore: %s", what, call->error);
+    return d2f_errf(err, D2F_EUNREACHABLE, "%s: no answer from Firestore: %s", what, call->error);
 }
 
 int firestore_commit_wait(struct firestore *fs, int timeout_ms)

@@ -56,6 +56,10 @@ int firestore_connect(const struct config *cfg, struct http *http, struct gauth 
 /* "projects/P/databases/D/documents": what document names start with. */
 const char *firestore_docs_prefix(const struct firestore *fs);
 
+/* Writes "projects/P/databases/D/documents" into out (cap bytes): the one place that name is
+ * built. Returns 0, or -1 when it does not fit (out then holds a cut name). */
+int firestore_docs_path(char *out, size_t cap, const char *project, const char *database);
+
 /* What the client writes to, as fences are kept per target: the endpoint and the documents'
  * prefix ("http://host:port/v1/projects/P/databases/D/documents"; the prefix alone for a client
  * that sends nothing). */

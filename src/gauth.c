@@ -345,8 +345,8 @@ static int exchange(struct gauth *g, const char *jwt, int64_t deadline_ms, struc
     if ((rc = http_perform(g->http, calls, 1, deadline_ms, err)) != 0)
         goto out;
     if (call.failed) {
-        rc = d2f_errf(err, D2F_EIO, "cannot get an access token from '%s': %s", g->token_uri,
-                      call.error);
+        rc = d2f_errf(err, D2F_EUNREACHABLE, "cannot get an access token from '%s': %s",
+                      g->token_uri, call.error);
         goto out;
     }
     answer = cJSON_ParseWithLength(buf_str(&call.response), call.response.len);

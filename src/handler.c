@@ -48,6 +48,12 @@ const char *handler_error_type(int code)
         return "ddb2fs.OutOfMemory";
     case D2F_EDAMAGE:
         return "ddb2fs.OutboxCorrupt";
+    case D2F_ETIME:
+        return "ddb2fs.TimeBudgetSpent";
+    case D2F_ELEASE:
+        return "ddb2fs.LeaseHeld";
+    case D2F_EUNREACHABLE:
+        return "ddb2fs.Unreachable";
     }
     return "ddb2fs.Error";
 }
@@ -315,10 +321,11 @@ static void backfill_some(struct handler *h, int64_t deadline_ms)
     json_add_number(f, "retries", (double)st.retries);
     json_add_number(f, "segments_done", (double)st.segments_done);
     json_add_number(f, "segments", (double)st.segments);
-    if (rc && rc != D2F_EIO)
+    /* out of time, or DynamoDB silent: the job goes on at the next invocation */
+    int stopped = rc && rc != D2F_ETIME && rc != D2F_EUNREACHABLE;
+    if (stopped)
         cJSON_AddStringToObject(f, "stopped", err.msg);
-    log_write(rc && rc != D2F_EIO ? LOG_ERROR : LOG_INFO,
-              st.done ? "backfill scanned" : "backfill goes on", f);
+    log_write(stopped ? LOG_ERROR : LOG_INFO, st.done ? "backfill scanned" : "backfill goes on", f);
 }
 
 /* {"ddb2fs":"backfill","table":"T",...}: records the job, and starts it. */

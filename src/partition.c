@@ -362,7 +362,7 @@ static int quiet(struct partitions *old, const char *owner, struct d2f_err *err)
                                              &taken, holder, sizeof(holder), err)) != 0)
             return rc;
         if (!taken)
-            return d2f_errf(err, D2F_EIO,
+            return d2f_errf(err, D2F_ELEASE,
                             "a drain holds the lease of '%s' (%s): let it finish, then run "
                             "repartition again",
                             outbox_path(old->ob[i]), holder);

@@ -469,11 +469,11 @@ int replay_run(const struct replay_opts *o, const struct config *cfg, struct out
     if (rc)
         goto out;
     /* the drain's own target: the configured server, project (or the key's) and database */
-    snprintf(live, sizeof(live), "projects/%s/databases/%s/documents",
-             cfg->project ? cfg->project
-             : auth       ? gauth_project(auth)
-                          : "-",
-             cfg->database);
+    (void)firestore_docs_path(live, sizeof(live),
+                              cfg->project ? cfg->project
+                              : auth       ? gauth_project(auth)
+                                           : "-",
+                              cfg->database); /* a name cut short is no target's: not live */
     res->live = o->dry_run ? !o->project && !o->database && !o->emulator
                            : strcmp(live, firestore_docs_prefix(rp.fs)) == 0 &&
                                  (cfg->emulator ? target.emulator &&
@@ -563,7 +563,7 @@ int replay_run_set(const struct replay_opts *o, const struct config *cfg, struct
         struct replay_result one = {0};
         int64_t left = (until - http_now_ms()) / 1000;
         if (left < 1)
-            return d2f_errf(err, D2F_EIO, "the time budget ran out before partition %zu", i);
+            return d2f_errf(err, D2F_ETIME, "the time budget ran out before partition %zu", i);
         each.seconds = left;
         rc = replay_run(&each, cfg, obs[i], http, out, progress, &one, err);
         res->documents += one.documents;

@@ -72,7 +72,8 @@ int runtime_next(struct runtime *rt, struct runtime_invocation *inv, struct d2f_
     if ((rc = http_perform(rt->http, calls, 1, 0, err)) != 0)
         goto out;
     if (call.failed || call.status != 200) {
-        rc = d2f_errf(err, D2F_EIO, "the Runtime API's invocation/next failed: %s",
+        rc = d2f_errf(err, call.failed ? D2F_EUNREACHABLE : D2F_EREMOTE,
+                      "the Runtime API's invocation/next failed: %s",
                       call.failed ? call.error : "an HTTP status other than 200");
         goto out;
     }
@@ -132,7 +133,8 @@ static int post(struct runtime *rt, const char *url, const char *error_type, con
             return 0;
         nanosleep(&pause, NULL);
     }
-    return d2f_errf(err, D2F_EIO, "cannot post to the Runtime API at '%s' (%s)", url,
+    return d2f_errf(err, *status ? D2F_EREMOTE : D2F_EUNREACHABLE,
+                    "cannot post to the Runtime API at '%s' (%s)", url,
                     *status ? "server error" : "no answer");
 }
 

@@ -234,7 +234,7 @@ int scan_next(struct scan *s, int64_t deadline_ms, struct scan_page *pages, size
         if (!k || now < (int64_t)s->next_at) {
             int64_t at = k ? (int64_t)s->next_at : soonest;
             if (at >= deadline_ms) {
-                rc = d2f_errf(err, D2F_EIO, "%s: the time budget ran out", s->what);
+                rc = d2f_errf(err, D2F_ETIME, "%s: the time budget ran out", s->what);
                 break;
             }
             sleep_ms(at - now);

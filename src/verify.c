@@ -866,7 +866,7 @@ static int first_pass(struct run *run, struct d2f_err *err)
         if (run->o.progress)
             run->o.progress(run->o.ctx, run->r);
     }
-    if (rc == D2F_EIO && run->o.deadline_ms && http_now_ms() >= deadline) {
+    if (rc == D2F_ETIME && run->o.deadline_ms && http_now_ms() >= deadline) {
         rc = 0; /* the sample ends here: what was read is checked */
         run->r->complete = -1;
     }

@@ -338,7 +338,7 @@ static int post(struct wif *w, const char *url, const char *content_type, const 
     call.body_len = body->len;
     rc = http_perform(w->http, calls, 1, deadline_ms, err);
     if (!rc && call.failed)
-        rc = d2f_errf(err, D2F_EIO, "%s: no answer from '%s': %s", step, url, call.error);
+        rc = d2f_errf(err, D2F_EUNREACHABLE, "%s: no answer from '%s': %s", step, url, call.error);
     if (!rc) {
         *status = call.status;
         *answer = cJSON_ParseWithLength(buf_str(&call.response), call.response.len);

@@ -5,6 +5,7 @@ and a sealed file made by another libsodium binding (npm libsodium-wrappers)."""
 import base64
 import json
 import os
+import socket
 import stat
 import subprocess
 import time
@@ -314,6 +315,25 @@ class SealedKey(unittest.TestCase):
             self.assertEqual(len(errors), 1)
             self.assertEqual(errors[0]["error_type"], "ddb2fs.ConfigError")
             self.assertIn("does not open with the data key", errors[0]["body"]["errorMessage"])
+            self.assertEqual(self.fs.documents(), {})
+        finally:
+            rt.stop()
+            log.close()
+
+    def test_lambda_init_error_when_secrets_manager_does_not_answer(self):
+        """No answer is not a file's failure: the init error names it as such."""
+        self.sm.put(SECRET_ID, self.seal())
+        with socket.socket() as s:  # a loopback port nobody listens on
+            s.bind(("127.0.0.1", 0))
+            silent = "http://127.0.0.1:%d" % s.getsockname()[1]
+        rt, proc, log = self.lambda_run(dict(self.env, AWS_ENDPOINT_URL_SECRETS_MANAGER=silent),
+                                        self.tmp.path)
+        try:
+            self.assertEqual(proc.wait(timeout=120), 1)
+            errors = rt.results()["init_errors"]
+            self.assertEqual(len(errors), 1)
+            self.assertEqual(errors[0]["error_type"], "ddb2fs.Unreachable")
+            self.assertIn("no answer", errors[0]["body"]["errorMessage"])
             self.assertEqual(self.fs.documents(), {})
         finally:
             rt.stop()
