@@ -302,23 +302,27 @@ class SealedKey(unittest.TestCase):
                                 stdout=log, stderr=subprocess.STDOUT, cwd=cwd)
         return rt, proc, log
 
+    def assert_init_error(self, env, error_type, message):
+        """'ddb2fs lambda' stops at init with one error of error_type, writing nothing."""
+        rt, proc, log = self.lambda_run(env, self.tmp.path)
+        try:
+            self.assertEqual(proc.wait(timeout=120), 1)
+            errors = rt.results()["init_errors"]
+            self.assertEqual(len(errors), 1)
+            self.assertEqual(errors[0]["error_type"], error_type)
+            self.assertIn(message, errors[0]["body"]["errorMessage"])
+            self.assertEqual(self.fs.documents(), {})
+        finally:
+            rt.stop()
+            log.close()
+
     def test_lambda_init_error_for_an_altered_file(self):
         self.sm.put(SECRET_ID, self.seal())
         bad = bytearray(slurp(self.sealed))
         bad[100] ^= 0x80
         with open(self.sealed, "wb") as f:
             f.write(bad)
-        rt, proc, log = self.lambda_run(self.env, self.tmp.path)
-        try:
-            self.assertEqual(proc.wait(timeout=60), 1)
-            errors = rt.results()["init_errors"]
-            self.assertEqual(len(errors), 1)
-            self.assertEqual(errors[0]["error_type"], "ddb2fs.ConfigError")
-            self.assertIn("does not open with the data key", errors[0]["body"]["errorMessage"])
-            self.assertEqual(self.fs.documents(), {})
-        finally:
-            rt.stop()
-            log.close()
+        self.assert_init_error(self.env, "ddb2fs.ConfigError", "does not open with the data key")
 
     def test_lambda_init_error_when_secrets_manager_does_not_answer(self):
         """No answer is not a file's failure: the init error names it as such."""
@@ -326,18 +330,8 @@ class SealedKey(unittest.TestCase):
         with socket.socket() as s:  # a loopback port nobody listens on
             s.bind(("127.0.0.1", 0))
             silent = "http://127.0.0.1:%d" % s.getsockname()[1]
-        rt, proc, log = self.lambda_run(dict(self.env, AWS_ENDPOINT_URL_SECRETS_MANAGER=silent),
-                                        self.tmp.path)
-        try:
-            self.assertEqual(proc.wait(timeout=120), 1)
-            errors = rt.results()["init_errors"]
-            self.assertEqual(len(errors), 1)
-            self.assertEqual(errors[0]["error_type"], "ddb2fs.Unreachable")
-            self.assertIn("no answer", errors[0]["body"]["errorMessage"])
-            self.assertEqual(self.fs.documents(), {})
-        finally:
-            rt.stop()
-            log.close()
+        self.assert_init_error(dict(self.env, AWS_ENDPOINT_URL_SECRETS_MANAGER=silent),
+                               "ddb2fs.Unreachable", "no answer")
 
     def test_no_key_material_in_any_output_or_file(self):
         keys = os.path.join(self.tmp.path, "keys")
