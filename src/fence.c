@@ -16,25 +16,70 @@ static int db_err(struct outbox *ob, struct d2f_err *err, const char *what)
 struct fence_reader {
     struct outbox *ob;
     sqlite3_stmt *get;
+    sqlite3_stmt *name; /* the target's number, asked again while it has none */
+    int64_t id;         /* the target's number; 0 until a write to it has landed */
 };
+
+/* The number fence_target gives target into *id (0: none yet, when !make; made when make, in
+ * the caller's transaction). */
+static int target_id(struct outbox *ob, const char *target, int make, int64_t *id,
+                     struct d2f_err *err)
+{
+    sqlite3_stmt *st = NULL;
+    int s;
+
+    *id = 0;
+    if (make && (sqlite3_prepare_v2(outbox_db(ob),
+                                    "INSERT INTO fence_target (target) VALUES (?1) "
+                                    "ON CONFLICT (target) DO NOTHING",
+                                    -1, &st, NULL) != SQLITE_OK ||
+                 sqlite3_bind_text(st, 1, target, -1, SQLITE_STATIC) != SQLITE_OK ||
+                 sqlite3_step(st) != SQLITE_DONE)) {
+        sqlite3_finalize(st);
+        return db_err(ob, err, "name a fence target");
+    }
+    sqlite3_finalize(st);
+    st = NULL;
+    if (sqlite3_prepare_v2(outbox_db(ob), "SELECT id FROM fence_target WHERE target = ?1", -1, &st,
+                           NULL) != SQLITE_OK)
+        return db_err(ob, err, "read a fence target");
+    sqlite3_bind_text(st, 1, target, -1, SQLITE_STATIC);
+    s = sqlite3_step(st);
+    if (s == SQLITE_ROW)
+        *id = sqlite3_column_int64(st, 0);
+    sqlite3_finalize(st);
+    return s == SQLITE_ROW || s == SQLITE_DONE ? 0 : db_err(ob, err, "read a fence target");
+}
 
 int fence_reader_new(struct fence_reader **out, struct outbox *ob, const char *target,
                      struct d2f_err *err)
 {
     struct fence_reader *rd = calloc(1, sizeof(*rd));
+    int64_t id;
+    int rc;
 
     *out = NULL;
     if (!rd)
         return d2f_errf(err, D2F_ENOMEM, "out of memory");
     rd->ob = ob;
-    if (sqlite3_prepare_v3(outbox_db(ob),
-                           "SELECT update_time FROM fence WHERE target = ?1 AND document = ?2", -1,
-                           SQLITE_PREPARE_PERSISTENT, &rd->get, NULL) != SQLITE_OK) {
+    /* a target not named yet has no fences: its number, 0, finds none */
+    if ((rc = target_id(ob, target, 0, &id, err)) != 0) {
         free(rd);
+        return rc;
+    }
+    if (sqlite3_prepare_v3(outbox_db(ob),
+                           "SELECT update_time FROM fence WHERE target_id = ?1 AND document = ?2",
+                           -1, SQLITE_PREPARE_PERSISTENT, &rd->get, NULL) != SQLITE_OK ||
+        (!id && sqlite3_prepare_v3(outbox_db(ob), "SELECT id FROM fence_target WHERE target = ?1",
+                                   -1, SQLITE_PREPARE_PERSISTENT, &rd->name, NULL) != SQLITE_OK)) {
+        fence_reader_free(rd);
         return db_err(ob, err, "read documents' fences");
     }
     /* a copy: the reader owns what it binds */
-    sqlite3_bind_text(rd->get, 1, target, -1, SQLITE_TRANSIENT);
+    if (rd->name)
+        sqlite3_bind_text(rd->name, 1, target, -1, SQLITE_TRANSIENT);
+    rd->id = id;
+    sqlite3_bind_int64(rd->get, 1, id);
     *out = rd;
     return 0;
 }
@@ -43,6 +88,7 @@ void fence_reader_free(struct fence_reader *rd)
 {
     if (rd) {
         sqlite3_finalize(rd->get);
+        sqlite3_finalize(rd->name);
         free(rd);
     }
 }
@@ -53,6 +99,17 @@ int fence_get(struct fence_reader *rd, const char *document, char *time, size_t 
     int rc = 0, step;
 
     time[0] = '\0';
+    if (!rd->id) { /* named since, by a write that landed? */
+        step = sqlite3_step(rd->name);
+        if (step == SQLITE_ROW)
+            rd->id = sqlite3_column_int64(rd->name, 0);
+        sqlite3_reset(rd->name);
+        if (step != SQLITE_ROW && step != SQLITE_DONE)
+            return db_err(rd->ob, err, "read a fence target");
+        if (!rd->id)
+            return 0;
+        sqlite3_bind_int64(rd->get, 1, rd->id);
+    }
     sqlite3_bind_text(rd->get, 2, document, -1, SQLITE_STATIC);
     step = sqlite3_step(rd->get);
     if (step == SQLITE_ROW && sqlite3_column_text(rd->get, 0))
@@ -103,14 +160,16 @@ int fence_put(struct outbox *ob, const char *target, const struct fence *f, size
 {
     sqlite3 *db = outbox_db(ob);
     sqlite3_stmt *put = NULL, *mark = NULL, *forget = NULL;
-    int64_t now = outbox_now_ms();
+    int64_t now = outbox_now_ms(), id = 0;
     int rc;
 
     if ((rc = outbox_begin(ob, err)) != 0)
         return rc;
+    if (n && (rc = target_id(ob, target, 1, &id, err)) != 0)
+        goto out;
     if (sqlite3_prepare_v2(db,
-                           "INSERT INTO fence (target, document, update_time) VALUES (?1, ?2, ?3) "
-                           "ON CONFLICT (target, document) DO UPDATE SET "
+                           "INSERT INTO fence (target_id, document, update_time) "
+                           "VALUES (?1, ?2, ?3) ON CONFLICT (target_id, document) DO UPDATE SET "
                            "update_time = excluded.update_time",
                            -1, &put, NULL) != SQLITE_OK ||
         sqlite3_prepare_v2(db,
@@ -123,7 +182,7 @@ int fence_put(struct outbox *ob, const char *target, const struct fence *f, size
         goto out;
     }
     for (size_t i = 0; i < n && !rc; i++) {
-        sqlite3_bind_text(put, 1, target, -1, SQLITE_STATIC);
+        sqlite3_bind_int64(put, 1, id);
         sqlite3_bind_text(put, 2, f[i].document, -1, SQLITE_STATIC);
         if (f[i].update_time && f[i].update_time[0])
             sqlite3_bind_text(put, 3, f[i].update_time, -1, SQLITE_STATIC);

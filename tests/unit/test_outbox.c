@@ -11,6 +11,7 @@
 #include <cmocka.h>
 
 #include "../../src/outbox.c"
+#include "fence.h"
 
 static char dir[] = "/tmp/d2f-outbox-XXXXXX";
 
@@ -94,6 +95,62 @@ static void test_open_migrate(void **state)
     assert_int_equal(outbox_open(&ob, p, CONFIG_JOURNAL_AUTO, OUTBOX_EXISTING, &err), D2F_ESCHEMA);
     assert_non_null(strstr(err.msg, "schema version 99"));
     assert_null(ob);
+}
+
+/* An outbox of schema version 5 keeps its fences through version 6's compact table: each by
+ * its target's number, read back through a fence reader. */
+static void test_fences_migrated(void **state)
+{
+    static const char *const a = "http://a/v1/projects/p/databases/(default)/documents";
+    static const char *const b = "https://b/v1/projects/q/databases/d/documents";
+    char p[256], time[FENCE_TIME_MAX];
+    sqlite3 *db = NULL;
+    struct outbox *ob = NULL;
+    struct fence_reader *rd = NULL;
+    struct d2f_err err = {0};
+    char sql[512];
+
+    (void)state;
+    path_of(p, sizeof(p), "v5.db");
+    assert_int_equal(sqlite3_open(p, &db), SQLITE_OK);
+    for (size_t v = 0; v < sqlfiles_count && atoi(sqlfiles[v].name) <= 5; v++)
+        assert_int_equal(sqlite3_exec(db, sqlfiles[v].text, NULL, NULL, NULL), SQLITE_OK);
+    snprintf(sql, sizeof(sql),
+             "PRAGMA user_version = 5; INSERT INTO fence (target, document, update_time) VALUES "
+             "('%s', 'Orders/1', '2026-12-03T08:00:00.000001Z'), ('%s', 'Orders/2', NULL), "
+             "('%s', 'Orders/1', '2026-12-03T09:00:00Z')",
+             a, a, b);
+    assert_int_equal(sqlite3_exec(db, sql, NULL, NULL, NULL), SQLITE_OK);
+    sqlite3_close(db);
+    assert_int_equal(outbox_open(&ob, p, CONFIG_JOURNAL_AUTO, OUTBOX_EXISTING, &err), 0);
+    assert_int_equal(count(ob, "PRAGMA user_version"),
+                     (int64_t)atoi(sqlfiles[sqlfiles_count - 1].name));
+    assert_int_equal(count(ob, "SELECT count(*) FROM fence_target"), 2);
+    assert_int_equal(count(ob, "SELECT count(*) FROM fence"), 3);
+    assert_int_equal(fence_reader_new(&rd, ob, a, &err), 0);
+    assert_int_equal(fence_get(rd, "Orders/1", time, sizeof(time), &err), 0);
+    assert_string_equal(time, "2026-12-03T08:00:00.000001Z");
+    assert_int_equal(fence_get(rd, "Orders/2", time, sizeof(time), &err), 0);
+    assert_string_equal(time, ""); /* absent */
+    assert_int_equal(fence_get(rd, "Orders/3", time, sizeof(time), &err), 0);
+    assert_string_equal(time, ""); /* never written */
+    fence_reader_free(rd);
+    assert_int_equal(fence_reader_new(&rd, ob, b, &err), 0);
+    assert_int_equal(fence_get(rd, "Orders/1", time, sizeof(time), &err), 0);
+    assert_string_equal(time, "2026-12-03T09:00:00Z");
+    fence_reader_free(rd);
+    /* a target not named yet: nothing, then what a landed write recorded */
+    assert_int_equal(fence_reader_new(&rd, ob, "http://c/v1/x", &err), 0);
+    assert_int_equal(fence_get(rd, "Orders/1", time, sizeof(time), &err), 0);
+    assert_string_equal(time, "");
+    {
+        struct fence f = {.document = "Orders/1", .update_time = "2026-12-03T10:00:00Z"};
+        assert_int_equal(fence_put(ob, "http://c/v1/x", &f, 1, NULL, 0, NULL, 0, &err), 0);
+    }
+    assert_int_equal(fence_get(rd, "Orders/1", time, sizeof(time), &err), 0);
+    assert_string_equal(time, "2026-12-03T10:00:00Z");
+    fence_reader_free(rd);
+    outbox_close(ob);
 }
 
 static void test_rollback_journal(void **state)
@@ -225,6 +282,7 @@ int main(void)
         cmocka_unit_test(test_network_fs),          cmocka_unit_test(test_journal_choice),
         cmocka_unit_test(test_open_migrate),        cmocka_unit_test(test_rollback_journal),
         cmocka_unit_test(test_dedupe_and_rollback), cmocka_unit_test(test_key_schema),
+        cmocka_unit_test(test_fences_migrated),
     };
     return cmocka_run_group_tests(tests, setup, teardown);
 }
