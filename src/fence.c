@@ -20,28 +20,28 @@ struct fence_reader {
     int64_t id;         /* the target's number; 0 until a write to it has landed */
 };
 
-/* The number fence_target gives target into *id (0: none yet, when !make; made when make, in
- * the caller's transaction). */
-static int target_id(struct outbox *ob, const char *target, int make, int64_t *id,
-                     struct d2f_err *err)
+static const char target_number[] = "SELECT id FROM fence_target WHERE target = ?1";
+
+/* The number fence_target gives target into *id, made in the caller's transaction when the
+ * target has none yet. */
+static int target_id(struct outbox *ob, const char *target, int64_t *id, struct d2f_err *err)
 {
     sqlite3_stmt *st = NULL;
     int s;
 
     *id = 0;
-    if (make && (sqlite3_prepare_v2(outbox_db(ob),
-                                    "INSERT INTO fence_target (target) VALUES (?1) "
-                                    "ON CONFLICT (target) DO NOTHING",
-                                    -1, &st, NULL) != SQLITE_OK ||
-                 sqlite3_bind_text(st, 1, target, -1, SQLITE_STATIC) != SQLITE_OK ||
-                 sqlite3_step(st) != SQLITE_DONE)) {
+    if (sqlite3_prepare_v2(outbox_db(ob),
+                           "INSERT INTO fence_target (target) VALUES (?1) "
+                           "ON CONFLICT (target) DO NOTHING",
+                           -1, &st, NULL) != SQLITE_OK ||
+        sqlite3_bind_text(st, 1, target, -1, SQLITE_STATIC) != SQLITE_OK ||
+        sqlite3_step(st) != SQLITE_DONE) {
         sqlite3_finalize(st);
         return db_err(ob, err, "name a fence target");
     }
     sqlite3_finalize(st);
     st = NULL;
-    if (sqlite3_prepare_v2(outbox_db(ob), "SELECT id FROM fence_target WHERE target = ?1", -1, &st,
-                           NULL) != SQLITE_OK)
+    if (sqlite3_prepare_v2(outbox_db(ob), target_number, -1, &st, NULL) != SQLITE_OK)
         return db_err(ob, err, "read a fence target");
     sqlite3_bind_text(st, 1, target, -1, SQLITE_STATIC);
     s = sqlite3_step(st);
@@ -55,31 +55,21 @@ int fence_reader_new(struct fence_reader **out, struct outbox *ob, const char *t
                      struct d2f_err *err)
 {
     struct fence_reader *rd = calloc(1, sizeof(*rd));
-    int64_t id;
-    int rc;
 
     *out = NULL;
     if (!rd)
         return d2f_errf(err, D2F_ENOMEM, "out of memory");
     rd->ob = ob;
-    /* a target not named yet has no fences: its number, 0, finds none */
-    if ((rc = target_id(ob, target, 0, &id, err)) != 0) {
-        free(rd);
-        return rc;
-    }
     if (sqlite3_prepare_v3(outbox_db(ob),
                            "SELECT update_time FROM fence WHERE target_id = ?1 AND document = ?2",
                            -1, SQLITE_PREPARE_PERSISTENT, &rd->get, NULL) != SQLITE_OK ||
-        (!id && sqlite3_prepare_v3(outbox_db(ob), "SELECT id FROM fence_target WHERE target = ?1",
-                                   -1, SQLITE_PREPARE_PERSISTENT, &rd->name, NULL) != SQLITE_OK)) {
+        sqlite3_prepare_v3(outbox_db(ob), target_number, -1, SQLITE_PREPARE_PERSISTENT, &rd->name,
+                           NULL) != SQLITE_OK) {
         fence_reader_free(rd);
         return db_err(ob, err, "read documents' fences");
     }
-    /* a copy: the reader owns what it binds */
-    if (rd->name)
-        sqlite3_bind_text(rd->name, 1, target, -1, SQLITE_TRANSIENT);
-    rd->id = id;
-    sqlite3_bind_int64(rd->get, 1, id);
+    /* a copy: the reader owns what it binds; the number is asked for at the first read */
+    sqlite3_bind_text(rd->name, 1, target, -1, SQLITE_TRANSIENT);
     *out = rd;
     return 0;
 }
@@ -99,7 +89,7 @@ int fence_get(struct fence_reader *rd, const char *document, char *time, size_t 
     int rc = 0, step;
 
     time[0] = '\0';
-    if (!rd->id) { /* named since, by a write that landed? */
+    if (!rd->id) { /* a target is named by its first write that landed: till then, no fence */
         step = sqlite3_step(rd->name);
         if (step == SQLITE_ROW)
             rd->id = sqlite3_column_int64(rd->name, 0);
@@ -165,7 +155,7 @@ int fence_put(struct outbox *ob, const char *target, const struct fence *f, size
 
     if ((rc = outbox_begin(ob, err)) != 0)
         return rc;
-    if (n && (rc = target_id(ob, target, 1, &id, err)) != 0)
+    if (n && (rc = target_id(ob, target, &id, err)) != 0)
         goto out;
     if (sqlite3_prepare_v2(db,
                            "INSERT INTO fence (target_id, document, update_time) "

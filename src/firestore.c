@@ -126,7 +126,7 @@ int firestore_names(struct firestore **out, const char *project, const char *dat
         return d2f_errf(err, D2F_ECONFIG, "the project '%.64s' or database '%.64s' is too long",
                         project, database);
     }
-    if (!fs || !(fs->docs_prefix = joined(db, "", ""))) {
+    if (!fs || !(fs->docs_prefix = strdup(db))) {
         free(fs);
         return d2f_errf(err, D2F_ENOMEM, "out of memory");
     }

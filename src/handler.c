@@ -302,7 +302,7 @@ static void backfill_some(struct handler *h, int64_t deadline_ms)
     struct backfill_stats st;
     struct d2f_err err = {0};
     cJSON *f;
-    int rc;
+    int rc, stopped;
 
     /* a partitioned outbox has no backfill yet */
     if (partitions_count(h->set) != 1 || deadline_ms - HANDLER_MARGIN_MS <= http_now_ms() + 100 ||
@@ -322,7 +322,7 @@ static void backfill_some(struct handler *h, int64_t deadline_ms)
     json_add_number(f, "segments_done", (double)st.segments_done);
     json_add_number(f, "segments", (double)st.segments);
     /* out of time, or DynamoDB silent: the job goes on at the next invocation */
-    int stopped = rc && rc != D2F_ETIME && rc != D2F_EUNREACHABLE;
+    stopped = rc && rc != D2F_ETIME && rc != D2F_EUNREACHABLE;
     if (stopped)
         cJSON_AddStringToObject(f, "stopped", err.msg);
     log_write(stopped ? LOG_ERROR : LOG_INFO, st.done ? "backfill scanned" : "backfill goes on", f);

@@ -873,37 +873,31 @@ int outbox_select_rows(struct outbox *ob, sqlite3_stmt *st, size_t limit,
     return 0;
 }
 
+/* The drain's window: pending stream rows and ready snapshots in arrival order; once the
+ * backfill's rules have held documents on this connection (temp.held, backfill.h), without
+ * theirs. */
+#define WINDOW_ROWS                                                                                \
+    "SELECT s.id, i.document, i.table_name FROM record_state s JOIN record_info i USING (id) "     \
+    "WHERE s.state = 'pending' AND s.id > ?1 AND (i.kind = 'stream' OR "                           \
+    "(SELECT p.ready FROM snapshot p WHERE p.id = s.id)) "
+static const char window_all[] = WINDOW_ROWS "ORDER BY s.id LIMIT ?2";
+static const char window_held[] =
+    WINDOW_ROWS "AND i.document NOT IN (SELECT document FROM temp.held) ORDER BY s.id LIMIT ?2";
+
 int outbox_pending_window(struct outbox *ob, int64_t after_id, size_t limit,
                           struct outbox_pending **rows, size_t *n, struct d2f_err *err)
 {
-    sqlite3_stmt *st = NULL;
-    int rc;
-
     struct d2f_err none = {0};
+    sqlite3_stmt *st = NULL;
     int64_t held = 0;
-    int found = 0;
+    int found = 0, rc;
 
     *rows = NULL;
     *n = 0;
-    /* documents the backfill's rules hold back this pass (backfill.h), when there are some */
     if (scalar(ob, "SELECT 1 FROM temp.sqlite_master WHERE name = 'held'", NULL, &held, &found,
-               &none) != 0 ||
-        (held &&
-         scalar(ob, "SELECT EXISTS (SELECT 1 FROM temp.held)", NULL, &held, &found, &none) != 0))
+               &none) != 0)
         held = 0;
-    if (sqlite3_prepare_v2(ob->db,
-                           held ? "SELECT s.id, i.document, i.table_name FROM record_state s "
-                                  "JOIN record_info i USING (id) "
-                                  "WHERE s.state = 'pending' AND s.id > ?1 AND (i.kind = 'stream' "
-                                  "OR (SELECT p.ready FROM snapshot p WHERE p.id = s.id)) AND "
-                                  "i.document NOT IN (SELECT document FROM temp.held) "
-                                  "ORDER BY s.id LIMIT ?2"
-                                : "SELECT s.id, i.document, i.table_name FROM record_state s "
-                                  "JOIN record_info i USING (id) "
-                                  "WHERE s.state = 'pending' AND s.id > ?1 AND (i.kind = 'stream' "
-                                  "OR (SELECT p.ready FROM snapshot p WHERE p.id = s.id)) "
-                                  "ORDER BY s.id LIMIT ?2",
-                           -1, &st, NULL) != SQLITE_OK)
+    if (sqlite3_prepare_v2(ob->db, held ? window_held : window_all, -1, &st, NULL) != SQLITE_OK)
         return db_err(ob, err, "read pending records");
     sqlite3_bind_int64(st, 1, after_id);
     sqlite3_bind_int64(st, 2, (sqlite3_int64)limit);
@@ -1289,10 +1283,6 @@ int outbox_settings(struct outbox *ob, const struct config *cfg, struct d2f_err 
             rc = db_err(ob, err, "record the settings");
         sqlite3_reset(st);
     }
-    /* earlier versions recorded DDB2FS_RETENTION under a name no variable has */
-    if (!rc)
-        rc = exec(ob, "DELETE FROM settings WHERE name = 'DDB2FS_RETENTION_SECONDS'",
-                  "record the settings", err);
 out:
     return end_tx(ob, st, rc, err);
 }

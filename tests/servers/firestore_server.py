@@ -563,8 +563,9 @@ class Handler(BaseHTTPRequestHandler):
                 raise Refusal(status, "injected %s" % status)
         return False
 
-    def commit(self, prefix, body):
-        st = self.store
+    def writes_of(self, prefix, body, fields):
+        """A commit's or batchWrite's request: (the request, its writes, their documents'
+        names), each write checked; fields, the request's other fields allowed."""
         try:
             req = json.loads(body)
         except ValueError:
@@ -572,12 +573,16 @@ class Handler(BaseHTTPRequestHandler):
         if not isinstance(req, dict):
             raise Refusal("INVALID_ARGUMENT", "Invalid JSON payload received.")
         for k in req:
-            if k not in ("writes", "transaction"):
+            if k != "writes" and k not in fields:
                 raise unknown(k, "")
         writes = req.get("writes", [])
         if not isinstance(writes, list):
             raise Refusal("INVALID_ARGUMENT", "writes must be a list")
-        names = [self.check_write(prefix, w, i) for i, w in enumerate(writes)]
+        return req, writes, [self.check_write(prefix, w, i) for i, w in enumerate(writes)]
+
+    def commit(self, prefix, body):
+        st = self.store
+        req, writes, names = self.writes_of(prefix, body, ("transaction",))
         refused = st.faults.get("refuse", {})
         for name in names:
             if name in refused:
@@ -645,19 +650,7 @@ class Handler(BaseHTTPRequestHandler):
         empty status (code 0, omitted in proto3 JSON). Two writes to one document are refused
         whole. Faults are those of a commit, for the whole request."""
         st = self.store
-        try:
-            req = json.loads(body)
-        except ValueError:
-            raise Refusal("INVALID_ARGUMENT", "Invalid JSON payload received.")
-        if not isinstance(req, dict):
-            raise Refusal("INVALID_ARGUMENT", "Invalid JSON payload received.")
-        for k in req:
-            if k not in ("writes", "labels"):
-                raise unknown(k, "")
-        writes = req.get("writes", [])
-        if not isinstance(writes, list):
-            raise Refusal("INVALID_ARGUMENT", "writes must be a list")
-        names = [self.check_write(prefix, w, i) for i, w in enumerate(writes)]
+        _, writes, names = self.writes_of(prefix, body, ("labels",))
         if len(set(names)) != len(names):
             raise Refusal("INVALID_ARGUMENT", "Cannot modify the same entity more than once "
                           "in a batchWrite request.")

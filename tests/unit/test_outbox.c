@@ -98,7 +98,8 @@ static void test_open_migrate(void **state)
 }
 
 /* An outbox of schema version 5 keeps its fences through version 6's compact table: each by
- * its target's number, read back through a fence reader. */
+ * its target's number, read back through a fence reader; version 7 drops the settings row an
+ * earlier version wrote under a name no variable has, and keeps the others. */
 static void test_fences_migrated(void **state)
 {
     static const char *const a = "http://a/v1/projects/p/databases/(default)/documents";
@@ -118,13 +119,19 @@ static void test_fences_migrated(void **state)
     snprintf(sql, sizeof(sql),
              "PRAGMA user_version = 5; INSERT INTO fence (target, document, update_time) VALUES "
              "('%s', 'Orders/1', '2026-12-03T08:00:00.000001Z'), ('%s', 'Orders/2', NULL), "
-             "('%s', 'Orders/1', '2026-12-03T09:00:00Z')",
+             "('%s', 'Orders/1', '2026-12-03T09:00:00Z'); INSERT INTO settings (name, value, "
+             "recorded_at) VALUES ('DDB2FS_RETENTION_SECONDS', '604800', 0), "
+             "('DDB2FS_NUMBERS', 'auto', 0)",
              a, a, b);
     assert_int_equal(sqlite3_exec(db, sql, NULL, NULL, NULL), SQLITE_OK);
     sqlite3_close(db);
     assert_int_equal(outbox_open(&ob, p, CONFIG_JOURNAL_AUTO, OUTBOX_EXISTING, &err), 0);
     assert_int_equal(count(ob, "PRAGMA user_version"),
                      (int64_t)atoi(sqlfiles[sqlfiles_count - 1].name));
+    assert_int_equal(count(ob, "SELECT count(*) FROM settings WHERE name = "
+                               "'DDB2FS_RETENTION_SECONDS'"),
+                     0);
+    assert_int_equal(count(ob, "SELECT count(*) FROM settings WHERE name = 'DDB2FS_NUMBERS'"), 1);
     assert_int_equal(count(ob, "SELECT count(*) FROM fence_target"), 2);
     assert_int_equal(count(ob, "SELECT count(*) FROM fence"), 3);
     assert_int_equal(fence_reader_new(&rd, ob, a, &err), 0);

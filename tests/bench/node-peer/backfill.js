@@ -14,7 +14,7 @@
 'use strict';
 const { DynamoDBClient, DescribeTableCommand, ScanCommand } = require('@aws-sdk/client-dynamodb');
 const { unmarshall } = require('@aws-sdk/util-dynamodb');
-const { Firestore } = require('@google-cloud/firestore');
+const { emulatorFirestore } = require('./emulator');
 
 const [endpoint, table, segmentsArg, portArg] = process.argv.slice(2);
 const segments = Number(segmentsArg);
@@ -24,18 +24,7 @@ if (!endpoint || !table || !(segments >= 1) || !(Number(portArg) > 0)) {
 }
 
 const ddb = new DynamoDBClient({ endpoint });
-const db = new Firestore({
-  projectId: 'demo-project', host: '127.0.0.1', port: Number(portArg), ssl: false,
-  preferRest: true,
-  // the emulator takes "owner"; no Google credentials are looked for
-  authClient: {
-    getRequestHeaders: async () => ({ Authorization: 'Bearer owner' }),
-    getClient: async function () { return this; },
-    getProjectId: async () => 'demo-project',
-    getUniverseDomain: async () => 'googleapis.com',
-    universeDomain: 'googleapis.com',
-  },
-});
+const db = emulatorFirestore(Number(portArg));
 const writer = db.bulkWriter({ throttling: false });
 let items = 0, failed = 0, units = 0, firstError;
 

@@ -5,21 +5,9 @@
 // usage: node handler.js PORT EVENT.json…   (the Firestore emulator on 127.0.0.1:PORT)
 'use strict';
 const fs = require('fs');
-const { Firestore } = require('@google-cloud/firestore');
+const { emulatorFirestore } = require('./emulator');
 
-const port = Number(process.argv[2]);
-const db = new Firestore({
-  projectId: 'demo-project', host: '127.0.0.1', port, ssl: false, preferRest: true,
-  customHeaders: { Authorization: 'Bearer owner' },
-  // the emulator takes "owner"; no Google credentials are looked for
-  authClient: {
-    getRequestHeaders: async () => ({ Authorization: 'Bearer owner' }),
-    getClient: async function () { return this; },
-    getProjectId: async () => 'demo-project',
-    getUniverseDomain: async () => 'googleapis.com',
-    universeDomain: 'googleapis.com',
-  },
-});
+const db = emulatorFirestore(Number(process.argv[2]));
 
 // DynamoDB AttributeValue -> plain value, as handlers usually unmarshall
 function value(av) {
