@@ -180,12 +180,16 @@ static int latest_version(void)
     return sqlfiles_count ? atoi(sqlfiles[sqlfiles_count - 1].name) : 0;
 }
 
+static int scalar(struct outbox *ob, const char *sql, const char *text, int64_t *value, int *found,
+                  struct d2f_err *err);
+
 /* Applies the sql/ files numbered above the outbox's version, in order. Numbers rise but may
  * skip (a version another change brings is applied when it comes, before any higher one). */
 static int migrate(struct outbox *ob, struct d2f_err *err)
 {
-    int version, latest = latest_version(), rc;
-    char sql[64];
+    int version, latest = latest_version(), rc, found;
+    int64_t cookie = 0;
+    char sql[96];
 
     if ((rc = user_version(ob, &version, err)) != 0)
         return rc;
@@ -217,7 +221,12 @@ static int migrate(struct outbox *ob, struct d2f_err *err)
             goto fail;
         }
     }
-    snprintf(sql, sizeof(sql), "PRAGMA user_version = %d", latest);
+    /* a migration may change a table's CREATE text in place (sql/0008): raising schema_version
+     * makes every connection, this one included, read the schema anew */
+    if ((rc = scalar(ob, "PRAGMA schema_version", NULL, &cookie, &found, err)) != 0)
+        goto fail;
+    snprintf(sql, sizeof(sql), "PRAGMA schema_version = %lld; PRAGMA user_version = %d",
+             (long long)cookie + 1, latest);
     if ((rc = exec(ob, sql, "set the schema version", err)) != 0)
         goto fail;
     return exec(ob, "COMMIT", "commit the schema migration", err);
@@ -247,8 +256,6 @@ static int set_journal(struct outbox *ob, const char *mode, struct d2f_err *err)
 
 static void forget_keys(struct outbox *ob);
 static int corrupt(struct outbox *ob, const char *why, struct d2f_err *err);
-static int scalar(struct outbox *ob, const char *sql, const char *text, int64_t *value, int *found,
-                  struct d2f_err *err);
 
 /* Checks a file opened read-only: its schema must be this ddb2fs's (nothing is migrated). */
 static int read_only(struct outbox *ob, struct d2f_err *err)
