@@ -959,10 +959,17 @@ static void note_unsent(struct sender *s)
 
 /* Builds the write of items[*next] into the batch being filled, and moves on; after the last
  * item the batch is queued. */
+/* Builds the next item's write. Builds in a row share one read lock of the outbox (released
+ * before anything waits or writes), so that reading each row and fence costs no lock round
+ * trip of its own. */
 static int build_next(struct sender *s, struct item **items, size_t nitems, size_t *next,
                       struct d2f_err *err)
 {
-    int keep, rc = build_item(s->r, items[*next], &keep, err);
+    int keep, rc = outbox_read_hold(s->r->ob, err);
+
+    if (rc)
+        return rc;
+    rc = build_item(s->r, items[*next], &keep, err);
 
     if (!rc && keep)
         rc = add_write(s, items[*next], err);
@@ -993,6 +1000,7 @@ static int send_items(struct run *r, struct item **items, size_t nitems, struct 
                     firestore_commit_wait(r->fs, 0);
                 continue;
             }
+            outbox_read_release(r->ob);
             if (firestore_commit_wait(r->fs, 50) > 0)
                 continue;
             rc = take_answers(&s, err);
@@ -1023,11 +1031,14 @@ static int send_items(struct run *r, struct item **items, size_t nitems, struct 
                                   "the time budget ran out while commits waited to be retried");
                 break;
             }
+            outbox_read_release(r->ob);
             sleep_ms(soonest - now);
             continue;
         }
+        outbox_read_release(r->ob);
         rc = launch(&s, err);
     }
+    outbox_read_release(r->ob);
     if (s.nwave) {
         /* stopping with a wave out: take its answers in, so that what landed is marked */
         while (firestore_commit_wait(r->fs, 50) > 0)

@@ -38,6 +38,7 @@ struct outbox {
     sqlite3_stmt *keys_put;
     sqlite3_stmt *record_get;
     sqlite3_stmt *moved_get; /* the mark 'ddb2fs repartition' leaves in a file it moved */
+    sqlite3_stmt *hold;      /* stepped once and not reset while a read hold lasts */
     struct keys_entry *keys;
     struct asked *asked; /* tables whose schema could not be had, and when */
     int in_tx;
@@ -432,6 +433,7 @@ void outbox_close(struct outbox *ob)
     sqlite3_finalize(ob->keys_put);
     sqlite3_finalize(ob->record_get);
     sqlite3_finalize(ob->moved_get);
+    sqlite3_finalize(ob->hold);
     sqlite3_close(ob->db);
     forget_keys(ob);
     while (ob->asked) {
@@ -459,9 +461,34 @@ sqlite3 *outbox_db(struct outbox *ob)
     return ob->db;
 }
 
+int outbox_read_hold(struct outbox *ob, struct d2f_err *err)
+{
+    /* in autocommit mode a read transaction lasts while a statement is between its first row
+     * and its reset; sqlite_schema always has a row */
+    if (ob->hold && sqlite3_stmt_busy(ob->hold))
+        return 0;
+    if (!ob->hold && sqlite3_prepare_v2(ob->db, "SELECT 1 FROM sqlite_schema LIMIT 1", -1,
+                                        &ob->hold, NULL) != SQLITE_OK)
+        return db_err(ob, err, "read the outbox");
+    if (sqlite3_step(ob->hold) != SQLITE_ROW) {
+        sqlite3_reset(ob->hold);
+        return db_err(ob, err, "read the outbox");
+    }
+    return 0;
+}
+
+void outbox_read_release(struct outbox *ob)
+{
+    if (ob && ob->hold)
+        sqlite3_reset(ob->hold);
+}
+
 int outbox_begin(struct outbox *ob, struct d2f_err *err)
 {
-    int rc = exec(ob, "BEGIN IMMEDIATE", "start a transaction", err), step = SQLITE_DONE;
+    int rc, step = SQLITE_DONE;
+
+    outbox_read_release(ob);
+    rc = exec(ob, "BEGIN IMMEDIATE", "start a transaction", err);
 
     ob->in_tx = rc == 0;
     /* a file that 'ddb2fs repartition' moved takes nothing more: its rows are elsewhere now

@@ -97,8 +97,16 @@ void outbox_wait_until(struct outbox *ob, int64_t until_ms);
 /* Milliseconds spent waiting for others' locks since the outbox was opened. */
 int64_t outbox_lock_waited_ms(const struct outbox *ob);
 
+/* Keeps the file's read lock from now until outbox_read_release or the next outbox_begin, so
+ * that a run of reads (the drain's rows and fences) locks the file once instead of at every
+ * statement: on EFS each lock and unlock is a round trip. No-op when already held. Hold it only
+ * while reading: other writers cannot commit meanwhile. */
+int outbox_read_hold(struct outbox *ob, struct d2f_err *err) D2F_WUR;
+void outbox_read_release(struct outbox *ob);
+
 /* Starts a write transaction, waiting for other writers up to the busy timeout; D2F_EIO when
- * the file was moved (OUTBOX_MOVED_KEY). */
+ * the file was moved (OUTBOX_MOVED_KEY). Ends a read hold first: a connection that holds a read
+ * lock is refused a write lock at once, without waiting, whenever another process writes. */
 int outbox_begin(struct outbox *ob, struct d2f_err *err) D2F_WUR;
 
 /* The meta key 'ddb2fs repartition' sets in a file it moved: from then on outbox_begin refuses

@@ -250,6 +250,48 @@ static void test_rollback_journal(void **state)
     outbox_close(ob);
 }
 
+/* A read hold keeps the file's read lock between statements (with the rollback journal, as on
+ * EFS, another connection's commit waits for it), a release or this connection's next write
+ * ends it, and holding twice is holding once. */
+static void test_read_hold(void **state)
+{
+    char p[256];
+    struct outbox *ob = NULL;
+    struct d2f_err err = {0};
+    sqlite3 *other = NULL;
+    static const char *const write =
+        "BEGIN IMMEDIATE; INSERT INTO meta (key, value) VALUES ('x', 1) ON CONFLICT (key) DO "
+        "UPDATE SET value = value + 1; COMMIT";
+
+    (void)state;
+    path_of(p, sizeof(p), "h.db");
+    assert_int_equal(outbox_open(&ob, p, CONFIG_JOURNAL_DELETE, OUTBOX_CREATE, &err), 0);
+    assert_int_equal(sqlite3_open(p, &other), SQLITE_OK);
+    assert_int_equal(sqlite3_exec(other, write, NULL, NULL, NULL), SQLITE_OK);
+
+    assert_int_equal(outbox_read_hold(ob, &err), 0);
+    assert_int_equal(outbox_read_hold(ob, &err), 0);
+    assert_int_equal(count(ob, "SELECT value FROM meta WHERE key = 'x'"), 1);
+    assert_int_equal(sqlite3_exec(other, write, NULL, NULL, NULL) & 0xFF, SQLITE_BUSY);
+    sqlite3_exec(other, "ROLLBACK", NULL, NULL, NULL);
+    assert_int_equal(count(ob, "SELECT value FROM meta WHERE key = 'x'"), 1);
+    outbox_read_release(ob);
+    assert_int_equal(sqlite3_exec(other, write, NULL, NULL, NULL), SQLITE_OK);
+    assert_int_equal(count(ob, "SELECT value FROM meta WHERE key = 'x'"), 2);
+
+    /* this connection's write ends the hold, and others write after it */
+    assert_int_equal(outbox_read_hold(ob, &err), 0);
+    assert_int_equal(outbox_begin(ob, &err), 0);
+    assert_int_equal(
+        sqlite3_exec(outbox_db(ob), "UPDATE meta SET value = 10 WHERE key = 'x'", NULL, NULL, NULL),
+        SQLITE_OK);
+    assert_int_equal(outbox_commit(ob, &err), 0);
+    assert_int_equal(sqlite3_exec(other, write, NULL, NULL, NULL), SQLITE_OK);
+    assert_int_equal(count(ob, "SELECT value FROM meta WHERE key = 'x'"), 11);
+    sqlite3_close(other);
+    outbox_close(ob);
+}
+
 static struct outbox_row row(const char *seq, const char *raw)
 {
     static char key[41];
@@ -366,7 +408,7 @@ int main(void)
         cmocka_unit_test(test_network_fs),          cmocka_unit_test(test_journal_choice),
         cmocka_unit_test(test_open_migrate),        cmocka_unit_test(test_rollback_journal),
         cmocka_unit_test(test_dedupe_and_rollback), cmocka_unit_test(test_key_schema),
-        cmocka_unit_test(test_fences_migrated),
+        cmocka_unit_test(test_fences_migrated),     cmocka_unit_test(test_read_hold),
     };
     return cmocka_run_group_tests(tests, setup, teardown);
 }
