@@ -200,11 +200,11 @@ static int bury(struct run *r, struct item *it, const char *why, struct d2f_err 
         return 0;
     }
     log_write(LOG_WARN, why, NULL);
-    rc = outbox_mark(r->ob, &it->ids[it->nids - 1], 1, "dead", why, err);
+    rc = outbox_mark(r->ob, &it->ids[it->nids - 1], 1, OUTBOX_DEAD, why, err);
     if (!rc && it->nids > 1) {
         snprintf(superseded, sizeof(superseded), "superseded by row %lld, which is dead: %s",
                  (long long)it->ids[it->nids - 1], why);
-        rc = outbox_mark(r->ob, it->ids, it->nids - 1, "dead", superseded, err);
+        rc = outbox_mark(r->ob, it->ids, it->nids - 1, OUTBOX_DEAD, superseded, err);
     }
     if (!rc)
         r->st->rows_dead += it->nids;

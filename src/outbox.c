@@ -979,10 +979,10 @@ out:
     return end_tx(ob, st, rc, err);
 }
 
-int outbox_mark(struct outbox *ob, const int64_t *ids, size_t n, const char *state,
+int outbox_mark(struct outbox *ob, const int64_t *ids, size_t n, enum outbox_mark_as state,
                 const char *error, struct d2f_err *err)
 {
-    if (strcmp(state, "committed") == 0)
+    if (state == OUTBOX_COMMITTED)
         return update_rows(ob,
                            "UPDATE record_state SET state = 'committed', committed_at = ?3, "
                            "attempts = attempts + 1, last_error = ?2 WHERE id = ?1",
@@ -1004,12 +1004,26 @@ int outbox_note_failure(struct outbox *ob, const int64_t *ids, size_t n, const c
 
 int outbox_set_document(struct outbox *ob, int64_t id, const char *document, struct d2f_err *err)
 {
-    int rc = update_rows(ob, "UPDATE record_info SET document = ?2 WHERE id = ?1", &id, 1, document,
-                         "set a record's document", err);
+    sqlite3_stmt *st = NULL, *clear = NULL;
+    int rc;
 
-    return rc ? rc
-              : update_rows(ob, "UPDATE record_state SET last_error = ?2 WHERE id = ?1", &id, 1,
-                            NULL, "set a record's document", err);
+    if ((rc = outbox_begin(ob, err)) != 0)
+        return rc;
+    if (sqlite3_prepare_v2(ob->db, "UPDATE record_info SET document = ?2 WHERE id = ?1", -1, &st,
+                           NULL) != SQLITE_OK ||
+        sqlite3_prepare_v2(ob->db, "UPDATE record_state SET last_error = NULL WHERE id = ?1", -1,
+                           &clear, NULL) != SQLITE_OK) {
+        rc = db_err(ob, err, "set a record's document");
+        goto out;
+    }
+    sqlite3_bind_int64(st, 1, id);
+    sqlite3_bind_text(st, 2, document, -1, SQLITE_STATIC);
+    sqlite3_bind_int64(clear, 1, id);
+    if (sqlite3_step(st) != SQLITE_DONE || sqlite3_step(clear) != SQLITE_DONE)
+        rc = db_err(ob, err, "set a record's document");
+out:
+    sqlite3_finalize(clear);
+    return end_tx(ob, st, rc, err);
 }
 
 /* The first column of the first row of sql (with ?1 bound to text when not NULL). */

@@ -138,7 +138,8 @@ int outbox_insert(struct outbox *ob, const struct outbox_row *row, int *inserted
                   struct d2f_err *err) D2F_WUR;
 
 /* Looks up the recorded key schema of table. *found is 0 when none; *pk / *sk (sk NULL for
- * a partition key alone) stay valid while ob is open. */
+ * a partition key alone) stay valid while ob is open and until the next outbox_rollback, which
+ * forgets what the transaction may have read or recorded. */
 int outbox_keys_get(struct outbox *ob, const char *table, const char **pk, const char **sk,
                     int *found, struct d2f_err *err) D2F_WUR;
 
@@ -186,16 +187,20 @@ int outbox_select_rows(struct outbox *ob, sqlite3_stmt *st, size_t limit,
 /* Frees rows read by outbox_pending_window; accepts NULL. */
 void outbox_pending_free(struct outbox_pending *rows, size_t n);
 
+/* Where a record stands (record_state.state): a record is made pending, and marked once. */
+enum outbox_mark_as { OUTBOX_COMMITTED, OUTBOX_DEAD };
+
 /* Marks rows committed (error NULL) or dead (error says why), with attempts + 1, in one
  * transaction. */
-int outbox_mark(struct outbox *ob, const int64_t *ids, size_t n, const char *state,
+int outbox_mark(struct outbox *ob, const int64_t *ids, size_t n, enum outbox_mark_as state,
                 const char *error, struct d2f_err *err) D2F_WUR;
 
 /* Notes a failed attempt on pending rows: attempts + 1 and last_error, in one transaction. */
 int outbox_note_failure(struct outbox *ob, const int64_t *ids, size_t n, const char *error,
                         struct d2f_err *err) D2F_WUR;
 
-/* Sets the document of a row whose key schema became known. */
+/* Sets the document of a row whose key schema became known, and clears its last error, in one
+ * transaction. */
 int outbox_set_document(struct outbox *ob, int64_t id, const char *document,
                         struct d2f_err *err) D2F_WUR;
 

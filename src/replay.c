@@ -388,7 +388,7 @@ static int supersede(struct replay *rp, struct d2f_err *err)
         for (size_t k = 0; ids && k < n; k++)
             ids[k] = rows[k].id;
         if (ids && !rp->o->dry_run)
-            rc = outbox_mark(rp->ob, ids, n, "committed", NULL, err);
+            rc = outbox_mark(rp->ob, ids, n, OUTBOX_COMMITTED, NULL, err);
         free(ids);
         outbox_pending_free(rows, n);
         if (rc)
