@@ -9,7 +9,6 @@
 
 #include "json.h"
 #include "log.h"
-#include "secret.h"
 
 struct firestore {
     struct http *http;
@@ -98,20 +97,6 @@ int firestore_new(struct firestore **out, const struct config *cfg, struct http 
     }
     *out = fs;
     return 0;
-}
-
-int firestore_connect(const struct config *cfg, struct http *http, struct gauth **auth,
-                      struct firestore **out, struct d2f_err *err)
-{
-    enum gauth_mode mode = cfg->token == CONFIG_TOKEN_SELF_SIGNED ? GAUTH_SELF_SIGNED : GAUTH_OAUTH;
-    char audience[2100];
-    int rc;
-
-    *auth = NULL;
-    snprintf(audience, sizeof(audience), "%s/", cfg->endpoint);
-    if (!cfg->emulator && (rc = secret_credentials(cfg, mode, audience, http, auth, err)) != 0)
-        return rc;
-    return firestore_new(out, cfg, http, *auth, err);
 }
 
 int firestore_names(struct firestore **out, const char *project, const char *database,

@@ -47,12 +47,6 @@ int firestore_names(struct firestore **out, const char *project, const char *dat
 /* Frees the client; accepts NULL. */
 void firestore_free(struct firestore *fs);
 
-/* The client cfg asks for: with the emulator, no credentials; else the service-account key of
- * GOOGLE_APPLICATION_CREDENTIALS (DDB2FS_TOKEN chooses the token) into *auth. Both are freed
- * by the caller. */
-int firestore_connect(const struct config *cfg, struct http *http, struct gauth **auth,
-                      struct firestore **out, struct d2f_err *err) D2F_WUR;
-
 /* "projects/P/databases/D/documents": what document names start with. */
 const char *firestore_docs_prefix(const struct firestore *fs);
 

@@ -9,6 +9,7 @@
 
 #include "backfill.h"
 #include "config.h"
+#include "connect.h"
 #include "drain.h"
 #include "firestore.h"
 #include "gauth.h"
@@ -102,7 +103,7 @@ int handler_new(struct handler **out, const char *(*get)(const char *), struct h
     snprintf(h->function, sizeof(h->function), "%s",
              get("AWS_LAMBDA_FUNCTION_NAME") ? get("AWS_LAMBDA_FUNCTION_NAME") : "ddb2fs");
     if ((rc = config_load(&h->cfg, get, err)) != 0 ||
-        (rc = firestore_connect(&h->cfg, http, &h->auth, &h->fs, err)) != 0 ||
+        (rc = connect_firestore(&h->cfg, http, &h->auth, &h->fs, err)) != 0 ||
         (rc = partitions_open(&h->set, &h->cfg, OUTBOX_CREATE, err)) != 0 ||
         (rc = health(h, OUTBOX_CHECK_MS, err)) != 0)
         goto fail;

@@ -7,6 +7,7 @@
 #include <time.h>
 #include <unistd.h>
 
+#include "connect.h"
 #include "event.h"
 #include "firestore.h"
 #include "gauth.h"
@@ -465,7 +466,7 @@ int replay_run(const struct replay_opts *o, const struct config *cfg, struct out
     if (o->dry_run)
         rc = firestore_names(&rp.fs, target.project ? target.project : "-", target.database, err);
     else
-        rc = firestore_connect(&target, http, &auth, &rp.fs, err);
+        rc = connect_firestore(&target, http, &auth, &rp.fs, err);
     if (rc)
         goto out;
     /* the drain's own target: the configured server, project (or the key's) and database */

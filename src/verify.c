@@ -10,6 +10,7 @@
 #include <sodium.h>
 
 #include "aws.h"
+#include "connect.h"
 #include "docid.h"
 #include "drain.h"
 #include "event.h"
@@ -1500,7 +1501,7 @@ int verify_run(const struct config *cfg, const struct verify_opts *opts, struct 
         r->segments = (int)fmin(ceil(100.0 / opts->sample), SCAN_SEGMENTS_MAX);
     if ((rc = collection_of(&run, err)) != 0 || (rc = open_outbox(&run, err)) != 0 ||
         (rc = describe(&run, err)) != 0 || (rc = http_new(&run.http, err)) != 0 ||
-        (rc = firestore_connect(cfg, run.http, &run.auth, &run.fs, err)) != 0)
+        (rc = connect_firestore(cfg, run.http, &run.auth, &run.fs, err)) != 0)
         goto out;
     run.prefix_len = strlen(firestore_docs_prefix(run.fs));
     /* Firestore must answer before the table is read */
