@@ -13,6 +13,7 @@
 #include "http.h"
 #include "ingest.h"
 #include "json.h"
+#include "lease.h"
 #include "log.h"
 #include "scan.h"
 
@@ -482,7 +483,7 @@ static int claim(struct outbox *ob, int64_t job, const char *owner, int64_t unti
     }
     sqlite3_finalize(st);
     if (holder[0] && strcmp(holder, owner) != 0 && holder_until > outbox_now_ms() &&
-        !drain_holder_gone(holder)) {
+        !lease_holder_gone(holder)) {
         outbox_rollback(ob);
         return 0;
     }
@@ -531,7 +532,7 @@ static int run_job(struct outbox *ob, const struct config *cfg, struct job *j, i
     char owner[320];
     int claimed = 0, rc;
 
-    drain_owner_name(owner, sizeof(owner));
+    lease_owner_name(owner, sizeof(owner));
     memset(pages, 0, sizeof(pages));
     if ((rc = claim(ob, j->id, owner, http_now_ms() + CLAIM_MS, &claimed, err)) != 0)
         return rc;

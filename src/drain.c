@@ -1,9 +1,7 @@
 /* drain.c: pending outbox rows become Firestore documents, in order, exactly once in effect. */
 #include "drain.h"
 
-#include <errno.h>
 #include <math.h>
-#include <signal.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
@@ -17,13 +15,13 @@
 #include "fence.h"
 #include "ingest.h"
 #include "json.h"
+#include "lease.h"
 #include "log.h"
 #include "record.h"
 
 /* Bytes of a commit body besides its writes: {"writes":[…]} and the commas. */
 #define BODY_OVERHEAD 16
 /* How long after its deadline a drainer's lease lasts: requests it sent may still land. */
-#define LEASE_MARGIN_MS 60000
 
 /* One write: a document's last pending row in the window, standing for the rows before it. */
 struct item {
@@ -692,7 +690,7 @@ static int mark_landed(struct sender *s, struct d2f_err *err)
     now = http_now_ms();
     if (!rc && r->owner && now - r->renewed >= r->cfg->lease_s * 1000 / 3) {
         /* the lease lives as long as commits land */
-        rc = drain_lease_renew(r->ob, r->owner, now + r->cfg->lease_s * 1000, err);
+        rc = lease_renew(r->ob, r->owner, now + r->cfg->lease_s * 1000, err);
         if (!rc)
             r->renewed = now;
     }
@@ -1086,89 +1084,6 @@ out:
     return rc;
 }
 
-/* The first line of a file into out (cap bytes), "" when it cannot be read. */
-static void first_line(const char *path, char *out, size_t cap)
-{
-    FILE *f = fopen(path, "r");
-
-    out[0] = '\0';
-    if (f && fgets(out, (int)cap, f))
-        out[strcspn(out, "\n")] = '\0';
-    if (f)
-        fclose(f);
-}
-
-/* Where a pid means something: this boot ("boot_id/pidns"), "" when unknown. */
-static void pid_space(char *out, size_t cap)
-{
-    char boot[64], ns[64] = "";
-    ssize_t n = readlink("/proc/self/ns/pid", ns, sizeof(ns) - 1);
-
-    first_line("/proc/sys/kernel/random/boot_id", boot, sizeof(boot));
-    if (n > 0)
-        ns[n] = '\0';
-    if (boot[0] && n > 0)
-        snprintf(out, cap, "%s/%s", boot, ns);
-    else
-        out[0] = '\0';
-}
-
-/* A lease owner: "host pid token space": a random token drawn once per process (the same
- * process holds the lease again at once, from one invocation to the next), and the boot and
- * PID namespace that give the pid its meaning. */
-void drain_owner_name(char *out, size_t cap)
-{
-    static char token[33]; /* one per process, as its identity */
-    char host[256] = "host", space[160];
-
-    if (!token[0]) {
-        unsigned char raw[16];
-        randombytes_buf(raw, sizeof(raw));
-        sodium_bin2hex(token, sizeof(token), raw, sizeof(raw));
-    }
-    gethostname(host, sizeof(host) - 1);
-    pid_space(space, sizeof(space));
-    snprintf(out, cap, "%s %ld %s %s", host, (long)getpid(), token, space[0] ? space : "-");
-}
-
-/* 1 when a lease holder is known dead: a process of this boot and PID namespace whose pid no
- * longer runs (or runs this process, under another token). Anywhere else its lease lasts until
- * it expires: a pid of another namespace says nothing. */
-int drain_holder_gone(const char *holder)
-{
-    char host[256], token[64], space[160], mine[160];
-    long pid;
-
-    if (sscanf(holder, "%255s %ld %63s %159s", host, &pid, token, space) != 4 || pid <= 0)
-        return 0;
-    pid_space(mine, sizeof(mine));
-    if (!mine[0] || strcmp(space, mine) != 0)
-        return 0;
-    return pid == (long)getpid() || (kill((pid_t)pid, 0) != 0 && errno == ESRCH);
-}
-
-/* Takes the lease until until_ms. */
-static int take_until(struct outbox *ob, int64_t until_ms, char *owner, size_t cap,
-                      struct d2f_err *err)
-{
-    char holder[400];
-    int taken, rc;
-
-    drain_owner_name(owner, cap);
-    if ((rc = outbox_lease_take(ob, owner, until_ms, drain_holder_gone, &taken, holder,
-                                sizeof(holder), err)) != 0)
-        return rc;
-    if (!taken)
-        return d2f_errf(err, D2F_ELEASE, "another drain holds the lease (%s)", holder);
-    return 0;
-}
-
-int drain_lease_take(struct outbox *ob, int64_t deadline_ms, char *owner, size_t cap,
-                     struct d2f_err *err)
-{
-    return take_until(ob, deadline_ms + LEASE_MARGIN_MS, owner, cap, err);
-}
-
 /* Before anything is sent: the transactions of creates whose commits were not seen to end (a
  * drainer killed, a deadline passed) are rolled back; those that cannot be, until they
  * expire, hold deletions back. */
@@ -1195,25 +1110,6 @@ static int settle_transactions(struct run *r, struct d2f_err *err)
     }
     fence_transactions_free(txns, began, n);
     return rc;
-}
-
-int drain_lease_renew(struct outbox *ob, const char *owner, int64_t until_ms, struct d2f_err *err)
-{
-    char holder[400];
-    int taken,
-        rc = outbox_lease_take(ob, owner, until_ms, NULL, &taken, holder, sizeof(holder), err);
-
-    if (!rc && !taken)
-        rc = d2f_errf(err, D2F_ELEASE, "the drain lease went to another (%s)", holder);
-    return rc;
-}
-
-void drain_lease_release(struct outbox *ob, const char *owner)
-{
-    struct d2f_err lease_err = {0};
-
-    if (outbox_lease_release(ob, owner, &lease_err) != 0)
-        log_write(LOG_WARN, lease_err.msg, NULL); /* it expires on its own */
 }
 
 /* Sets up a run's clock and, when cfg->ramp, its pacing from ramp_from (ms). */
@@ -1305,7 +1201,7 @@ int drain_run(struct outbox *ob, const struct config *cfg, struct firestore *fs,
     int more = 1, rc;
 
     memset(stats, 0, sizeof(*stats));
-    if ((rc = take_until(ob, start + cfg->lease_s * 1000, owner, sizeof(owner), err)) != 0) {
+    if ((rc = lease_take_until(ob, start + cfg->lease_s * 1000, owner, sizeof(owner), err)) != 0) {
         if (outbox_pending_count(ob, &stats->pending_left, NULL) != 0)
             stats->pending_left = -1;
         return rc;
@@ -1336,7 +1232,7 @@ int drain_run(struct outbox *ob, const struct config *cfg, struct firestore *fs,
         rc = backfill_gate(ob, cfg, &waiting, err);
     stats->snapshots_waiting = waiting;
     fence_reader_free(r.fences);
-    drain_lease_release(ob, owner);
+    lease_release(ob, owner);
     if (rc && outbox_pending_count(ob, &stats->pending_left, NULL) != 0)
         stats->pending_left = -1;
     stats->elapsed_ms = http_now_ms() - start;

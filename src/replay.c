@@ -12,6 +12,7 @@
 #include "firestore.h"
 #include "gauth.h"
 #include "json.h"
+#include "lease.h"
 #include "log.h"
 #include "record.h"
 
@@ -246,16 +247,14 @@ static int count_rows(struct replay *rp, enum pick what, size_t *count, struct d
 
 /* The lease is held a few minutes at a time and renewed as the replay goes on, so that a replay
  * that dies on another host holds the drain back for minutes, not for its whole budget. */
-#define LEASE_SPAN_MS (5 * 60 * 1000)
-
 static void renew_lease(struct replay *rp, int64_t now)
 {
     struct d2f_err err = {0};
 
-    if (!rp->owner[0] || rp->lease_left - now > LEASE_SPAN_MS - 60000)
+    if (!rp->owner[0] || rp->lease_left - now > LEASE_REPLAY_SPAN_MS - LEASE_MARGIN_MS)
         return;
-    if (drain_lease_renew(rp->ob, rp->owner, now + LEASE_SPAN_MS, &err) == 0)
-        rp->lease_left = now + LEASE_SPAN_MS;
+    if (lease_renew(rp->ob, rp->owner, now + LEASE_REPLAY_SPAN_MS, &err) == 0)
+        rp->lease_left = now + LEASE_REPLAY_SPAN_MS;
     else
         log_write(LOG_ERROR, err.msg, NULL);
 }
@@ -487,13 +486,13 @@ int replay_run(const struct replay_opts *o, const struct config *cfg, struct out
         goto out;
     }
     if (res->live && !o->dry_run) {
-        /* drain_lease_take adds its margin to the span */
-        if ((rc = drain_lease_take(ob, rp.start + LEASE_SPAN_MS - 60000, rp.owner, sizeof(rp.owner),
-                                   err)) != 0) {
+        /* lease_take adds its margin to the span */
+        if ((rc = lease_take(ob, rp.start + LEASE_REPLAY_SPAN_MS - LEASE_MARGIN_MS, rp.owner,
+                             sizeof(rp.owner), err)) != 0) {
             rp.owner[0] = '\0';
             goto out;
         }
-        rp.lease_left = rp.start + LEASE_SPAN_MS;
+        rp.lease_left = rp.start + LEASE_REPLAY_SPAN_MS;
         if (cfg->ramp) {
             int found = 0;
             if ((rc = outbox_meta_get(ob, "ramp_started_at", &rp.ramp_from, &found, err)) != 0)
@@ -517,7 +516,7 @@ int replay_run(const struct replay_opts *o, const struct config *cfg, struct out
                       res->failed);
 out:
     if (rp.owner[0])
-        drain_lease_release(ob, rp.owner);
+        lease_release(ob, rp.owner);
     firestore_free(rp.fs);
     gauth_free(auth);
     return rc;
