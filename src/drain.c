@@ -1,7 +1,6 @@
 /* drain.c: pending outbox rows become Firestore documents, in order, exactly once in effect. */
 #include "drain.h"
 
-#include <math.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
@@ -17,6 +16,7 @@
 #include "json.h"
 #include "lease.h"
 #include "log.h"
+#include "ramp.h"
 #include "record.h"
 
 /* Bytes of a commit body besides its writes: {"writes":[…]} and the commas. */
@@ -53,8 +53,7 @@ struct run {
     int64_t deadline;     /* calls end by then */
     int64_t stop_at;      /* no new wave starts after this */
     int64_t ramp_from;    /* when the ramp-up began, ms; 0 when it is off */
-    double allowance;     /* writes the ramp-up allows now */
-    int64_t refilled;     /* when allowance was last topped up */
+    struct ramp ramp;     /* its pacing, when on */
     int reauthed;         /* the token was renewed after a 401 and nothing landed since */
     int mark;             /* 1: rows become committed or dead; 0 (replay): their states stay */
     int64_t deletes_wait; /* no deletion is sent before then (ms): a create may still land */
@@ -403,34 +402,17 @@ static int body_of(const struct batch *b, struct buf *body)
     return rc;
 }
 
-/* Writes per second the ramp-up allows now. */
-static double ramp_rate(const struct run *r, int64_t now)
-{
-    double steps = (double)((now - r->ramp_from) / DRAIN_RAMP_STEP_MS);
-    /* the files of a partitioned outbox drain at once into one database: each takes its share */
-    double share = r->cfg && r->cfg->partitions > 1 ? 1.0 / (double)r->cfg->partitions : 1.0;
-
-    return share * DRAIN_RAMP_START * pow(1.5, steps < 60 ? steps : 60);
-}
-
 /* Waits until the ramp-up allows n writes; 0 when the time is up first. */
 static int ramp_wait(struct run *r, size_t n)
 {
     for (;;) {
-        int64_t now = http_now_ms();
-        double rate = ramp_rate(r, now), need = (double)n < rate ? (double)n : rate;
+        int64_t now = http_now_ms(), wait = ramp_take(&r->ramp, n, now);
 
-        r->allowance += rate * (double)(now - r->refilled) / 1000.0;
-        if (r->allowance > rate)
-            r->allowance = rate;
-        r->refilled = now;
-        if (r->allowance >= need) {
-            r->allowance -= (double)n;
+        if (!wait)
             return 1;
-        }
-        if (now + (int64_t)((need - r->allowance) * 1000.0 / rate) > r->stop_at)
+        if (now + wait > r->stop_at)
             return 0;
-        sleep_ms((int64_t)((need - r->allowance) * 1000.0 / rate) + 1);
+        sleep_ms(wait);
     }
 }
 
@@ -644,7 +626,7 @@ static int launch(struct sender *s, struct d2f_err *err)
         s->stop = d2f_errf(err, D2F_ETIME,
                            "the time budget ran out (ramp-up pacing at %.0f "
                            "writes/s)",
-                           ramp_rate(r, http_now_ms()));
+                           ramp_rate(&r->ramp, http_now_ms()));
         return s->stop;
     }
     if ((rc = begin_transactions(s, err)) != 0)
@@ -1120,19 +1102,18 @@ static void run_start(struct run *r, int64_t start, int64_t ramp_from)
     r->stop_at = r->deadline - (span / 10 < 2000 ? span / 10 : 2000);
     if (r->cfg->ramp) {
         r->ramp_from = ramp_from;
-        r->allowance = ramp_rate(r, start);
-        r->refilled = start;
+        ramp_init(&r->ramp, ramp_from, (unsigned)r->cfg->partitions, start);
     }
 }
 
 /* The ramp-up's start for this outbox's database: recorded at the first drain. */
 static int ramp_start(struct outbox *ob, int64_t now, int64_t *from, struct d2f_err *err)
 {
-    int found, rc = outbox_meta_get(ob, "ramp_started_at", from, &found, err);
+    int found, rc = outbox_meta_get(ob, RAMP_META_KEY, from, &found, err);
 
     if (!rc && !found) {
         *from = now;
-        rc = outbox_meta_set(ob, "ramp_started_at", now, err);
+        rc = outbox_meta_set(ob, RAMP_META_KEY, now, err);
     }
     return rc;
 }

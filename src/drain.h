@@ -44,9 +44,6 @@
 
 /* Pending rows read (id and document only) and coalesced at a time. */
 #define DRAIN_WINDOW 250000
-/* Ramp-up: writes per second at first, and the growth every five minutes. */
-#define DRAIN_RAMP_START 500.0
-#define DRAIN_RAMP_STEP_MS (5 * 60 * 1000)
 
 struct drain_stats {
     size_t rows_committed;     /* rows marked committed (written or superseded) */

@@ -14,6 +14,7 @@
 #include "json.h"
 #include "lease.h"
 #include "log.h"
+#include "ramp.h"
 #include "record.h"
 
 /* One end of the range: a sequence number or a time. */
@@ -495,7 +496,7 @@ int replay_run(const struct replay_opts *o, const struct config *cfg, struct out
         rp.lease_left = rp.start + LEASE_REPLAY_SPAN_MS;
         if (cfg->ramp) {
             int found = 0;
-            if ((rc = outbox_meta_get(ob, "ramp_started_at", &rp.ramp_from, &found, err)) != 0)
+            if ((rc = outbox_meta_get(ob, RAMP_META_KEY, &rp.ramp_from, &found, err)) != 0)
                 goto out;
             if (!found)
                 rp.ramp_from = rp.start;

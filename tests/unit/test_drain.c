@@ -1,6 +1,5 @@
-/* Unit tests for drain.c's pure parts: cutting writes into commits, the ramp-up and what each
- * answer means. The drain as a whole runs against the local Firestore server
- * (tests/integration/test_drain.py). */
+/* Unit tests for drain.c's pure parts: cutting writes into commits and what each answer means. The
+ * drain as a whole runs against the local Firestore server (tests/integration/test_drain.py). */
 #include <setjmp.h>
 #include <stdarg.h>
 #include <stddef.h>
@@ -55,32 +54,6 @@ static void test_batches_bounded(void **state)
     sender_release(&s);
     for (size_t i = 0; i < n; i++)
         free_item(items[i]);
-}
-
-static void test_ramp(void **state)
-{
-    struct run r = {.ramp_from = 1000000};
-
-    (void)state;
-    assert_true(ramp_rate(&r, r.ramp_from) == 500.0);
-    assert_true(ramp_rate(&r, r.ramp_from + DRAIN_RAMP_STEP_MS - 1) == 500.0);
-    assert_true(ramp_rate(&r, r.ramp_from + DRAIN_RAMP_STEP_MS) == 750.0);
-    assert_true(ramp_rate(&r, r.ramp_from + 2 * DRAIN_RAMP_STEP_MS) == 1125.0);
-    {
-        /* the files of a partitioned outbox share Firestore's 500/50/5 between them */
-        struct config four = {.partitions = 4};
-        struct run p = {.ramp_from = 1000000, .cfg = &four};
-        assert_true(ramp_rate(&p, p.ramp_from) == 125.0);
-        assert_true(ramp_rate(&p, p.ramp_from + DRAIN_RAMP_STEP_MS) == 187.5);
-    }
-    /* a full bucket paces a commit: 500 writes wait for a second's allowance */
-    r.ramp_from = http_now_ms();
-    r.refilled = r.ramp_from;
-    r.allowance = 0;
-    r.stop_at = r.ramp_from + 200;
-    assert_int_equal(ramp_wait(&r, 500), 0); /* not within 200 ms */
-    r.stop_at = r.ramp_from + 5000;
-    assert_int_equal(ramp_wait(&r, 50), 1); /* 50 writes: ~100 ms */
 }
 
 static void test_verdicts(void **state)
@@ -159,7 +132,6 @@ int main(void)
 {
     const struct CMUnitTest tests[] = {
         cmocka_unit_test(test_batches_bounded),
-        cmocka_unit_test(test_ramp),
         cmocka_unit_test(test_verdicts),
         cmocka_unit_test(test_preconditions),
     };
