@@ -80,7 +80,7 @@ int runtime_next(struct runtime *rt, struct runtime_invocation *inv, struct d2f_
     if (http_header(&call, "Lambda-Runtime-Aws-Request-Id", inv->request_id,
                     sizeof(inv->request_id)) != 0 ||
         http_header(&call, "Lambda-Runtime-Deadline-Ms", deadline, sizeof(deadline)) != 0) {
-        rc = d2f_errf(err, D2F_EIO,
+        rc = d2f_errf(err, D2F_EREMOTE,
                       "the Runtime API's invocation/next has no request id or "
                       "deadline");
         goto out;
@@ -152,7 +152,7 @@ int runtime_respond(struct runtime *rt, const struct runtime_invocation *inv, co
         return runtime_fail(rt, inv, "ddb2fs.ResponseTooLarge",
                             "the answer is over Lambda's 6 MB limit", err);
     if (status != 202)
-        return d2f_errf(err, D2F_EIO, "the Runtime API refused the answer to %s: HTTP %ld",
+        return d2f_errf(err, D2F_EREMOTE, "the Runtime API refused the answer to %s: HTTP %ld",
                         inv->request_id, status);
     return 0;
 }
@@ -170,8 +170,8 @@ static int post_error(struct runtime *rt, const char *url, const char *type, con
         cJSON_AddArrayToObject(body, "stackTrace") && (text = json_print(body))) {
         rc = post(rt, url, type, text, strlen(text), &status, err);
         if (!rc && status != 202)
-            rc =
-                d2f_errf(err, D2F_EIO, "the Runtime API refused an error report: HTTP %ld", status);
+            rc = d2f_errf(err, D2F_EREMOTE, "the Runtime API refused an error report: HTTP %ld",
+                          status);
     } else {
         d2f_errf(err, rc, "out of memory");
     }
