@@ -66,8 +66,8 @@ void firestore_commit_init(struct firestore_commit *c);
 void firestore_commit_release(struct firestore_commit *c);
 
 /* Sends n commits at once, in steps so that the caller can work while they are in flight:
- * start them (D2F_EAUTH / D2F_EIO when no token could be had), drive them (returns how many
- * still run), finish them (fills each one's status and message, whatever the answers). Only
+ * start them (D2F_EAUTH / D2F_EUNREACHABLE when no token could be had), drive them (returns how
+ * many still run), finish them (fills each one's status and message, whatever the answers). Only
  * one set of commits may be started at a time. */
 int firestore_commit_start(struct firestore *fs, struct firestore_commit **c, size_t n,
                            int64_t deadline_ms, struct d2f_err *err) D2F_WUR;
@@ -108,8 +108,8 @@ int firestore_begin(struct firestore *fs, char **txns, int64_t *began, size_t n,
                     int64_t deadline_ms, struct d2f_err *err) D2F_WUR;
 
 /* Rolls transaction txn back. 0 when it can no longer commit (rolled back now, or already
- * closed or expired: Firestore then says INVALID_ARGUMENT); D2F_EIO or D2F_EREMOTE when that
- * is not known. */
+ * closed or expired: Firestore then says INVALID_ARGUMENT); D2F_EUNREACHABLE or D2F_EREMOTE when
+ * that is not known. */
 int firestore_rollback(struct firestore *fs, const char *txn, int64_t deadline_ms,
                        struct d2f_err *err) D2F_WUR;
 
@@ -123,7 +123,7 @@ int firestore_batch_get_many(struct firestore *fs, const char *const *const *nam
  * One page of a collection's documents (collection: its path relative to the documents, e.g.
  * "Orders"; page_token: the previous page's nextPageToken, NULL for the first; names_only: the
  * documents without their fields): *out is a new cJSON object ({"documents":[…],
- * "nextPageToken":…}; the caller frees it). Returns 0; D2F_EIO when Firestore does not
+ * "nextPageToken":…}; the caller frees it). Returns 0; D2F_EUNREACHABLE when Firestore does not
  * answer; D2F_EAUTH / D2F_EREMOTE when it refuses.
  */
 int firestore_list(struct firestore *fs, const char *collection, long page_size,
