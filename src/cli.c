@@ -437,7 +437,7 @@ static int cmd_drain(int argc, char **argv)
         if ((rc = outbox_check_keys(partitions_outbox(set, i), &cfg, &err)) != 0 ||
             (rc = outbox_settings(partitions_outbox(set, i), &cfg, &err)) != 0)
             goto out;
-    deadline = http_now_ms() + cfg.drain_seconds * 1000;
+    deadline = d2f_now_ms() + cfg.drain_seconds * 1000;
     rc =
         drain_run_set(partitions_all(set), partitions_count(set), 0, &cfg, fs, deadline, &st, &err);
     drain_log(&st, rc ? err.msg : NULL);

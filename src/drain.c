@@ -66,14 +66,6 @@ struct run {
     void *ctx;
 };
 
-static void sleep_ms(int64_t ms)
-{
-    struct timespec ts = {(time_t)(ms / 1000), (long)(ms % 1000) * 1000000L};
-
-    if (ms > 0)
-        nanosleep(&ts, NULL);
-}
-
 /* ---- one window: rows to items -------------------------------------------------------- */
 
 /* Reads a kept row back into a record (rec->json NULL when it is not JSON); *op and *raw
@@ -237,7 +229,7 @@ static int build_item(struct run *r, struct item *it, int *keep, struct d2f_err 
     if (rc)
         return bury(r, it, why.msg, err);
     it->del = op_is_delete;
-    if (it->del && http_now_ms() < r->deletes_wait) {
+    if (it->del && d2f_now_ms() < r->deletes_wait) {
         /* a create of this document may still land after it: the rows stay pending */
         free(it->write);
         it->write = NULL;
@@ -406,13 +398,13 @@ static int body_of(const struct batch *b, struct buf *body)
 static int ramp_wait(struct run *r, size_t n)
 {
     for (;;) {
-        int64_t now = http_now_ms(), wait = ramp_take(&r->ramp, n, now);
+        int64_t now = d2f_now_ms(), wait = ramp_take(&r->ramp, n, now);
 
         if (!wait)
             return 1;
         if (now + wait > r->stop_at)
             return 0;
-        sleep_ms(wait);
+        d2f_sleep_ms(wait);
     }
 }
 
@@ -602,7 +594,7 @@ static int begin_transactions(struct sender *s, struct d2f_err *err)
 static int launch(struct sender *s, struct d2f_err *err)
 {
     struct run *r = s->r;
-    int64_t now = http_now_ms();
+    int64_t now = d2f_now_ms();
     size_t writes = 0;
     int rc;
 
@@ -626,7 +618,7 @@ static int launch(struct sender *s, struct d2f_err *err)
         s->stop = d2f_errf(err, D2F_ETIME,
                            "the time budget ran out (ramp-up pacing at %.0f "
                            "writes/s)",
-                           ramp_rate(&r->ramp, http_now_ms()));
+                           ramp_rate(&r->ramp, d2f_now_ms()));
         return s->stop;
     }
     if ((rc = begin_transactions(s, err)) != 0)
@@ -669,7 +661,7 @@ static int mark_landed(struct sender *s, struct d2f_err *err)
     for (size_t i = 0; i < s->ntxns; i++)
         free(s->txns[i]);
     s->ntxns = 0;
-    now = http_now_ms();
+    now = d2f_now_ms();
     if (!rc && r->owner && now - r->renewed >= r->cfg->lease_s * 1000 / 3) {
         /* the lease lives as long as commits land */
         rc = lease_renew(r->ob, r->owner, now + r->cfg->lease_s * 1000, err);
@@ -861,7 +853,7 @@ static int take_answers(struct sender *s, struct d2f_err *err)
                 r->reauthed = 1;
             } else if (!rc) {
                 b->attempts++;
-                b->not_before = http_now_ms() + retry_backoff_ms(b->attempts, randombytes_random());
+                b->not_before = d2f_now_ms() + retry_backoff_ms(b->attempts, randombytes_random());
                 r->st->retries++;
                 snprintf(s->last_error, sizeof(s->last_error), "%s", c->message);
             }
@@ -969,7 +961,7 @@ static int send_items(struct run *r, struct item **items, size_t nitems, struct 
     int rc = sender_init(&s, r, err);
 
     while (!rc && !s.stop) {
-        int64_t now = http_now_ms(), soonest;
+        int64_t now = d2f_now_ms(), soonest;
         size_t nready = ready(&s, now, &soonest);
 
         if (s.nwave) {
@@ -987,7 +979,7 @@ static int send_items(struct run *r, struct item **items, size_t nitems, struct 
             if (r->progress)
                 r->progress(r->ctx, r->st);
             /* the next wave goes out before the last one's rows are marked */
-            if (!rc && !s.stop && ready(&s, http_now_ms(), &soonest))
+            if (!rc && !s.stop && ready(&s, d2f_now_ms(), &soonest))
                 rc = launch(&s, err);
             if (!rc)
                 rc = mark_landed(&s, err);
@@ -1012,7 +1004,7 @@ static int send_items(struct run *r, struct item **items, size_t nitems, struct 
                 break;
             }
             outbox_read_release(r->ob);
-            sleep_ms(soonest - now);
+            d2f_sleep_ms(soonest - now);
             continue;
         }
         outbox_read_release(r->ob);
@@ -1072,7 +1064,7 @@ out:
 static int settle_transactions(struct run *r, struct d2f_err *err)
 {
     const char *prefix = firestore_target(r->fs);
-    int64_t *began = NULL, now = http_now_ms();
+    int64_t *began = NULL, now = d2f_now_ms();
     char **txns = NULL;
     size_t n = 0;
     int rc = fence_transactions(r->ob, prefix, &txns, &began, &n, err);
@@ -1156,7 +1148,7 @@ int drain_send(struct outbox *ob, const struct config *cfg, struct firestore *fs
     size_t nitems = 0;
     int rc;
 
-    run_start(&r, http_now_ms(), how->ramp_from);
+    run_start(&r, d2f_now_ms(), how->ramp_from);
     if (!how->dry_run && (rc = settle_transactions(&r, err)) != 0)
         return rc;
     if ((rc = make_items(&r, rows, n, &items, &nitems, err)) == 0)
@@ -1177,7 +1169,7 @@ int drain_run(struct outbox *ob, const struct config *cfg, struct firestore *fs,
 {
     struct run r = {
         .ob = ob, .cfg = cfg, .fs = fs, .st = stats, .deadline = deadline_ms, .mark = 1};
-    int64_t start = http_now_ms(), after = 0, unresolved = 0, ramp_from = 0, waiting = 0;
+    int64_t start = d2f_now_ms(), after = 0, unresolved = 0, ramp_from = 0, waiting = 0;
     char owner[320];
     int more = 1, rc;
 
@@ -1205,7 +1197,7 @@ int drain_run(struct outbox *ob, const struct config *cfg, struct firestore *fs,
             (rc = outbox_unresolved_count(ob, &unresolved, err)) != 0 ||
             (rc = backfill_waiting(ob, &waiting, err)) != 0)
             break;
-        if (stats->pending_left <= unresolved + waiting || r.held || http_now_ms() >= r.stop_at)
+        if (stats->pending_left <= unresolved + waiting || r.held || d2f_now_ms() >= r.stop_at)
             break;
         more = 1; /* records arrived while the drain ran: go on with them */
     }
@@ -1216,12 +1208,12 @@ int drain_run(struct outbox *ob, const struct config *cfg, struct firestore *fs,
     lease_release(ob, owner);
     if (rc && outbox_pending_count(ob, &stats->pending_left, NULL) != 0)
         stats->pending_left = -1;
-    stats->elapsed_ms = http_now_ms() - start;
+    stats->elapsed_ms = d2f_now_ms() - start;
     if (!rc && r.held)
         rc = d2f_errf(err, D2F_ETIME,
                       "%zu deletions wait until a transaction that may still create their "
                       "documents has expired (in %lld s; DDB2FS_TRANSACTION_SECONDS)",
-                      r.held, (long long)((r.deletes_wait - http_now_ms()) / 1000 + 1));
+                      r.held, (long long)((r.deletes_wait - d2f_now_ms()) / 1000 + 1));
     else if (!rc && stats->pending_left > unresolved + waiting)
         rc = d2f_errf(err, D2F_ETIME, "the time budget ran out with %lld records pending",
                       (long long)stats->pending_left);
@@ -1250,7 +1242,7 @@ int drain_run_set(struct outbox *const *obs, size_t n, size_t most, const struct
                   struct d2f_err *err)
 {
     struct config c = *cfg;
-    int64_t start = http_now_ms(), *left;
+    int64_t start = d2f_now_ms(), *left;
     size_t first = (size_t)getpid() % n, drained = 0;
     int rc = 0;
 
@@ -1270,7 +1262,7 @@ int drain_run_set(struct outbox *const *obs, size_t n, size_t most, const struct
             size_t i = (first + k) % n;
             struct drain_stats one;
             struct d2f_err e = {0};
-            int64_t now = http_now_ms();
+            int64_t now = d2f_now_ms();
             int r;
             if (round == 0 && outbox_pending_count(obs[i], &left[i], NULL) != 0)
                 left[i] = 1; /* unknown: try it */
@@ -1290,11 +1282,11 @@ int drain_run_set(struct outbox *const *obs, size_t n, size_t most, const struct
         stats->pending_left = 0;
         for (size_t i = 0; i < n; i++)
             stats->pending_left += left[i];
-        if (stats->pending_left == 0 || most || http_now_ms() >= deadline_ms)
+        if (stats->pending_left == 0 || most || d2f_now_ms() >= deadline_ms)
             break;
     }
     free(left);
-    stats->elapsed_ms = http_now_ms() - start;
+    stats->elapsed_ms = d2f_now_ms() - start;
     if (stats->pending_left && !rc)
         rc = d2f_errf(err, D2F_ELEASE, "%lld records pending in files left to other drains",
                       (long long)stats->pending_left);
@@ -1332,7 +1324,7 @@ void drain_log(const struct drain_stats *st, const char *stopped)
 void drain_prune(struct outbox *ob, const struct config *cfg, int64_t deadline_ms)
 {
     struct d2f_err err = {0};
-    int64_t pruned = 0, start = http_now_ms();
+    int64_t pruned = 0, start = d2f_now_ms();
     cJSON *f;
     int rc;
 
@@ -1344,7 +1336,7 @@ void drain_prune(struct outbox *ob, const struct config *cfg, int64_t deadline_m
     f = cJSON_CreateObject();
     json_add_number(f, "pruned", (double)pruned);
     json_add_number(f, "retention_s", (double)cfg->retention_s);
-    json_add_number(f, "seconds", (double)(http_now_ms() - start) / 1000.0);
+    json_add_number(f, "seconds", (double)(d2f_now_ms() - start) / 1000.0);
     if (rc)
         cJSON_AddStringToObject(f, "stopped", err.msg);
     log_write(rc ? LOG_WARN : LOG_INFO, rc ? "pruning stopped" : "pruned", f);

@@ -247,7 +247,7 @@ int firestore_commit_start(struct firestore *fs, struct firestore_commit **c, si
         calls[n + ahead++] = call;
     }
     fs->nahead = ahead;
-    fs->ahead_began = http_now_ms();
+    fs->ahead_began = d2f_now_ms();
     rc = http_start(fs->http, calls, n + ahead, deadline_ms, err);
     for (size_t i = 0; i < n; i++)
         c[i]->call.authorization = NULL; /* curl has its copy */
@@ -582,7 +582,7 @@ int firestore_begin(struct firestore *fs, char **txns, int64_t *began, size_t n,
 {
     struct http_call *calls = NULL;
     struct http_call **pc = NULL;
-    int64_t now = http_now_ms();
+    int64_t now = d2f_now_ms();
     size_t have = 0, need;
     int rc = 0;
 

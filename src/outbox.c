@@ -56,13 +56,13 @@ struct outbox {
 static int busy_wait(void *arg, int count)
 {
     struct outbox *ob = arg;
-    int64_t now = outbox_now_ms();
+    int64_t now = d2f_now_ms();
 
     if (count == 0)
         ob->busy_since = now;
     if (now - ob->busy_since >= OUTBOX_BUSY_TIMEOUT_MS || (ob->wait_until && now >= ob->wait_until))
         return 0;
-    usleep(count < 100 ? 1000 : 5000);
+    d2f_sleep_ms(count < 100 ? 1 : 5);
     ob->waited_ms += count < 100 ? 1 : 5;
     return 1;
 }
@@ -98,14 +98,6 @@ static const char keys_get_sql[] =
 static const char keys_put_sql[] =
     "INSERT INTO key_schema (table_name, partition_key, sort_key, source, recorded_at) "
     "VALUES (?1, ?2, ?3, ?4, ?5) ON CONFLICT DO NOTHING";
-
-int64_t outbox_now_ms(void)
-{
-    struct timespec ts;
-
-    clock_gettime(CLOCK_REALTIME, &ts);
-    return (int64_t)ts.tv_sec * 1000 + ts.tv_nsec / 1000000;
-}
 
 static int db_err(struct outbox *ob, struct d2f_err *err, const char *what)
 {
@@ -240,16 +232,16 @@ fail:
 static int set_journal(struct outbox *ob, const char *mode, struct d2f_err *err)
 {
     char sql[64];
-    int64_t give_up = outbox_now_ms() + OUTBOX_BUSY_TIMEOUT_MS;
+    int64_t give_up = d2f_now_ms() + OUTBOX_BUSY_TIMEOUT_MS;
 
     snprintf(sql, sizeof(sql), "PRAGMA journal_mode = %s", mode);
     for (;;) {
         int rc = sqlite3_exec(ob->db, sql, NULL, NULL, NULL);
         if (rc == SQLITE_OK)
             break;
-        if ((rc & 0xFF) != SQLITE_BUSY || outbox_now_ms() > give_up)
+        if ((rc & 0xFF) != SQLITE_BUSY || d2f_now_ms() > give_up)
             return db_err(ob, err, "set the journal mode");
-        usleep(10000);
+        d2f_sleep_ms(10);
     }
     ob->journal = strcmp(mode, "wal") == 0 ? "wal" : "delete";
     return 0;
@@ -377,7 +369,7 @@ fail:
 /* Stops a check at its deadline. */
 static int check_progress(void *arg)
 {
-    return outbox_now_ms() >= *(const int64_t *)arg;
+    return d2f_now_ms() >= *(const int64_t *)arg;
 }
 
 static int corrupt(struct outbox *ob, const char *why, struct d2f_err *err)
@@ -392,7 +384,7 @@ static int corrupt(struct outbox *ob, const char *why, struct d2f_err *err)
 int outbox_check(struct outbox *ob, int64_t budget_ms, int *complete, struct d2f_err *err)
 {
     static const char *const checks[] = {"PRAGMA quick_check(1)", "PRAGMA integrity_check(1)"};
-    int64_t until = outbox_now_ms() + budget_ms;
+    int64_t until = d2f_now_ms() + budget_ms;
     int rc = 0;
 
     *complete = 1;
@@ -782,7 +774,7 @@ int outbox_keys_put(struct outbox *ob, const char *table, const char *pk, const 
     sqlite3_bind_text(st, 2, pk, -1, SQLITE_STATIC);
     bind_text(st, 3, sk);
     sqlite3_bind_text(st, 4, source, -1, SQLITE_STATIC);
-    sqlite3_bind_int64(st, 5, outbox_now_ms());
+    sqlite3_bind_int64(st, 5, d2f_now_ms());
     rc = sqlite3_step(st);
     sqlite3_reset(st);
     sqlite3_clear_bindings(st);
@@ -805,7 +797,7 @@ int outbox_keys_may_ask(struct outbox *ob, const char *table)
 {
     for (struct asked *a = ob->asked; a; a = a->next)
         if (strcmp(a->table, table) == 0)
-            return outbox_now_ms() - a->at > ASK_AGAIN_MS;
+            return d2f_now_ms() - a->at > ASK_AGAIN_MS;
     return 1;
 }
 
@@ -824,7 +816,7 @@ void outbox_keys_asked(struct outbox *ob, const char *table)
         a->next = ob->asked;
         ob->asked = a;
     }
-    a->at = outbox_now_ms();
+    a->at = d2f_now_ms();
 }
 
 int outbox_check_keys(struct outbox *ob, const struct config *cfg, struct d2f_err *err)
@@ -956,7 +948,7 @@ static int update_rows(struct outbox *ob, const char *sql, const int64_t *ids, s
                        const char *text, const char *what, struct d2f_err *err)
 {
     sqlite3_stmt *st = NULL;
-    int64_t now = outbox_now_ms();
+    int64_t now = d2f_now_ms();
     int rc;
 
     if ((rc = outbox_begin(ob, err)) != 0)
@@ -1076,7 +1068,7 @@ int outbox_oldest_pending_age(struct outbox *ob, int64_t *age_ms, struct d2f_err
                 "(SELECT min(id) FROM record_state WHERE state = 'pending')",
                 NULL, &arrived, &found, err);
     if (!rc && found)
-        *age_ms = outbox_now_ms() - arrived;
+        *age_ms = d2f_now_ms() - arrived;
     return rc;
 }
 
@@ -1109,7 +1101,7 @@ int outbox_lease_take(struct outbox *ob, const char *owner, int64_t until_ms,
                       struct d2f_err *err)
 {
     sqlite3_stmt *st = NULL;
-    int64_t now = outbox_now_ms();
+    int64_t now = d2f_now_ms();
     int rc, claimed = 0;
 
     *taken = 0;
@@ -1227,7 +1219,7 @@ out:
 /* Rows pruned per transaction: a writer waits at most for this many. */
 #define PRUNE_BATCH 500
 /* The pause between two of them. */
-#define PRUNE_PAUSE_US 3000
+#define PRUNE_PAUSE_MS 3
 
 int outbox_prune(struct outbox *ob, int64_t cutoff_ms, int64_t deadline_ms, int64_t *pruned,
                  struct d2f_err *err)
@@ -1256,7 +1248,7 @@ int outbox_prune(struct outbox *ob, int64_t cutoff_ms, int64_t deadline_ms, int6
             rc = db_err(ob, err, "prune records");
             goto out;
         }
-    while (!rc && outbox_now_ms() < deadline_ms) {
+    while (!rc && d2f_now_ms() < deadline_ms) {
         size_t n = 0;
         int step;
 
@@ -1286,10 +1278,10 @@ int outbox_prune(struct outbox *ob, int64_t cutoff_ms, int64_t deadline_ms, int6
             break;
         after = ids[n - 1];
         /* a moment without the lock, for a writer that waits (busy_wait polls every ms) */
-        usleep(PRUNE_PAUSE_US);
+        d2f_sleep_ms(PRUNE_PAUSE_MS);
     }
     /* give the freed pages back to the file system, a little at a time */
-    while (!rc && *pruned && outbox_now_ms() < deadline_ms) {
+    while (!rc && *pruned && d2f_now_ms() < deadline_ms) {
         int64_t before = 0, left = 0;
         int found;
         if ((rc = scalar(ob, "PRAGMA freelist_count", NULL, &before, &found, err)) != 0 ||
@@ -1309,7 +1301,7 @@ int outbox_settings(struct outbox *ob, const struct config *cfg, struct d2f_err 
 {
     struct config_description d;
     sqlite3_stmt *st = NULL;
-    int64_t now = outbox_now_ms();
+    int64_t now = d2f_now_ms();
     int rc;
 
     config_describe(cfg, &d);

@@ -89,7 +89,7 @@ const char *outbox_path(const struct outbox *ob);
 /* The SQLite handle, for read-only queries (status). Owned by ob. */
 sqlite3 *outbox_db(struct outbox *ob);
 
-/* From now on, waits for another's lock no later than until_ms (outbox_now_ms' clock): an
+/* From now on, waits for another's lock no later than until_ms (d2f_now_ms' clock): an
  * invocation must not wait past its deadline. 0 restores the busy timeout,
  * OUTBOX_BUSY_TIMEOUT_MS. */
 void outbox_wait_until(struct outbox *ob, int64_t until_ms);
@@ -158,9 +158,6 @@ void outbox_keys_asked(struct outbox *ob, const char *table);
 
 /* Refuses a DDB2FS_KEYS entry that contradicts the key schema recorded for its table. */
 int outbox_check_keys(struct outbox *ob, const struct config *cfg, struct d2f_err *err) D2F_WUR;
-
-/* Milliseconds since the epoch. */
-int64_t outbox_now_ms(void);
 
 /* A pending row, for the drain: enough to order and coalesce it. */
 struct outbox_pending {

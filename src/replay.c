@@ -295,7 +295,7 @@ static void show(struct replay *rp, const struct drain_stats *st, int64_t now)
 static void after_wave(void *ctx, const struct drain_stats *st)
 {
     struct replay *rp = ctx;
-    int64_t now = http_now_ms();
+    int64_t now = d2f_now_ms();
 
     renew_lease(rp, now);
     show(rp, st, now);
@@ -431,7 +431,7 @@ static int send_all(struct replay *rp, struct d2f_err *err)
     rp->res->written = rp->res->st.writes;
     rp->res->failed = rp->res->st.rows_dead;
     rp->shown = 0;
-    show(rp, &(struct drain_stats){0}, http_now_ms());
+    show(rp, &(struct drain_stats){0}, d2f_now_ms());
     if (rp->tty && rp->progress)
         fputc('\n', rp->progress);
     return rc;
@@ -459,7 +459,7 @@ int replay_run(const struct replay_opts *o, const struct config *cfg, struct out
         target.database = o->database;
     if (o->emulator)
         target.emulator = o->emulator;
-    rp.start = rp.shown = http_now_ms();
+    rp.start = rp.shown = d2f_now_ms();
     rp.deadline = rp.start + o->seconds * 1000;
     rp.tty = progress && isatty(fileno(progress));
     /* the target, and whether it is the drain's own */
@@ -552,7 +552,7 @@ int replay_run_set(const struct replay_opts *o, const struct config *cfg, struct
                    struct replay_result *res, struct d2f_err *err)
 {
     struct replay_opts each = *o;
-    int64_t until = http_now_ms() + o->seconds * 1000;
+    int64_t until = d2f_now_ms() + o->seconds * 1000;
     int rc = 0;
 
     if (n == 1)
@@ -562,7 +562,7 @@ int replay_run_set(const struct replay_opts *o, const struct config *cfg, struct
      * own lease, in the time left */
     for (size_t i = 0; i < n && !rc; i++) {
         struct replay_result one = {0};
-        int64_t left = (until - http_now_ms()) / 1000;
+        int64_t left = (until - d2f_now_ms()) / 1000;
         if (left < 1)
             return d2f_errf(err, D2F_ETIME, "the time budget ran out before partition %zu", i);
         each.seconds = left;

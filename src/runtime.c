@@ -113,7 +113,6 @@ static int post(struct runtime *rt, const char *url, const char *error_type, con
         snprintf(header, sizeof(header), "Lambda-Runtime-Function-Error-Type: %s", error_type);
     for (int attempt = 0; attempt < POST_TRIES; attempt++) {
         struct http_call call, *calls[1] = {&call};
-        struct timespec pause = {0, POST_PAUSE_MS * 1000000L};
 
         http_call_init(&call, 64 * 1024);
         call.method = "POST";
@@ -123,7 +122,7 @@ static int post(struct runtime *rt, const char *url, const char *error_type, con
         call.body = body;
         call.body_len = len;
         call.extra_headers[0] = error_type ? header : NULL;
-        rc = http_perform(rt->http, calls, 1, http_now_ms() + POST_TIMEOUT_MS, err);
+        rc = http_perform(rt->http, calls, 1, d2f_now_ms() + POST_TIMEOUT_MS, err);
         *status = call.failed ? 0 : call.status;
         http_call_release(&call);
         if (rc)
@@ -131,7 +130,8 @@ static int post(struct runtime *rt, const char *url, const char *error_type, con
         /* no answer, or a 5xx other than 500 (Lambda's own container error): try again */
         if (*status != 0 && *status <= 500)
             return 0;
-        nanosleep(&pause, NULL);
+        if (attempt + 1 < POST_TRIES)
+            d2f_sleep_ms(POST_PAUSE_MS);
     }
     return d2f_errf(err, *status ? D2F_EREMOTE : D2F_EUNREACHABLE,
                     "cannot post to the Runtime API at '%s' (%s)", url,

@@ -263,7 +263,7 @@ static void test_json_call(void **state)
     struct aws_request req = describe;
     struct d2f_err err = {0};
     cJSON *answer = NULL;
-    int64_t before = http_now_ms();
+    int64_t before = d2f_now_ms();
 
     (void)state;
     req.value = "Or\"ders\\";
@@ -280,7 +280,7 @@ static void test_json_call(void **state)
     assert_string_equal(net.headers[0], "X-Amz-Target: DynamoDB_20120810.DescribeTable");
     assert_string_equal(net.headers[1], "X-Amz-Security-Token: FwoGZXIvYXdzE");
     assert_string_equal(net.body, "{\"TableName\":\"Or\\\"ders\\\\\"}");
-    assert_true(net.deadline_ms >= before + 10000 && net.deadline_ms <= http_now_ms() + 10000);
+    assert_true(net.deadline_ms >= before + 10000 && net.deadline_ms <= d2f_now_ms() + 10000);
     assert_true(cJSON_IsObject(cJSON_GetObjectItem(answer, "Table")));
     cJSON_Delete(answer);
 

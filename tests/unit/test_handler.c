@@ -90,7 +90,7 @@ static int teardown(void **state)
 static int invoke(const char *event, struct buf *answer, const char **type, struct d2f_err *err)
 {
     buf_reset(answer);
-    return handler_invoke(h, event, strlen(event), http_now_ms() + 1000, answer, type, err);
+    return handler_invoke(h, event, strlen(event), d2f_now_ms() + 1000, answer, type, err);
 }
 
 /* The outbox's record count in state, from the status event's answer. */

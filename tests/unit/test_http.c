@@ -225,7 +225,7 @@ static void test_request_and_answer(void **state)
     c.body = body;
     c.body_len = BODY;
     c.keep_headers = 1;
-    run(h, calls, 1, http_now_ms() + 10000, &s);
+    run(h, calls, 1, d2f_now_ms() + 10000, &s);
 
     assert_true(s.request_done);
     request = s.request.data;
@@ -284,7 +284,7 @@ static void test_one_call_each(void **state)
         struct http_call c, *calls[1] = {&c};
         struct server s;
         char url[128];
-        int64_t start = http_now_ms();
+        int64_t start = d2f_now_ms();
         server_start(&s, cases[i].reply);
         snprintf(url, sizeof(url), "%s/x", s.url);
         http_call_init(&c, cases[i].max_response);
@@ -301,7 +301,7 @@ static void test_one_call_each(void **state)
         assert_string_equal(c.error, cases[i].error ? cases[i].error : "");
         if (!cases[i].error)
             assert_int_equal(c.response.len, 0);
-        assert_true(http_now_ms() - start < 5000);
+        assert_true(d2f_now_ms() - start < 5000);
         http_call_release(&c);
         server_stop(&s);
     }
@@ -323,7 +323,7 @@ static void test_https_only(void **state)
     c.url = "http://firestore.googleapis.com/v1/projects/p/databases/(default)/documents:commit";
     c.body = "{}";
     c.body_len = 2;
-    run(h, calls, 1, http_now_ms() + 10000, NULL);
+    run(h, calls, 1, d2f_now_ms() + 10000, NULL);
     assert_int_equal(c.failed, 1);
     assert_int_equal(c.tls_failed, 1);
     assert_int_equal(c.status, 0);
@@ -346,7 +346,7 @@ static void test_collected_unanswered(void **state)
     http_call_init(&c, 1024);
     c.method = "GET";
     c.url = s.url;
-    assert_int_equal(http_start(h, calls, 1, http_now_ms() + 60000, &err), 0);
+    assert_int_equal(http_start(h, calls, 1, d2f_now_ms() + 60000, &err), 0);
     http_collect(h, calls, 1);
     assert_int_equal(c.failed, 1);
     assert_string_equal(c.error, "no answer by the deadline");
@@ -359,7 +359,7 @@ static void test_collected_unanswered(void **state)
 /* The clock is the epoch's, in ms. */
 static void test_now(void **state)
 {
-    int64_t before = (int64_t)time(NULL) * 1000, now = http_now_ms();
+    int64_t before = (int64_t)time(NULL) * 1000, now = d2f_now_ms();
 
     (void)state;
     assert_true(now >= before && now < before + 2000);
