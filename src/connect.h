@@ -1,6 +1,6 @@
 /*
  * connect.h: the Firestore client a configuration asks for, with its credentials. The one
- * place where where credentials come from (secret.h: a sealed key, a key file, or workload
+ * place where credentials come from (secret.h: a sealed key, a key file, or workload
  * identity federation) meets the REST client, which takes whatever credentials it is handed
  * (firestore.h) and knows nothing of secrets.
  */

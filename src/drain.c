@@ -52,7 +52,6 @@ struct run {
     struct drain_stats *st;
     int64_t deadline;     /* calls end by then */
     int64_t stop_at;      /* no new wave starts after this */
-    int64_t ramp_from;    /* when the ramp-up began, ms; 0 when it is off */
     struct ramp ramp;     /* its pacing, when on */
     int reauthed;         /* the token was renewed after a 401 and nothing landed since */
     int mark;             /* 1: rows become committed or dead; 0 (replay): their states stay */
@@ -614,7 +613,7 @@ static int launch(struct sender *s, struct d2f_err *err)
     }
     if (!s->nwave)
         return 0;
-    if (r->ramp_from && !ramp_wait(r, writes)) {
+    if (r->cfg->ramp && !ramp_wait(r, writes)) {
         s->stop = d2f_errf(err, D2F_ETIME,
                            "the time budget ran out (ramp-up pacing at %.0f "
                            "writes/s)",
@@ -1092,10 +1091,8 @@ static void run_start(struct run *r, int64_t start, int64_t ramp_from)
     int64_t span = r->deadline - start;
 
     r->stop_at = r->deadline - (span / 10 < 2000 ? span / 10 : 2000);
-    if (r->cfg->ramp) {
-        r->ramp_from = ramp_from;
+    if (r->cfg->ramp)
         ramp_init(&r->ramp, ramp_from, (unsigned)r->cfg->partitions, start);
-    }
 }
 
 /* The ramp-up's start for this outbox's database: recorded at the first drain. */
@@ -1174,7 +1171,7 @@ int drain_run(struct outbox *ob, const struct config *cfg, struct firestore *fs,
     int more = 1, rc;
 
     memset(stats, 0, sizeof(*stats));
-    if ((rc = lease_take_until(ob, start + cfg->lease_s * 1000, owner, sizeof(owner), err)) != 0) {
+    if ((rc = lease_take(ob, start + cfg->lease_s * 1000, owner, sizeof(owner), err)) != 0) {
         if (outbox_pending_count(ob, &stats->pending_left, NULL) != 0)
             stats->pending_left = -1;
         return rc;

@@ -72,8 +72,7 @@ int lease_holder_gone(const char *holder)
     return pid == (long)getpid() || (kill((pid_t)pid, 0) != 0 && errno == ESRCH);
 }
 
-int lease_take_until(struct outbox *ob, int64_t until_ms, char *owner, size_t cap,
-                     struct d2f_err *err)
+int lease_take(struct outbox *ob, int64_t until_ms, char *owner, size_t cap, struct d2f_err *err)
 {
     char holder[400];
     int taken, rc;
@@ -85,11 +84,6 @@ int lease_take_until(struct outbox *ob, int64_t until_ms, char *owner, size_t ca
     if (!taken)
         return d2f_errf(err, D2F_ELEASE, "another drain holds the lease (%s)", holder);
     return 0;
-}
-
-int lease_take(struct outbox *ob, int64_t deadline_ms, char *owner, size_t cap, struct d2f_err *err)
-{
-    return lease_take_until(ob, deadline_ms + LEASE_MARGIN_MS, owner, cap, err);
 }
 
 int lease_renew(struct outbox *ob, const char *owner, int64_t until_ms, struct d2f_err *err)

@@ -15,22 +15,17 @@
 #include "d2f.h"
 #include "outbox.h"
 
-/* What a lease lasts beyond its taker's deadline: a drain that overruns it is not overtaken. */
-#define LEASE_MARGIN_MS 60000
-/* How long replay takes the lease at a time, renewing it as it goes. */
+/* How long replay takes the lease at a time, and how often it renews it. */
 #define LEASE_REPLAY_SPAN_MS (5 * 60 * 1000)
+#define LEASE_REPLAY_RENEW_MS 60000
 
-/* Takes the drain lease (one drainer or replay at a time) until deadline_ms and a margin; owner
- * (cap bytes) receives the name to release it with. D2F_EIO naming the holder when it is
- * held. */
-int lease_take(struct outbox *ob, int64_t deadline_ms, char *owner, size_t cap,
+/* Takes the drain lease (one drainer or replay at a time) until until_ms; owner (cap bytes)
+ * receives the name to renew and release it with. D2F_ELEASE naming the holder when another
+ * holds it. */
+int lease_take(struct outbox *ob, int64_t until_ms, char *owner, size_t cap,
                struct d2f_err *err) D2F_WUR;
 
-/* Takes the drain lease until until_ms, no margin added (the drain, renewing as it goes). */
-int lease_take_until(struct outbox *ob, int64_t until_ms, char *owner, size_t cap,
-                     struct d2f_err *err) D2F_WUR;
-
-/* Extends owner's lease to until_ms; D2F_EIO when another holds it now. */
+/* Extends owner's lease to until_ms; D2F_ELEASE when another holds it now. */
 int lease_renew(struct outbox *ob, const char *owner, int64_t until_ms,
                 struct d2f_err *err) D2F_WUR;
 

@@ -252,7 +252,7 @@ static void renew_lease(struct replay *rp, int64_t now)
 {
     struct d2f_err err = {0};
 
-    if (!rp->owner[0] || rp->lease_left - now > LEASE_REPLAY_SPAN_MS - LEASE_MARGIN_MS)
+    if (!rp->owner[0] || rp->lease_left - now > LEASE_REPLAY_SPAN_MS - LEASE_REPLAY_RENEW_MS)
         return;
     if (lease_renew(rp->ob, rp->owner, now + LEASE_REPLAY_SPAN_MS, &err) == 0)
         rp->lease_left = now + LEASE_REPLAY_SPAN_MS;
@@ -487,9 +487,8 @@ int replay_run(const struct replay_opts *o, const struct config *cfg, struct out
         goto out;
     }
     if (res->live && !o->dry_run) {
-        /* lease_take adds its margin to the span */
-        if ((rc = lease_take(ob, rp.start + LEASE_REPLAY_SPAN_MS - LEASE_MARGIN_MS, rp.owner,
-                             sizeof(rp.owner), err)) != 0) {
+        if ((rc = lease_take(ob, rp.start + LEASE_REPLAY_SPAN_MS, rp.owner, sizeof(rp.owner),
+                             err)) != 0) {
             rp.owner[0] = '\0';
             goto out;
         }
