@@ -380,12 +380,19 @@ int ingest_answer(const char *text, size_t len, int failed, struct buf *out)
             goto out;
         }
         while ((rc = event_reader_next(&r, &rec, NULL)) == EVENT_RECORD) {
-            cJSON *item = rec.seq ? cJSON_CreateObject() : NULL;
-            if (item && cJSON_AddStringToObject(item, "itemIdentifier", rec.seq))
-                cJSON_AddItemToArray(list, item);
-            else
+            cJSON *item = NULL;
+            /* a record left out of the answer is one Lambda takes for kept: only one with no
+             * sequence number, which cannot be named, may be */
+            int named = !rec.seq || ((item = cJSON_CreateObject()) &&
+                                     cJSON_AddStringToObject(item, "itemIdentifier", rec.seq) &&
+                                     cJSON_AddItemToArray(list, item));
+            if (!named)
                 cJSON_Delete(item);
             event_record_release(&rec);
+            if (!named) {
+                rc = D2F_ENOMEM;
+                goto out;
+            }
         }
         if (rc != 0) {
             rc = D2F_EINPUT;
