@@ -152,7 +152,7 @@ int aws_json_call(const struct config *cfg, const struct aws_request *req, cJSON
     }
     buf_reset(&call.response);
     aws_signed_set(&sig, &call, body, strlen(body));
-    if ((rc = http_perform(http, calls, 1, http_now_ms() + CALL_TIMEOUT_MS, err)) != 0)
+    if ((rc = http_perform(http, calls, 1, d2f_now_ms() + CALL_TIMEOUT_MS, err)) != 0)
         goto out;
     rc = aws_answer(req, &call, answer, NULL, 0, err);
 out:

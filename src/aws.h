@@ -28,7 +28,7 @@ struct aws_request {
  * Sends the request and parses a 200 answer into *answer (the caller wipes any secret in it
  * and frees it with cJSON_Delete). Returns 0; D2F_ECONFIG when AWS_REGION or the credentials
  * are not set; D2F_EAUTH when AWS refuses the signature or the credentials; D2F_EREMOTE with
- * AWS's error type and message for any other refusal; D2F_EIO when no answer came.
+ * AWS's error type and message for any other refusal; D2F_EUNREACHABLE when no answer came.
  */
 int aws_json_call(const struct config *cfg, const struct aws_request *req, cJSON **answer,
                   struct d2f_err *err) D2F_WUR;

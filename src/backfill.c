@@ -13,6 +13,7 @@
 #include "http.h"
 #include "ingest.h"
 #include "json.h"
+#include "lease.h"
 #include "log.h"
 #include "scan.h"
 
@@ -151,7 +152,7 @@ int backfill_start(struct outbox *ob, const struct config *cfg, const struct bac
     sqlite3_bind_double(st, 6, o->rate);
     sqlite3_bind_int(st, 7, o->consistent ? 1 : 0);
     sqlite3_bind_int64(st, 8, (sqlite3_int64)t.item_count);
-    sqlite3_bind_int64(st, 9, outbox_now_ms());
+    sqlite3_bind_int64(st, 9, d2f_now_ms());
     sqlite3_bind_int64(st, 10, o->limit);
     if ((rc = run_stmt(ob, st, "record the backfill", err)) != 0)
         goto fail;
@@ -195,7 +196,7 @@ int backfill_cancel(struct outbox *ob, const char *table, int64_t *job, struct d
                       &st, "cancel the backfill", err)) != 0)
         return rc;
     sqlite3_bind_int64(st, 1, *job);
-    sqlite3_bind_int64(st, 2, outbox_now_ms());
+    sqlite3_bind_int64(st, 2, d2f_now_ms());
     return run_stmt(ob, st, "cancel the backfill", err);
 }
 
@@ -440,7 +441,7 @@ static int finish(struct outbox *ob, struct job *j, int64_t scanned_ms, struct d
         return rc;
     sqlite3_bind_int64(st, 1, j->id);
     sqlite3_bind_int64(st, 2, scanned_ms);
-    sqlite3_bind_int64(st, 3, outbox_now_ms());
+    sqlite3_bind_int64(st, 3, d2f_now_ms());
     return run_stmt(ob, st, "finish the backfill", err);
 }
 
@@ -481,8 +482,8 @@ static int claim(struct outbox *ob, int64_t job, const char *owner, int64_t unti
         holder_until = sqlite3_column_int64(st, 1);
     }
     sqlite3_finalize(st);
-    if (holder[0] && strcmp(holder, owner) != 0 && holder_until > outbox_now_ms() &&
-        !drain_holder_gone(holder)) {
+    if (holder[0] && strcmp(holder, owner) != 0 && holder_until > d2f_now_ms() &&
+        !lease_holder_gone(holder)) {
         outbox_rollback(ob);
         return 0;
     }
@@ -526,14 +527,14 @@ static int run_job(struct outbox *ob, const struct config *cfg, struct job *j, i
 {
     struct scan_page pages[PARALLEL_PAGES];
     struct scan *s = NULL;
-    int64_t start = http_now_ms(), scanning = 1;
+    int64_t start = d2f_now_ms(), scanning = 1;
     size_t n = 0;
     char owner[320];
     int claimed = 0, rc;
 
-    drain_owner_name(owner, sizeof(owner));
+    lease_owner_name(owner, sizeof(owner));
     memset(pages, 0, sizeof(pages));
-    if ((rc = claim(ob, j->id, owner, http_now_ms() + CLAIM_MS, &claimed, err)) != 0)
+    if ((rc = claim(ob, j->id, owner, d2f_now_ms() + CLAIM_MS, &claimed, err)) != 0)
         return rc;
     if (!claimed) {
         j->st->busy = 1;
@@ -545,7 +546,7 @@ static int run_job(struct outbox *ob, const struct config *cfg, struct job *j, i
     while (!rc) {
         if ((rc = job_scanning(ob, j->id, &scanning, err)) != 0 || !scanning)
             break;
-        if ((rc = claim(ob, j->id, owner, http_now_ms() + CLAIM_MS, &claimed, err)) != 0)
+        if ((rc = claim(ob, j->id, owner, d2f_now_ms() + CLAIM_MS, &claimed, err)) != 0)
             break;
         if (!claimed) {
             j->st->busy = 1; /* another runner took over a lapsed claim */
@@ -564,11 +565,11 @@ static int run_job(struct outbox *ob, const struct config *cfg, struct job *j, i
             progress(ctx, j->st);
     }
     j->st->retries += s ? scan_retries(s) : 0;
-    j->st->elapsed_ms += http_now_ms() - start;
+    j->st->elapsed_ms += d2f_now_ms() - start;
     scan_free(s);
     if (s || !rc) {
         struct d2f_err ferr = {0};
-        int frc = finish(ob, j, http_now_ms() - start, &ferr);
+        int frc = finish(ob, j, d2f_now_ms() - start, &ferr);
         if (!rc && frc) {
             rc = frc;
             *err = ferr;
@@ -767,7 +768,7 @@ static int gate_tables_ready(struct outbox *ob, int64_t now, int64_t settle, int
 int backfill_gate(struct outbox *ob, const struct config *cfg, int64_t *waiting,
                   struct d2f_err *err)
 {
-    int64_t now = outbox_now_ms(), any = 0;
+    int64_t now = d2f_now_ms(), any = 0;
     int64_t settle = (int64_t)cfg->backfill_settle_s * 1000;
     int64_t margin = (int64_t)cfg->backfill_margin_s * 1000;
     int rc;

@@ -125,8 +125,11 @@ char *buf_detach(struct buf *b, size_t *len)
 {
     char *p;
 
-    if (!b->data && grow(b, 0))
-        return NULL;
+    if (!b->data) {
+        if (grow(b, 0))
+            return NULL;
+        b->data[0] = '\0'; /* grow does not write the new block: "" needs its NUL */
+    }
     p = b->data;
     if (len)
         *len = b->len;

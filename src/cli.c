@@ -11,6 +11,7 @@
 
 #include "backfill.h"
 #include "config.h"
+#include "connect.h"
 #include "drain.h"
 #include "event.h"
 #include "firestore.h"
@@ -427,7 +428,7 @@ static int cmd_drain(int argc, char **argv)
     if (load_config(&cfg))
         return EXIT_USAGE;
     if ((rc = http_new(&http, &err)) != 0 ||
-        (rc = firestore_connect(&cfg, http, &auth, &fs, &err)) != 0)
+        (rc = connect_firestore(&cfg, http, &auth, &fs, &err)) != 0)
         goto out;
     status = EXIT_FAILED;
     if ((rc = partitions_open(&set, &cfg, OUTBOX_EXISTING, &err)) != 0)
@@ -436,7 +437,7 @@ static int cmd_drain(int argc, char **argv)
         if ((rc = outbox_check_keys(partitions_outbox(set, i), &cfg, &err)) != 0 ||
             (rc = outbox_settings(partitions_outbox(set, i), &cfg, &err)) != 0)
             goto out;
-    deadline = http_now_ms() + cfg.drain_seconds * 1000;
+    deadline = d2f_now_ms() + cfg.drain_seconds * 1000;
     rc =
         drain_run_set(partitions_all(set), partitions_count(set), 0, &cfg, fs, deadline, &st, &err);
     drain_log(&st, rc ? err.msg : NULL);

@@ -1,10 +1,12 @@
 /* d2f.c: error reports. */
 #include "d2f.h"
 
+#include <errno.h>
 #include <stdarg.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
+#include <time.h>
 
 int d2f_errf(struct d2f_err *err, int code, const char *fmt, ...)
 {
@@ -132,4 +134,40 @@ char *d2f_escape_controls(const char *s)
     }
     *o = '\0';
     return out;
+}
+
+static int64_t real_now_ms(void)
+{
+    struct timespec ts;
+
+    clock_gettime(CLOCK_REALTIME, &ts);
+    return (int64_t)ts.tv_sec * 1000 + ts.tv_nsec / 1000000;
+}
+
+static void real_sleep_ms(int64_t ms)
+{
+    struct timespec ts = {(time_t)(ms / 1000), (long)(ms % 1000) * 1000000L};
+
+    while (nanosleep(&ts, &ts) != 0 && errno == EINTR)
+        ;
+}
+
+static int64_t (*clock_now)(void) = real_now_ms;
+static void (*clock_sleep)(int64_t ms) = real_sleep_ms;
+
+int64_t d2f_now_ms(void)
+{
+    return clock_now();
+}
+
+void d2f_sleep_ms(int64_t ms)
+{
+    if (ms > 0)
+        clock_sleep(ms);
+}
+
+void d2f_clock_set(int64_t (*now)(void), void (*sleep)(int64_t ms))
+{
+    clock_now = now ? now : real_now_ms;
+    clock_sleep = sleep ? sleep : real_sleep_ms;
 }

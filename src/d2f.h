@@ -13,6 +13,7 @@
 #define D2F_H
 
 #include <stddef.h>
+#include <stdint.h>
 
 #define D2F_WUR __attribute__((warn_unused_result))
 #define D2F_PRINTF(f, a) __attribute__((format(printf, f, a)))
@@ -58,5 +59,16 @@ int d2f_table_name_ok(const char *t, size_t n);
  * a backslash as two, U+0000 (C0 80) as \u0000. The caller frees it; NULL when out of
  * memory. */
 char *d2f_escape_controls(const char *s);
+
+/* The one clock: milliseconds since the epoch (CLOCK_REALTIME, the clock of the outbox's times
+ * and of Lambda's deadlines). */
+int64_t d2f_now_ms(void);
+
+/* The one pause: sleeps ms milliseconds (nothing when ms <= 0). */
+void d2f_sleep_ms(int64_t ms);
+
+/* Replaces the clock and the pause (unit tests: nothing sleeps in real time); NULL restores
+ * the real one. */
+void d2f_clock_set(int64_t (*now)(void), void (*sleep)(int64_t ms));
 
 #endif

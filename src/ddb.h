@@ -12,7 +12,7 @@
 /*
  * The partition and sort key attribute names of table (*sk empty when it has none) into pk and
  * sk. Returns 0; D2F_ECONFIG when no AWS credentials or region are set; D2F_EREMOTE with
- * DynamoDB's error (__type and message) when it refuses; D2F_EIO when it does not answer.
+ * DynamoDB's error (__type and message) when it refuses; D2F_EUNREACHABLE when it does not answer.
  */
 int ddb_key_schema(const struct config *cfg, const char *table, struct buf *pk, struct buf *sk,
                    struct d2f_err *err) D2F_WUR;

@@ -1,9 +1,6 @@
 /* drain.c: pending outbox rows become Firestore documents, in order, exactly once in effect. */
 #include "drain.h"
 
-#include <errno.h>
-#include <math.h>
-#include <signal.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
@@ -17,13 +14,14 @@
 #include "fence.h"
 #include "ingest.h"
 #include "json.h"
+#include "lease.h"
 #include "log.h"
+#include "ramp.h"
 #include "record.h"
 
 /* Bytes of a commit body besides its writes: {"writes":[…]} and the commas. */
 #define BODY_OVERHEAD 16
 /* How long after its deadline a drainer's lease lasts: requests it sent may still land. */
-#define LEASE_MARGIN_MS 60000
 
 /* One write: a document's last pending row in the window, standing for the rows before it. */
 struct item {
@@ -55,8 +53,7 @@ struct run {
     int64_t deadline;     /* calls end by then */
     int64_t stop_at;      /* no new wave starts after this */
     int64_t ramp_from;    /* when the ramp-up began, ms; 0 when it is off */
-    double allowance;     /* writes the ramp-up allows now */
-    int64_t refilled;     /* when allowance was last topped up */
+    struct ramp ramp;     /* its pacing, when on */
     int reauthed;         /* the token was renewed after a 401 and nothing landed since */
     int mark;             /* 1: rows become committed or dead; 0 (replay): their states stay */
     int64_t deletes_wait; /* no deletion is sent before then (ms): a create may still land */
@@ -68,14 +65,6 @@ struct run {
     void (*progress)(void *ctx, const struct drain_stats *st);
     void *ctx;
 };
-
-static void sleep_ms(int64_t ms)
-{
-    struct timespec ts = {(time_t)(ms / 1000), (long)(ms % 1000) * 1000000L};
-
-    if (ms > 0)
-        nanosleep(&ts, NULL);
-}
 
 /* ---- one window: rows to items -------------------------------------------------------- */
 
@@ -206,11 +195,11 @@ static int bury(struct run *r, struct item *it, const char *why, struct d2f_err 
         return 0;
     }
     log_write(LOG_WARN, why, NULL);
-    rc = outbox_mark(r->ob, &it->ids[it->nids - 1], 1, "dead", why, err);
+    rc = outbox_mark(r->ob, &it->ids[it->nids - 1], 1, OUTBOX_DEAD, why, err);
     if (!rc && it->nids > 1) {
         snprintf(superseded, sizeof(superseded), "superseded by row %lld, which is dead: %s",
                  (long long)it->ids[it->nids - 1], why);
-        rc = outbox_mark(r->ob, it->ids, it->nids - 1, "dead", superseded, err);
+        rc = outbox_mark(r->ob, it->ids, it->nids - 1, OUTBOX_DEAD, superseded, err);
     }
     if (!rc)
         r->st->rows_dead += it->nids;
@@ -246,7 +235,7 @@ static int build_item(struct run *r, struct item *it, int *keep, struct d2f_err 
     if (rc)
         return bury(r, it, why.msg, err);
     it->del = op_is_delete;
-    if (it->del && http_now_ms() < r->deletes_wait) {
+    if (it->del && d2f_now_ms() < r->deletes_wait) {
         /* a create of this document may still land after it: the rows stay pending */
         free(it->write);
         it->write = NULL;
@@ -411,34 +400,17 @@ static int body_of(const struct batch *b, struct buf *body)
     return rc;
 }
 
-/* Writes per second the ramp-up allows now. */
-static double ramp_rate(const struct run *r, int64_t now)
-{
-    double steps = (double)((now - r->ramp_from) / DRAIN_RAMP_STEP_MS);
-    /* the files of a partitioned outbox drain at once into one database: each takes its share */
-    double share = r->cfg && r->cfg->partitions > 1 ? 1.0 / (double)r->cfg->partitions : 1.0;
-
-    return share * DRAIN_RAMP_START * pow(1.5, steps < 60 ? steps : 60);
-}
-
 /* Waits until the ramp-up allows n writes; 0 when the time is up first. */
 static int ramp_wait(struct run *r, size_t n)
 {
     for (;;) {
-        int64_t now = http_now_ms();
-        double rate = ramp_rate(r, now), need = (double)n < rate ? (double)n : rate;
+        int64_t now = d2f_now_ms(), wait = ramp_take(&r->ramp, n, now);
 
-        r->allowance += rate * (double)(now - r->refilled) / 1000.0;
-        if (r->allowance > rate)
-            r->allowance = rate;
-        r->refilled = now;
-        if (r->allowance >= need) {
-            r->allowance -= (double)n;
+        if (!wait)
             return 1;
-        }
-        if (now + (int64_t)((need - r->allowance) * 1000.0 / rate) > r->stop_at)
+        if (now + wait > r->stop_at)
             return 0;
-        sleep_ms((int64_t)((need - r->allowance) * 1000.0 / rate) + 1);
+        d2f_sleep_ms(wait);
     }
 }
 
@@ -628,7 +600,7 @@ static int begin_transactions(struct sender *s, struct d2f_err *err)
 static int launch(struct sender *s, struct d2f_err *err)
 {
     struct run *r = s->r;
-    int64_t now = http_now_ms();
+    int64_t now = d2f_now_ms();
     size_t writes = 0;
     int rc;
 
@@ -652,7 +624,7 @@ static int launch(struct sender *s, struct d2f_err *err)
         s->stop = d2f_errf(err, D2F_ETIME,
                            "the time budget ran out (ramp-up pacing at %.0f "
                            "writes/s)",
-                           ramp_rate(r, http_now_ms()));
+                           ramp_rate(&r->ramp, d2f_now_ms()));
         return s->stop;
     }
     if ((rc = begin_transactions(s, err)) != 0)
@@ -695,10 +667,10 @@ static int mark_landed(struct sender *s, struct d2f_err *err)
     for (size_t i = 0; i < s->ntxns; i++)
         free(s->txns[i]);
     s->ntxns = 0;
-    now = http_now_ms();
+    now = d2f_now_ms();
     if (!rc && r->owner && now - r->renewed >= r->cfg->lease_s * 1000 / 3) {
         /* the lease lives as long as commits land */
-        rc = drain_lease_renew(r->ob, r->owner, now + r->cfg->lease_s * 1000, err);
+        rc = lease_renew(r->ob, r->owner, now + r->cfg->lease_s * 1000, err);
         if (!rc)
             r->renewed = now;
     }
@@ -887,7 +859,7 @@ static int take_answers(struct sender *s, struct d2f_err *err)
                 r->reauthed = 1;
             } else if (!rc) {
                 b->attempts++;
-                b->not_before = http_now_ms() + retry_backoff_ms(b->attempts, randombytes_random());
+                b->not_before = d2f_now_ms() + retry_backoff_ms(b->attempts, randombytes_random());
                 r->st->retries++;
                 snprintf(s->last_error, sizeof(s->last_error), "%s", c->message);
             }
@@ -965,10 +937,17 @@ static void note_unsent(struct sender *s)
 
 /* Builds the write of items[*next] into the batch being filled, and moves on; after the last
  * item the batch is queued. */
+/* Builds the next item's write. Builds in a row share one read lock of the outbox (released
+ * before anything waits or writes), so that reading each row and fence costs no lock round
+ * trip of its own. */
 static int build_next(struct sender *s, struct item **items, size_t nitems, size_t *next,
                       struct d2f_err *err)
 {
-    int keep, rc = build_item(s->r, items[*next], &keep, err);
+    int keep, rc = outbox_read_hold(s->r->ob, err);
+
+    if (rc)
+        return rc;
+    rc = build_item(s->r, items[*next], &keep, err);
 
     if (!rc && keep)
         rc = add_write(s, items[*next], err);
@@ -988,7 +967,7 @@ static int send_items(struct run *r, struct item **items, size_t nitems, struct 
     int rc = sender_init(&s, r, err);
 
     while (!rc && !s.stop) {
-        int64_t now = http_now_ms(), soonest;
+        int64_t now = d2f_now_ms(), soonest;
         size_t nready = ready(&s, now, &soonest);
 
         if (s.nwave) {
@@ -999,13 +978,14 @@ static int send_items(struct run *r, struct item **items, size_t nitems, struct 
                     firestore_commit_wait(r->fs, 0);
                 continue;
             }
+            outbox_read_release(r->ob);
             if (firestore_commit_wait(r->fs, 50) > 0)
                 continue;
             rc = take_answers(&s, err);
             if (r->progress)
                 r->progress(r->ctx, r->st);
             /* the next wave goes out before the last one's rows are marked */
-            if (!rc && !s.stop && ready(&s, http_now_ms(), &soonest))
+            if (!rc && !s.stop && ready(&s, d2f_now_ms(), &soonest))
                 rc = launch(&s, err);
             if (!rc)
                 rc = mark_landed(&s, err);
@@ -1029,11 +1009,14 @@ static int send_items(struct run *r, struct item **items, size_t nitems, struct 
                                   "the time budget ran out while commits waited to be retried");
                 break;
             }
-            sleep_ms(soonest - now);
+            outbox_read_release(r->ob);
+            d2f_sleep_ms(soonest - now);
             continue;
         }
+        outbox_read_release(r->ob);
         rc = launch(&s, err);
     }
+    outbox_read_release(r->ob);
     if (s.nwave) {
         /* stopping with a wave out: take its answers in, so that what landed is marked */
         while (firestore_commit_wait(r->fs, 50) > 0)
@@ -1081,96 +1064,13 @@ out:
     return rc;
 }
 
-/* The first line of a file into out (cap bytes), "" when it cannot be read. */
-static void first_line(const char *path, char *out, size_t cap)
-{
-    FILE *f = fopen(path, "r");
-
-    out[0] = '\0';
-    if (f && fgets(out, (int)cap, f))
-        out[strcspn(out, "\n")] = '\0';
-    if (f)
-        fclose(f);
-}
-
-/* Where a pid means something: this boot ("boot_id/pidns"), "" when unknown. */
-static void pid_space(char *out, size_t cap)
-{
-    char boot[64], ns[64] = "";
-    ssize_t n = readlink("/proc/self/ns/pid", ns, sizeof(ns) - 1);
-
-    first_line("/proc/sys/kernel/random/boot_id", boot, sizeof(boot));
-    if (n > 0)
-        ns[n] = '\0';
-    if (boot[0] && n > 0)
-        snprintf(out, cap, "%s/%s", boot, ns);
-    else
-        out[0] = '\0';
-}
-
-/* A lease owner: "host pid token space": a random token drawn once per process (the same
- * process holds the lease again at once, from one invocation to the next), and the boot and
- * PID namespace that give the pid its meaning. */
-void drain_owner_name(char *out, size_t cap)
-{
-    static char token[33]; /* one per process, as its identity */
-    char host[256] = "host", space[160];
-
-    if (!token[0]) {
-        unsigned char raw[16];
-        randombytes_buf(raw, sizeof(raw));
-        sodium_bin2hex(token, sizeof(token), raw, sizeof(raw));
-    }
-    gethostname(host, sizeof(host) - 1);
-    pid_space(space, sizeof(space));
-    snprintf(out, cap, "%s %ld %s %s", host, (long)getpid(), token, space[0] ? space : "-");
-}
-
-/* 1 when a lease holder is known dead: a process of this boot and PID namespace whose pid no
- * longer runs (or runs this process, under another token). Anywhere else its lease lasts until
- * it expires: a pid of another namespace says nothing. */
-int drain_holder_gone(const char *holder)
-{
-    char host[256], token[64], space[160], mine[160];
-    long pid;
-
-    if (sscanf(holder, "%255s %ld %63s %159s", host, &pid, token, space) != 4 || pid <= 0)
-        return 0;
-    pid_space(mine, sizeof(mine));
-    if (!mine[0] || strcmp(space, mine) != 0)
-        return 0;
-    return pid == (long)getpid() || (kill((pid_t)pid, 0) != 0 && errno == ESRCH);
-}
-
-/* Takes the lease until until_ms. */
-static int take_until(struct outbox *ob, int64_t until_ms, char *owner, size_t cap,
-                      struct d2f_err *err)
-{
-    char holder[400];
-    int taken, rc;
-
-    drain_owner_name(owner, cap);
-    if ((rc = outbox_lease_take(ob, owner, until_ms, drain_holder_gone, &taken, holder,
-                                sizeof(holder), err)) != 0)
-        return rc;
-    if (!taken)
-        return d2f_errf(err, D2F_ELEASE, "another drain holds the lease (%s)", holder);
-    return 0;
-}
-
-int drain_lease_take(struct outbox *ob, int64_t deadline_ms, char *owner, size_t cap,
-                     struct d2f_err *err)
-{
-    return take_until(ob, deadline_ms + LEASE_MARGIN_MS, owner, cap, err);
-}
-
 /* Before anything is sent: the transactions of creates whose commits were not seen to end (a
  * drainer killed, a deadline passed) are rolled back; those that cannot be, until they
  * expire, hold deletions back. */
 static int settle_transactions(struct run *r, struct d2f_err *err)
 {
     const char *prefix = firestore_target(r->fs);
-    int64_t *began = NULL, now = http_now_ms();
+    int64_t *began = NULL, now = d2f_now_ms();
     char **txns = NULL;
     size_t n = 0;
     int rc = fence_transactions(r->ob, prefix, &txns, &began, &n, err);
@@ -1192,25 +1092,6 @@ static int settle_transactions(struct run *r, struct d2f_err *err)
     return rc;
 }
 
-int drain_lease_renew(struct outbox *ob, const char *owner, int64_t until_ms, struct d2f_err *err)
-{
-    char holder[400];
-    int taken,
-        rc = outbox_lease_take(ob, owner, until_ms, NULL, &taken, holder, sizeof(holder), err);
-
-    if (!rc && !taken)
-        rc = d2f_errf(err, D2F_ELEASE, "the drain lease went to another (%s)", holder);
-    return rc;
-}
-
-void drain_lease_release(struct outbox *ob, const char *owner)
-{
-    struct d2f_err lease_err = {0};
-
-    if (outbox_lease_release(ob, owner, &lease_err) != 0)
-        log_write(LOG_WARN, lease_err.msg, NULL); /* it expires on its own */
-}
-
 /* Sets up a run's clock and, when cfg->ramp, its pacing from ramp_from (ms). */
 static void run_start(struct run *r, int64_t start, int64_t ramp_from)
 {
@@ -1219,19 +1100,18 @@ static void run_start(struct run *r, int64_t start, int64_t ramp_from)
     r->stop_at = r->deadline - (span / 10 < 2000 ? span / 10 : 2000);
     if (r->cfg->ramp) {
         r->ramp_from = ramp_from;
-        r->allowance = ramp_rate(r, start);
-        r->refilled = start;
+        ramp_init(&r->ramp, ramp_from, (unsigned)r->cfg->partitions, start);
     }
 }
 
 /* The ramp-up's start for this outbox's database: recorded at the first drain. */
 static int ramp_start(struct outbox *ob, int64_t now, int64_t *from, struct d2f_err *err)
 {
-    int found, rc = outbox_meta_get(ob, "ramp_started_at", from, &found, err);
+    int found, rc = outbox_meta_get(ob, RAMP_META_KEY, from, &found, err);
 
     if (!rc && !found) {
         *from = now;
-        rc = outbox_meta_set(ob, "ramp_started_at", now, err);
+        rc = outbox_meta_set(ob, RAMP_META_KEY, now, err);
     }
     return rc;
 }
@@ -1274,7 +1154,7 @@ int drain_send(struct outbox *ob, const struct config *cfg, struct firestore *fs
     size_t nitems = 0;
     int rc;
 
-    run_start(&r, http_now_ms(), how->ramp_from);
+    run_start(&r, d2f_now_ms(), how->ramp_from);
     if (!how->dry_run && (rc = settle_transactions(&r, err)) != 0)
         return rc;
     if ((rc = make_items(&r, rows, n, &items, &nitems, err)) == 0)
@@ -1295,12 +1175,12 @@ int drain_run(struct outbox *ob, const struct config *cfg, struct firestore *fs,
 {
     struct run r = {
         .ob = ob, .cfg = cfg, .fs = fs, .st = stats, .deadline = deadline_ms, .mark = 1};
-    int64_t start = http_now_ms(), after = 0, unresolved = 0, ramp_from = 0, waiting = 0;
+    int64_t start = d2f_now_ms(), after = 0, unresolved = 0, ramp_from = 0, waiting = 0;
     char owner[320];
     int more = 1, rc;
 
     memset(stats, 0, sizeof(*stats));
-    if ((rc = take_until(ob, start + cfg->lease_s * 1000, owner, sizeof(owner), err)) != 0) {
+    if ((rc = lease_take_until(ob, start + cfg->lease_s * 1000, owner, sizeof(owner), err)) != 0) {
         if (outbox_pending_count(ob, &stats->pending_left, NULL) != 0)
             stats->pending_left = -1;
         return rc;
@@ -1323,7 +1203,7 @@ int drain_run(struct outbox *ob, const struct config *cfg, struct firestore *fs,
             (rc = outbox_unresolved_count(ob, &unresolved, err)) != 0 ||
             (rc = backfill_waiting(ob, &waiting, err)) != 0)
             break;
-        if (stats->pending_left <= unresolved + waiting || r.held || http_now_ms() >= r.stop_at)
+        if (stats->pending_left <= unresolved + waiting || r.held || d2f_now_ms() >= r.stop_at)
             break;
         more = 1; /* records arrived while the drain ran: go on with them */
     }
@@ -1331,15 +1211,15 @@ int drain_run(struct outbox *ob, const struct config *cfg, struct firestore *fs,
         rc = backfill_gate(ob, cfg, &waiting, err);
     stats->snapshots_waiting = waiting;
     fence_reader_free(r.fences);
-    drain_lease_release(ob, owner);
+    lease_release(ob, owner);
     if (rc && outbox_pending_count(ob, &stats->pending_left, NULL) != 0)
         stats->pending_left = -1;
-    stats->elapsed_ms = http_now_ms() - start;
+    stats->elapsed_ms = d2f_now_ms() - start;
     if (!rc && r.held)
         rc = d2f_errf(err, D2F_ETIME,
                       "%zu deletions wait until a transaction that may still create their "
                       "documents has expired (in %lld s; DDB2FS_TRANSACTION_SECONDS)",
-                      r.held, (long long)((r.deletes_wait - http_now_ms()) / 1000 + 1));
+                      r.held, (long long)((r.deletes_wait - d2f_now_ms()) / 1000 + 1));
     else if (!rc && stats->pending_left > unresolved + waiting)
         rc = d2f_errf(err, D2F_ETIME, "the time budget ran out with %lld records pending",
                       (long long)stats->pending_left);
@@ -1368,7 +1248,7 @@ int drain_run_set(struct outbox *const *obs, size_t n, size_t most, const struct
                   struct d2f_err *err)
 {
     struct config c = *cfg;
-    int64_t start = http_now_ms(), *left;
+    int64_t start = d2f_now_ms(), *left;
     size_t first = (size_t)getpid() % n, drained = 0;
     int rc = 0;
 
@@ -1388,7 +1268,7 @@ int drain_run_set(struct outbox *const *obs, size_t n, size_t most, const struct
             size_t i = (first + k) % n;
             struct drain_stats one;
             struct d2f_err e = {0};
-            int64_t now = http_now_ms();
+            int64_t now = d2f_now_ms();
             int r;
             if (round == 0 && outbox_pending_count(obs[i], &left[i], NULL) != 0)
                 left[i] = 1; /* unknown: try it */
@@ -1408,11 +1288,11 @@ int drain_run_set(struct outbox *const *obs, size_t n, size_t most, const struct
         stats->pending_left = 0;
         for (size_t i = 0; i < n; i++)
             stats->pending_left += left[i];
-        if (stats->pending_left == 0 || most || http_now_ms() >= deadline_ms)
+        if (stats->pending_left == 0 || most || d2f_now_ms() >= deadline_ms)
             break;
     }
     free(left);
-    stats->elapsed_ms = http_now_ms() - start;
+    stats->elapsed_ms = d2f_now_ms() - start;
     if (stats->pending_left && !rc)
         rc = d2f_errf(err, D2F_ELEASE, "%lld records pending in files left to other drains",
                       (long long)stats->pending_left);
@@ -1450,7 +1330,7 @@ void drain_log(const struct drain_stats *st, const char *stopped)
 void drain_prune(struct outbox *ob, const struct config *cfg, int64_t deadline_ms)
 {
     struct d2f_err err = {0};
-    int64_t pruned = 0, start = http_now_ms();
+    int64_t pruned = 0, start = d2f_now_ms();
     cJSON *f;
     int rc;
 
@@ -1462,7 +1342,7 @@ void drain_prune(struct outbox *ob, const struct config *cfg, int64_t deadline_m
     f = cJSON_CreateObject();
     json_add_number(f, "pruned", (double)pruned);
     json_add_number(f, "retention_s", (double)cfg->retention_s);
-    json_add_number(f, "seconds", (double)(http_now_ms() - start) / 1000.0);
+    json_add_number(f, "seconds", (double)(d2f_now_ms() - start) / 1000.0);
     if (rc)
         cJSON_AddStringToObject(f, "stopped", err.msg);
     log_write(rc ? LOG_WARN : LOG_INFO, rc ? "pruning stopped" : "pruned", f);

@@ -44,9 +44,6 @@
 
 /* Pending rows read (id and document only) and coalesced at a time. */
 #define DRAIN_WINDOW 250000
-/* Ramp-up: writes per second at first, and the growth every five minutes. */
-#define DRAIN_RAMP_START 500.0
-#define DRAIN_RAMP_STEP_MS (5 * 60 * 1000)
 
 struct drain_stats {
     size_t rows_committed;     /* rows marked committed (written or superseded) */
@@ -101,28 +98,6 @@ void drain_prune_set(struct outbox *const *obs, size_t n, const struct config *c
 int drain_plan_row(struct outbox *ob, const struct config *cfg, int64_t id, int may_record,
                    const char *docs_prefix, struct record_plan *plan, int *parsed,
                    struct d2f_err *err) D2F_WUR;
-
-/* Takes the drain lease (one drainer or replay at a time) until deadline_ms and a margin; owner
- * (cap bytes) receives the name to release it with. D2F_EIO naming the holder when it is
- * held. */
-int drain_lease_take(struct outbox *ob, int64_t deadline_ms, char *owner, size_t cap,
-                     struct d2f_err *err) D2F_WUR;
-
-/* Extends owner's lease to until_ms; D2F_EIO when another holds it now. */
-int drain_lease_renew(struct outbox *ob, const char *owner, int64_t until_ms,
-                      struct d2f_err *err) D2F_WUR;
-
-/* A holder's name for a lease or a claim: "host pid token boot_id/pidns", the token drawn once
- * per process (cap bytes at out). */
-void drain_owner_name(char *out, size_t cap);
-
-/* 1 when holder (a drain_owner_name) is known dead: a process of this boot and PID namespace
- * whose pid no longer runs, or this process under another token; anywhere else, 0 (what it
- * holds lasts until it expires). */
-int drain_holder_gone(const char *holder);
-
-/* Gives the lease back (a failure is logged: the lease expires on its own). */
-void drain_lease_release(struct outbox *ob, const char *owner);
 
 /* How drain_send treats the rows it is given. */
 struct drain_how {

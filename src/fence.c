@@ -150,7 +150,7 @@ int fence_put(struct outbox *ob, const char *target, const struct fence *f, size
 {
     sqlite3 *db = outbox_db(ob);
     sqlite3_stmt *put = NULL, *mark = NULL, *forget = NULL;
-    int64_t now = outbox_now_ms(), id = 0;
+    int64_t now = d2f_now_ms(), id = 0;
     int rc;
 
     if ((rc = outbox_begin(ob, err)) != 0)

@@ -9,7 +9,6 @@
 
 #include "json.h"
 #include "log.h"
-#include "secret.h"
 
 struct firestore {
     struct http *http;
@@ -98,20 +97,6 @@ int firestore_new(struct firestore **out, const struct config *cfg, struct http 
     }
     *out = fs;
     return 0;
-}
-
-int firestore_connect(const struct config *cfg, struct http *http, struct gauth **auth,
-                      struct firestore **out, struct d2f_err *err)
-{
-    enum gauth_mode mode = cfg->token == CONFIG_TOKEN_SELF_SIGNED ? GAUTH_SELF_SIGNED : GAUTH_OAUTH;
-    char audience[2100];
-    int rc;
-
-    *auth = NULL;
-    snprintf(audience, sizeof(audience), "%s/", cfg->endpoint);
-    if (!cfg->emulator && (rc = secret_credentials(cfg, mode, audience, http, auth, err)) != 0)
-        return rc;
-    return firestore_new(out, cfg, http, *auth, err);
 }
 
 int firestore_names(struct firestore **out, const char *project, const char *database,
@@ -270,7 +255,7 @@ int firestore_commit_start(struct firestore *fs, struct firestore_commit **c, si
         calls[n + ahead++] = call;
     }
     fs->nahead = ahead;
-    fs->ahead_began = http_now_ms();
+    fs->ahead_began = d2f_now_ms();
     rc = http_start(fs->http, calls, n + ahead, deadline_ms, err);
     for (size_t i = 0; i < n; i++)
         c[i]->call.authorization = NULL; /* curl has its copy */
@@ -614,7 +599,7 @@ int firestore_begin(struct firestore *fs, char **txns, int64_t *began, size_t n,
 {
     struct http_call *calls = NULL;
     struct http_call **pc = NULL;
-    int64_t now = http_now_ms();
+    int64_t now = d2f_now_ms();
     size_t have = 0, need;
     int rc = 0;
 

@@ -47,12 +47,6 @@ int firestore_names(struct firestore **out, const char *project, const char *dat
 /* Frees the client; accepts NULL. */
 void firestore_free(struct firestore *fs);
 
-/* The client cfg asks for: with the emulator, no credentials; else the service-account key of
- * GOOGLE_APPLICATION_CREDENTIALS (DDB2FS_TOKEN chooses the token) into *auth. Both are freed
- * by the caller. */
-int firestore_connect(const struct config *cfg, struct http *http, struct gauth **auth,
-                      struct firestore **out, struct d2f_err *err) D2F_WUR;
-
 /* "projects/P/databases/D/documents": what document names start with. */
 const char *firestore_docs_prefix(const struct firestore *fs);
 
@@ -72,8 +66,8 @@ void firestore_commit_init(struct firestore_commit *c);
 void firestore_commit_release(struct firestore_commit *c);
 
 /* Sends n commits at once, in steps so that the caller can work while they are in flight:
- * start them (D2F_EAUTH / D2F_EIO when no token could be had), drive them (returns how many
- * still run), finish them (fills each one's status and message, whatever the answers). Only
+ * start them (D2F_EAUTH / D2F_EUNREACHABLE when no token could be had), drive them (returns how
+ * many still run), finish them (fills each one's status and message, whatever the answers). Only
  * one set of commits may be started at a time. */
 int firestore_commit_start(struct firestore *fs, struct firestore_commit **c, size_t n,
                            int64_t deadline_ms, struct d2f_err *err) D2F_WUR;
@@ -114,8 +108,8 @@ int firestore_begin(struct firestore *fs, char **txns, int64_t *began, size_t n,
                     int64_t deadline_ms, struct d2f_err *err) D2F_WUR;
 
 /* Rolls transaction txn back. 0 when it can no longer commit (rolled back now, or already
- * closed or expired: Firestore then says INVALID_ARGUMENT); D2F_EIO or D2F_EREMOTE when that
- * is not known. */
+ * closed or expired: Firestore then says INVALID_ARGUMENT); D2F_EUNREACHABLE or D2F_EREMOTE when
+ * that is not known. */
 int firestore_rollback(struct firestore *fs, const char *txn, int64_t deadline_ms,
                        struct d2f_err *err) D2F_WUR;
 
@@ -129,7 +123,7 @@ int firestore_batch_get_many(struct firestore *fs, const char *const *const *nam
  * One page of a collection's documents (collection: its path relative to the documents, e.g.
  * "Orders"; page_token: the previous page's nextPageToken, NULL for the first; names_only: the
  * documents without their fields): *out is a new cJSON object ({"documents":[…],
- * "nextPageToken":…}; the caller frees it). Returns 0; D2F_EIO when Firestore does not
+ * "nextPageToken":…}; the caller frees it). Returns 0; D2F_EUNREACHABLE when Firestore does not
  * answer; D2F_EAUTH / D2F_EREMOTE when it refuses.
  */
 int firestore_list(struct firestore *fs, const char *collection, long page_size,

@@ -316,7 +316,7 @@ static int set_bearer(struct gauth *g, const char *token, size_t n, int64_t life
     memcpy(g->bearer + 7, token, n);
     g->bearer[7 + n] = '\0';
     g->lifetime_ms = lifetime_ms;
-    g->expires_ms = http_now_ms() + lifetime_ms;
+    g->expires_ms = d2f_now_ms() + lifetime_ms;
     g->renewals++;
     return 0;
 }
@@ -376,7 +376,7 @@ out:
 
 int gauth_token(struct gauth *g, int64_t deadline_ms, const char **bearer, struct d2f_err *err)
 {
-    int64_t now = http_now_ms(), margin;
+    int64_t now = d2f_now_ms(), margin;
     cJSON *claims;
     struct buf jwt;
     int rc;

@@ -21,7 +21,7 @@
  *
  * Error handling
  * A malformed key is D2F_ECONFIG naming the field; a refused exchange is D2F_EAUTH with the
- * token endpoint's error and description; no answer is D2F_EIO.
+ * token endpoint's error and description; no answer is D2F_EUNREACHABLE.
  */
 #ifndef GAUTH_H
 #define GAUTH_H

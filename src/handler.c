@@ -9,6 +9,7 @@
 
 #include "backfill.h"
 #include "config.h"
+#include "connect.h"
 #include "drain.h"
 #include "firestore.h"
 #include "gauth.h"
@@ -68,7 +69,7 @@ static void corrupt_report(const struct handler *h, const struct d2f_err *err)
 
     log_write(LOG_ERROR, err->msg, NULL);
     cJSON_AddStringToObject(line, "FunctionName", h->function);
-    log_metrics(stdout, http_now_ms(), dims, 1, line, m, 1);
+    log_metrics(stdout, d2f_now_ms(), dims, 1, line, m, 1);
 }
 
 /* The outbox's health check, every file's, within budget_ms in all: D2F_EDAMAGE (reported)
@@ -102,7 +103,7 @@ int handler_new(struct handler **out, const char *(*get)(const char *), struct h
     snprintf(h->function, sizeof(h->function), "%s",
              get("AWS_LAMBDA_FUNCTION_NAME") ? get("AWS_LAMBDA_FUNCTION_NAME") : "ddb2fs");
     if ((rc = config_load(&h->cfg, get, err)) != 0 ||
-        (rc = firestore_connect(&h->cfg, http, &h->auth, &h->fs, err)) != 0 ||
+        (rc = connect_firestore(&h->cfg, http, &h->auth, &h->fs, err)) != 0 ||
         (rc = partitions_open(&h->set, &h->cfg, OUTBOX_CREATE, err)) != 0 ||
         (rc = health(h, OUTBOX_CHECK_MS, err)) != 0)
         goto fail;
@@ -159,7 +160,7 @@ static void metrics(struct handler *h, const struct ingest_result *res,
                                        {"Commits", "Count", (double)st->commits},
                                        {"Retries", "Count", (double)st->retries}};
         cJSON_AddStringToObject(line, "FunctionName", h->function);
-        log_metrics(stdout, http_now_ms(), dims, 1, line, m, sizeof(m) / sizeof(m[0]));
+        log_metrics(stdout, d2f_now_ms(), dims, 1, line, m, sizeof(m) / sizeof(m[0]));
     }
 }
 
@@ -283,7 +284,7 @@ static void drain_some(struct handler *h, int64_t deadline_ms, size_t most, stru
     int rc;
 
     memset(st, 0, sizeof(*st));
-    if (deadline_ms - HANDLER_MARGIN_MS <= http_now_ms() + 100)
+    if (deadline_ms - HANDLER_MARGIN_MS <= d2f_now_ms() + 100)
         return;
     /* the drain's own writes (marks, the lease) wait for others' locks no longer than the
      * answer allows: rows left unmarked are sent again, fenced, by a later drain */
@@ -305,7 +306,7 @@ static void backfill_some(struct handler *h, int64_t deadline_ms)
     int rc, stopped;
 
     /* a partitioned outbox has no backfill yet */
-    if (partitions_count(h->set) != 1 || deadline_ms - HANDLER_MARGIN_MS <= http_now_ms() + 100 ||
+    if (partitions_count(h->set) != 1 || deadline_ms - HANDLER_MARGIN_MS <= d2f_now_ms() + 100 ||
         !backfill_holds_prune(ob))
         return;
     outbox_wait_until(ob, deadline_ms - HANDLER_ANSWER_MS);
@@ -411,7 +412,7 @@ int handler_invoke(struct handler *h, const char *event, size_t len, int64_t dea
     case VERIFY:
         return verify_request(h, event, len, deadline_ms, answer, error_type, err);
     case SCHEDULED: {
-        int64_t left = deadline_ms - HANDLER_MARGIN_MS - http_now_ms();
+        int64_t left = deadline_ms - HANDLER_MARGIN_MS - d2f_now_ms();
         if ((rc = health(h, left < OUTBOX_CHECK_MS ? (left > 0 ? left : 0) : OUTBOX_CHECK_MS,
                          err)) != 0) {
             *error_type = handler_error_type(rc);
@@ -466,10 +467,9 @@ int handler_invoke(struct handler *h, const char *event, size_t len, int64_t dea
         /* a batch's invocation drains one file of a partitioned outbox: the instances at once
          * drain apart, and the answer does not wait for every file */
         drain_some(h, deadline_ms, 1, &st);
-        backfill_some(h,
-                      deadline_ms < http_now_ms() + HANDLER_BACKFILL_STREAM_MS + HANDLER_MARGIN_MS
-                          ? deadline_ms
-                          : http_now_ms() + HANDLER_BACKFILL_STREAM_MS + HANDLER_MARGIN_MS);
+        backfill_some(h, deadline_ms < d2f_now_ms() + HANDLER_BACKFILL_STREAM_MS + HANDLER_MARGIN_MS
+                             ? deadline_ms
+                             : d2f_now_ms() + HANDLER_BACKFILL_STREAM_MS + HANDLER_MARGIN_MS);
         metrics(h, &res, &st);
     }
     if (ingest_answer(event, len, rc != 0, answer) != 0) {

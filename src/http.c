@@ -13,14 +13,6 @@ struct http {
     CURLM *multi;
 };
 
-int64_t http_now_ms(void)
-{
-    struct timespec ts;
-
-    clock_gettime(CLOCK_REALTIME, &ts);
-    return (int64_t)ts.tv_sec * 1000 + ts.tv_nsec / 1000000;
-}
-
 int http_new(struct http **out, struct d2f_err *err)
 {
     struct http *h = calloc(1, sizeof(*h));
@@ -177,7 +169,7 @@ int http_header(const struct http_call *c, const char *name, char *out, size_t c
 static int start(struct http *h, struct http_call *c, int64_t deadline_ms)
 {
     char header[8192];
-    int64_t left = deadline_ms ? deadline_ms - http_now_ms() : 0;
+    int64_t left = deadline_ms ? deadline_ms - d2f_now_ms() : 0;
     CURL *e = curl_easy_init();
 
     if (!e)

@@ -79,7 +79,4 @@ int http_header(const struct http_call *c, const char *name, char *out, size_t c
 /* 1 when url's host is a loopback name or address (localhost, 127.0.0.0/8, ::1). */
 int http_url_loopback(const char *url);
 
-/* Milliseconds since the epoch. */
-int64_t http_now_ms(void);
-
 #endif

@@ -307,7 +307,7 @@ static int partition_records(struct ingest *ing, const char *text, size_t len,
 int ingest_event(struct ingest *ing, const char *text, size_t len, struct ingest_result *res,
                  struct d2f_err *err)
 {
-    int64_t now = outbox_now_ms(), waited = 0;
+    int64_t now = d2f_now_ms(), waited = 0;
     unsigned char *parts = NULL;
     size_t n = 0;
     int rc = 0;
@@ -344,7 +344,7 @@ int ingest_snapshot(struct ingest *ing, const struct event_record *rec, int64_t 
                     int64_t *id, struct ingest_result *res, struct d2f_err *err)
 {
     size_t before = res->inserted;
-    int rc = keep_record(ing, rec, outbox_now_ms(), read_start, res, err);
+    int rc = keep_record(ing, rec, d2f_now_ms(), read_start, res, err);
 
     *id = !rc && res->inserted > before ? outbox_last_id(ing->ob) : 0;
     return rc;

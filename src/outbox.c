@@ -38,6 +38,7 @@ struct outbox {
     sqlite3_stmt *keys_put;
     sqlite3_stmt *record_get;
     sqlite3_stmt *moved_get; /* the mark 'ddb2fs repartition' leaves in a file it moved */
+    sqlite3_stmt *hold;      /* stepped once and not reset while a read hold lasts */
     struct keys_entry *keys;
     struct asked *asked; /* tables whose schema could not be had, and when */
     int in_tx;
@@ -55,13 +56,13 @@ struct outbox {
 static int busy_wait(void *arg, int count)
 {
     struct outbox *ob = arg;
-    int64_t now = outbox_now_ms();
+    int64_t now = d2f_now_ms();
 
     if (count == 0)
         ob->busy_since = now;
     if (now - ob->busy_since >= OUTBOX_BUSY_TIMEOUT_MS || (ob->wait_until && now >= ob->wait_until))
         return 0;
-    usleep(count < 100 ? 1000 : 5000);
+    d2f_sleep_ms(count < 100 ? 1 : 5);
     ob->waited_ms += count < 100 ? 1 : 5;
     return 1;
 }
@@ -97,14 +98,6 @@ static const char keys_get_sql[] =
 static const char keys_put_sql[] =
     "INSERT INTO key_schema (table_name, partition_key, sort_key, source, recorded_at) "
     "VALUES (?1, ?2, ?3, ?4, ?5) ON CONFLICT DO NOTHING";
-
-int64_t outbox_now_ms(void)
-{
-    struct timespec ts;
-
-    clock_gettime(CLOCK_REALTIME, &ts);
-    return (int64_t)ts.tv_sec * 1000 + ts.tv_nsec / 1000000;
-}
 
 static int db_err(struct outbox *ob, struct d2f_err *err, const char *what)
 {
@@ -180,12 +173,16 @@ static int latest_version(void)
     return sqlfiles_count ? atoi(sqlfiles[sqlfiles_count - 1].name) : 0;
 }
 
+static int scalar(struct outbox *ob, const char *sql, const char *text, int64_t *value, int *found,
+                  struct d2f_err *err);
+
 /* Applies the sql/ files numbered above the outbox's version, in order. Numbers rise but may
  * skip (a version another change brings is applied when it comes, before any higher one). */
 static int migrate(struct outbox *ob, struct d2f_err *err)
 {
-    int version, latest = latest_version(), rc;
-    char sql[64];
+    int version, latest = latest_version(), rc, found;
+    int64_t cookie = 0;
+    char sql[96];
 
     if ((rc = user_version(ob, &version, err)) != 0)
         return rc;
@@ -217,7 +214,12 @@ static int migrate(struct outbox *ob, struct d2f_err *err)
             goto fail;
         }
     }
-    snprintf(sql, sizeof(sql), "PRAGMA user_version = %d", latest);
+    /* a migration may change a table's CREATE text in place (sql/0008): raising schema_version
+     * makes every connection, this one included, read the schema anew */
+    if ((rc = scalar(ob, "PRAGMA schema_version", NULL, &cookie, &found, err)) != 0)
+        goto fail;
+    snprintf(sql, sizeof(sql), "PRAGMA schema_version = %lld; PRAGMA user_version = %d",
+             (long long)cookie + 1, latest);
     if ((rc = exec(ob, sql, "set the schema version", err)) != 0)
         goto fail;
     return exec(ob, "COMMIT", "commit the schema migration", err);
@@ -230,16 +232,16 @@ fail:
 static int set_journal(struct outbox *ob, const char *mode, struct d2f_err *err)
 {
     char sql[64];
-    int64_t give_up = outbox_now_ms() + OUTBOX_BUSY_TIMEOUT_MS;
+    int64_t give_up = d2f_now_ms() + OUTBOX_BUSY_TIMEOUT_MS;
 
     snprintf(sql, sizeof(sql), "PRAGMA journal_mode = %s", mode);
     for (;;) {
         int rc = sqlite3_exec(ob->db, sql, NULL, NULL, NULL);
         if (rc == SQLITE_OK)
             break;
-        if ((rc & 0xFF) != SQLITE_BUSY || outbox_now_ms() > give_up)
+        if ((rc & 0xFF) != SQLITE_BUSY || d2f_now_ms() > give_up)
             return db_err(ob, err, "set the journal mode");
-        usleep(10000);
+        d2f_sleep_ms(10);
     }
     ob->journal = strcmp(mode, "wal") == 0 ? "wal" : "delete";
     return 0;
@@ -247,8 +249,6 @@ static int set_journal(struct outbox *ob, const char *mode, struct d2f_err *err)
 
 static void forget_keys(struct outbox *ob);
 static int corrupt(struct outbox *ob, const char *why, struct d2f_err *err);
-static int scalar(struct outbox *ob, const char *sql, const char *text, int64_t *value, int *found,
-                  struct d2f_err *err);
 
 /* Checks a file opened read-only: its schema must be this ddb2fs's (nothing is migrated). */
 static int read_only(struct outbox *ob, struct d2f_err *err)
@@ -369,7 +369,7 @@ fail:
 /* Stops a check at its deadline. */
 static int check_progress(void *arg)
 {
-    return outbox_now_ms() >= *(const int64_t *)arg;
+    return d2f_now_ms() >= *(const int64_t *)arg;
 }
 
 static int corrupt(struct outbox *ob, const char *why, struct d2f_err *err)
@@ -384,7 +384,7 @@ static int corrupt(struct outbox *ob, const char *why, struct d2f_err *err)
 int outbox_check(struct outbox *ob, int64_t budget_ms, int *complete, struct d2f_err *err)
 {
     static const char *const checks[] = {"PRAGMA quick_check(1)", "PRAGMA integrity_check(1)"};
-    int64_t until = outbox_now_ms() + budget_ms;
+    int64_t until = d2f_now_ms() + budget_ms;
     int rc = 0;
 
     *complete = 1;
@@ -425,6 +425,7 @@ void outbox_close(struct outbox *ob)
     sqlite3_finalize(ob->keys_put);
     sqlite3_finalize(ob->record_get);
     sqlite3_finalize(ob->moved_get);
+    sqlite3_finalize(ob->hold);
     sqlite3_close(ob->db);
     forget_keys(ob);
     while (ob->asked) {
@@ -452,9 +453,34 @@ sqlite3 *outbox_db(struct outbox *ob)
     return ob->db;
 }
 
+int outbox_read_hold(struct outbox *ob, struct d2f_err *err)
+{
+    /* in autocommit mode a read transaction lasts while a statement is between its first row
+     * and its reset; sqlite_schema always has a row */
+    if (ob->hold && sqlite3_stmt_busy(ob->hold))
+        return 0;
+    if (!ob->hold && sqlite3_prepare_v2(ob->db, "SELECT 1 FROM sqlite_schema LIMIT 1", -1,
+                                        &ob->hold, NULL) != SQLITE_OK)
+        return db_err(ob, err, "read the outbox");
+    if (sqlite3_step(ob->hold) != SQLITE_ROW) {
+        sqlite3_reset(ob->hold);
+        return db_err(ob, err, "read the outbox");
+    }
+    return 0;
+}
+
+void outbox_read_release(struct outbox *ob)
+{
+    if (ob && ob->hold)
+        sqlite3_reset(ob->hold);
+}
+
 int outbox_begin(struct outbox *ob, struct d2f_err *err)
 {
-    int rc = exec(ob, "BEGIN IMMEDIATE", "start a transaction", err), step = SQLITE_DONE;
+    int rc, step = SQLITE_DONE;
+
+    outbox_read_release(ob);
+    rc = exec(ob, "BEGIN IMMEDIATE", "start a transaction", err);
 
     ob->in_tx = rc == 0;
     /* a file that 'ddb2fs repartition' moved takes nothing more: its rows are elsewhere now
@@ -748,7 +774,7 @@ int outbox_keys_put(struct outbox *ob, const char *table, const char *pk, const 
     sqlite3_bind_text(st, 2, pk, -1, SQLITE_STATIC);
     bind_text(st, 3, sk);
     sqlite3_bind_text(st, 4, source, -1, SQLITE_STATIC);
-    sqlite3_bind_int64(st, 5, outbox_now_ms());
+    sqlite3_bind_int64(st, 5, d2f_now_ms());
     rc = sqlite3_step(st);
     sqlite3_reset(st);
     sqlite3_clear_bindings(st);
@@ -771,7 +797,7 @@ int outbox_keys_may_ask(struct outbox *ob, const char *table)
 {
     for (struct asked *a = ob->asked; a; a = a->next)
         if (strcmp(a->table, table) == 0)
-            return outbox_now_ms() - a->at > ASK_AGAIN_MS;
+            return d2f_now_ms() - a->at > ASK_AGAIN_MS;
     return 1;
 }
 
@@ -790,7 +816,7 @@ void outbox_keys_asked(struct outbox *ob, const char *table)
         a->next = ob->asked;
         ob->asked = a;
     }
-    a->at = outbox_now_ms();
+    a->at = d2f_now_ms();
 }
 
 int outbox_check_keys(struct outbox *ob, const struct config *cfg, struct d2f_err *err)
@@ -922,7 +948,7 @@ static int update_rows(struct outbox *ob, const char *sql, const int64_t *ids, s
                        const char *text, const char *what, struct d2f_err *err)
 {
     sqlite3_stmt *st = NULL;
-    int64_t now = outbox_now_ms();
+    int64_t now = d2f_now_ms();
     int rc;
 
     if ((rc = outbox_begin(ob, err)) != 0)
@@ -945,10 +971,10 @@ out:
     return end_tx(ob, st, rc, err);
 }
 
-int outbox_mark(struct outbox *ob, const int64_t *ids, size_t n, const char *state,
+int outbox_mark(struct outbox *ob, const int64_t *ids, size_t n, enum outbox_mark_as state,
                 const char *error, struct d2f_err *err)
 {
-    if (strcmp(state, "committed") == 0)
+    if (state == OUTBOX_COMMITTED)
         return update_rows(ob,
                            "UPDATE record_state SET state = 'committed', committed_at = ?3, "
                            "attempts = attempts + 1, last_error = ?2 WHERE id = ?1",
@@ -970,12 +996,26 @@ int outbox_note_failure(struct outbox *ob, const int64_t *ids, size_t n, const c
 
 int outbox_set_document(struct outbox *ob, int64_t id, const char *document, struct d2f_err *err)
 {
-    int rc = update_rows(ob, "UPDATE record_info SET document = ?2 WHERE id = ?1", &id, 1, document,
-                         "set a record's document", err);
+    sqlite3_stmt *st = NULL, *clear = NULL;
+    int rc;
 
-    return rc ? rc
-              : update_rows(ob, "UPDATE record_state SET last_error = ?2 WHERE id = ?1", &id, 1,
-                            NULL, "set a record's document", err);
+    if ((rc = outbox_begin(ob, err)) != 0)
+        return rc;
+    if (sqlite3_prepare_v2(ob->db, "UPDATE record_info SET document = ?2 WHERE id = ?1", -1, &st,
+                           NULL) != SQLITE_OK ||
+        sqlite3_prepare_v2(ob->db, "UPDATE record_state SET last_error = NULL WHERE id = ?1", -1,
+                           &clear, NULL) != SQLITE_OK) {
+        rc = db_err(ob, err, "set a record's document");
+        goto out;
+    }
+    sqlite3_bind_int64(st, 1, id);
+    sqlite3_bind_text(st, 2, document, -1, SQLITE_STATIC);
+    sqlite3_bind_int64(clear, 1, id);
+    if (sqlite3_step(st) != SQLITE_DONE || sqlite3_step(clear) != SQLITE_DONE)
+        rc = db_err(ob, err, "set a record's document");
+out:
+    sqlite3_finalize(clear);
+    return end_tx(ob, st, rc, err);
 }
 
 /* The first column of the first row of sql (with ?1 bound to text when not NULL). */
@@ -1028,7 +1068,7 @@ int outbox_oldest_pending_age(struct outbox *ob, int64_t *age_ms, struct d2f_err
                 "(SELECT min(id) FROM record_state WHERE state = 'pending')",
                 NULL, &arrived, &found, err);
     if (!rc && found)
-        *age_ms = outbox_now_ms() - arrived;
+        *age_ms = d2f_now_ms() - arrived;
     return rc;
 }
 
@@ -1061,7 +1101,7 @@ int outbox_lease_take(struct outbox *ob, const char *owner, int64_t until_ms,
                       struct d2f_err *err)
 {
     sqlite3_stmt *st = NULL;
-    int64_t now = outbox_now_ms();
+    int64_t now = d2f_now_ms();
     int rc, claimed = 0, step;
 
     *taken = 0;
@@ -1184,7 +1224,7 @@ out:
 /* Rows pruned per transaction: a writer waits at most for this many. */
 #define PRUNE_BATCH 500
 /* The pause between two of them. */
-#define PRUNE_PAUSE_US 3000
+#define PRUNE_PAUSE_MS 3
 
 int outbox_prune(struct outbox *ob, int64_t cutoff_ms, int64_t deadline_ms, int64_t *pruned,
                  struct d2f_err *err)
@@ -1213,7 +1253,7 @@ int outbox_prune(struct outbox *ob, int64_t cutoff_ms, int64_t deadline_ms, int6
             rc = db_err(ob, err, "prune records");
             goto out;
         }
-    while (!rc && outbox_now_ms() < deadline_ms) {
+    while (!rc && d2f_now_ms() < deadline_ms) {
         size_t n = 0;
         int step;
 
@@ -1243,10 +1283,10 @@ int outbox_prune(struct outbox *ob, int64_t cutoff_ms, int64_t deadline_ms, int6
             break;
         after = ids[n - 1];
         /* a moment without the lock, for a writer that waits (busy_wait polls every ms) */
-        usleep(PRUNE_PAUSE_US);
+        d2f_sleep_ms(PRUNE_PAUSE_MS);
     }
     /* give the freed pages back to the file system, a little at a time */
-    while (!rc && *pruned && outbox_now_ms() < deadline_ms) {
+    while (!rc && *pruned && d2f_now_ms() < deadline_ms) {
         int64_t before = 0, left = 0;
         int found;
         if ((rc = scalar(ob, "PRAGMA freelist_count", NULL, &before, &found, err)) != 0 ||
@@ -1266,7 +1306,7 @@ int outbox_settings(struct outbox *ob, const struct config *cfg, struct d2f_err 
 {
     struct config_description d;
     sqlite3_stmt *st = NULL;
-    int64_t now = outbox_now_ms();
+    int64_t now = d2f_now_ms();
     int rc;
 
     config_describe(cfg, &d);

@@ -89,7 +89,7 @@ const char *outbox_path(const struct outbox *ob);
 /* The SQLite handle, for read-only queries (status). Owned by ob. */
 sqlite3 *outbox_db(struct outbox *ob);
 
-/* From now on, waits for another's lock no later than until_ms (outbox_now_ms' clock): an
+/* From now on, waits for another's lock no later than until_ms (d2f_now_ms' clock): an
  * invocation must not wait past its deadline. 0 restores the busy timeout,
  * OUTBOX_BUSY_TIMEOUT_MS. */
 void outbox_wait_until(struct outbox *ob, int64_t until_ms);
@@ -97,8 +97,16 @@ void outbox_wait_until(struct outbox *ob, int64_t until_ms);
 /* Milliseconds spent waiting for others' locks since the outbox was opened. */
 int64_t outbox_lock_waited_ms(const struct outbox *ob);
 
+/* Keeps the file's read lock from now until outbox_read_release or the next outbox_begin, so
+ * that a run of reads (the drain's rows and fences) locks the file once instead of at every
+ * statement: on EFS each lock and unlock is a round trip. No-op when already held. Hold it only
+ * while reading: other writers cannot commit meanwhile. */
+int outbox_read_hold(struct outbox *ob, struct d2f_err *err) D2F_WUR;
+void outbox_read_release(struct outbox *ob);
+
 /* Starts a write transaction, waiting for other writers up to the busy timeout; D2F_EIO when
- * the file was moved (OUTBOX_MOVED_KEY). */
+ * the file was moved (OUTBOX_MOVED_KEY). Ends a read hold first: a connection that holds a read
+ * lock is refused a write lock at once, without waiting, whenever another process writes. */
 int outbox_begin(struct outbox *ob, struct d2f_err *err) D2F_WUR;
 
 /* The meta key 'ddb2fs repartition' sets in a file it moved: from then on outbox_begin refuses
@@ -130,7 +138,8 @@ int outbox_insert(struct outbox *ob, const struct outbox_row *row, int *inserted
                   struct d2f_err *err) D2F_WUR;
 
 /* Looks up the recorded key schema of table. *found is 0 when none; *pk / *sk (sk NULL for
- * a partition key alone) stay valid while ob is open. */
+ * a partition key alone) stay valid while ob is open and until the next outbox_rollback, which
+ * forgets what the transaction may have read or recorded. */
 int outbox_keys_get(struct outbox *ob, const char *table, const char **pk, const char **sk,
                     int *found, struct d2f_err *err) D2F_WUR;
 
@@ -149,9 +158,6 @@ void outbox_keys_asked(struct outbox *ob, const char *table);
 
 /* Refuses a DDB2FS_KEYS entry that contradicts the key schema recorded for its table. */
 int outbox_check_keys(struct outbox *ob, const struct config *cfg, struct d2f_err *err) D2F_WUR;
-
-/* Milliseconds since the epoch. */
-int64_t outbox_now_ms(void);
 
 /* A pending row, for the drain: enough to order and coalesce it. */
 struct outbox_pending {
@@ -178,16 +184,20 @@ int outbox_select_rows(struct outbox *ob, sqlite3_stmt *st, size_t limit,
 /* Frees rows read by outbox_pending_window; accepts NULL. */
 void outbox_pending_free(struct outbox_pending *rows, size_t n);
 
+/* Where a record stands (record_state.state): a record is made pending, and marked once. */
+enum outbox_mark_as { OUTBOX_COMMITTED, OUTBOX_DEAD };
+
 /* Marks rows committed (error NULL) or dead (error says why), with attempts + 1, in one
  * transaction. */
-int outbox_mark(struct outbox *ob, const int64_t *ids, size_t n, const char *state,
+int outbox_mark(struct outbox *ob, const int64_t *ids, size_t n, enum outbox_mark_as state,
                 const char *error, struct d2f_err *err) D2F_WUR;
 
 /* Notes a failed attempt on pending rows: attempts + 1 and last_error, in one transaction. */
 int outbox_note_failure(struct outbox *ob, const int64_t *ids, size_t n, const char *error,
                         struct d2f_err *err) D2F_WUR;
 
-/* Sets the document of a row whose key schema became known. */
+/* Sets the document of a row whose key schema became known, and clears its last error, in one
+ * transaction. */
 int outbox_set_document(struct outbox *ob, int64_t id, const char *document,
                         struct d2f_err *err) D2F_WUR;
 

@@ -358,7 +358,7 @@ static int quiet(struct partitions *old, const char *owner, struct d2f_err *err)
         char holder[400];
         int64_t pending = 0;
         int taken = 1, rc;
-        if (owner && (rc = outbox_lease_take(old->ob[i], owner, outbox_now_ms() + 3600 * 1000, NULL,
+        if (owner && (rc = outbox_lease_take(old->ob[i], owner, d2f_now_ms() + 3600 * 1000, NULL,
                                              &taken, holder, sizeof(holder), err)) != 0)
             return rc;
         if (!taken)
@@ -423,7 +423,7 @@ int partitions_repartition(const struct config *cfg, size_t n, struct partitions
     /* from here on no file of the old outbox takes a transaction: writers are refused (their
      * batches are retried) and open the new outbox once it is in place */
     for (size_t i = 0; i < old->n && !rc; i++)
-        rc = outbox_meta_set(old->ob[i], OUTBOX_MOVED_KEY, outbox_now_ms(), err);
+        rc = outbox_meta_set(old->ob[i], OUTBOX_MOVED_KEY, d2f_now_ms(), err);
     if (!rc)
         rc = quiet(old, NULL, err); /* an ingest that committed before the mark */
     if (rc)

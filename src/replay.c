@@ -7,11 +7,14 @@
 #include <time.h>
 #include <unistd.h>
 
+#include "connect.h"
 #include "event.h"
 #include "firestore.h"
 #include "gauth.h"
 #include "json.h"
+#include "lease.h"
 #include "log.h"
+#include "ramp.h"
 #include "record.h"
 
 /* One end of the range: a sequence number or a time. */
@@ -245,16 +248,14 @@ static int count_rows(struct replay *rp, enum pick what, size_t *count, struct d
 
 /* The lease is held a few minutes at a time and renewed as the replay goes on, so that a replay
  * that dies on another host holds the drain back for minutes, not for its whole budget. */
-#define LEASE_SPAN_MS (5 * 60 * 1000)
-
 static void renew_lease(struct replay *rp, int64_t now)
 {
     struct d2f_err err = {0};
 
-    if (!rp->owner[0] || rp->lease_left - now > LEASE_SPAN_MS - 60000)
+    if (!rp->owner[0] || rp->lease_left - now > LEASE_REPLAY_SPAN_MS - LEASE_MARGIN_MS)
         return;
-    if (drain_lease_renew(rp->ob, rp->owner, now + LEASE_SPAN_MS, &err) == 0)
-        rp->lease_left = now + LEASE_SPAN_MS;
+    if (lease_renew(rp->ob, rp->owner, now + LEASE_REPLAY_SPAN_MS, &err) == 0)
+        rp->lease_left = now + LEASE_REPLAY_SPAN_MS;
     else
         log_write(LOG_ERROR, err.msg, NULL);
 }
@@ -294,7 +295,7 @@ static void show(struct replay *rp, const struct drain_stats *st, int64_t now)
 static void after_wave(void *ctx, const struct drain_stats *st)
 {
     struct replay *rp = ctx;
-    int64_t now = http_now_ms();
+    int64_t now = d2f_now_ms();
 
     renew_lease(rp, now);
     show(rp, st, now);
@@ -388,7 +389,7 @@ static int supersede(struct replay *rp, struct d2f_err *err)
         for (size_t k = 0; ids && k < n; k++)
             ids[k] = rows[k].id;
         if (ids && !rp->o->dry_run)
-            rc = outbox_mark(rp->ob, ids, n, "committed", NULL, err);
+            rc = outbox_mark(rp->ob, ids, n, OUTBOX_COMMITTED, NULL, err);
         free(ids);
         outbox_pending_free(rows, n);
         if (rc)
@@ -430,7 +431,7 @@ static int send_all(struct replay *rp, struct d2f_err *err)
     rp->res->written = rp->res->st.writes;
     rp->res->failed = rp->res->st.rows_dead;
     rp->shown = 0;
-    show(rp, &(struct drain_stats){0}, http_now_ms());
+    show(rp, &(struct drain_stats){0}, d2f_now_ms());
     if (rp->tty && rp->progress)
         fputc('\n', rp->progress);
     return rc;
@@ -458,14 +459,14 @@ int replay_run(const struct replay_opts *o, const struct config *cfg, struct out
         target.database = o->database;
     if (o->emulator)
         target.emulator = o->emulator;
-    rp.start = rp.shown = http_now_ms();
+    rp.start = rp.shown = d2f_now_ms();
     rp.deadline = rp.start + o->seconds * 1000;
     rp.tty = progress && isatty(fileno(progress));
     /* the target, and whether it is the drain's own */
     if (o->dry_run)
         rc = firestore_names(&rp.fs, target.project ? target.project : "-", target.database, err);
     else
-        rc = firestore_connect(&target, http, &auth, &rp.fs, err);
+        rc = connect_firestore(&target, http, &auth, &rp.fs, err);
     if (rc)
         goto out;
     /* the drain's own target: the configured server, project (or the key's) and database */
@@ -486,16 +487,16 @@ int replay_run(const struct replay_opts *o, const struct config *cfg, struct out
         goto out;
     }
     if (res->live && !o->dry_run) {
-        /* drain_lease_take adds its margin to the span */
-        if ((rc = drain_lease_take(ob, rp.start + LEASE_SPAN_MS - 60000, rp.owner, sizeof(rp.owner),
-                                   err)) != 0) {
+        /* lease_take adds its margin to the span */
+        if ((rc = lease_take(ob, rp.start + LEASE_REPLAY_SPAN_MS - LEASE_MARGIN_MS, rp.owner,
+                             sizeof(rp.owner), err)) != 0) {
             rp.owner[0] = '\0';
             goto out;
         }
-        rp.lease_left = rp.start + LEASE_SPAN_MS;
+        rp.lease_left = rp.start + LEASE_REPLAY_SPAN_MS;
         if (cfg->ramp) {
             int found = 0;
-            if ((rc = outbox_meta_get(ob, "ramp_started_at", &rp.ramp_from, &found, err)) != 0)
+            if ((rc = outbox_meta_get(ob, RAMP_META_KEY, &rp.ramp_from, &found, err)) != 0)
                 goto out;
             if (!found)
                 rp.ramp_from = rp.start;
@@ -516,7 +517,7 @@ int replay_run(const struct replay_opts *o, const struct config *cfg, struct out
                       res->failed);
 out:
     if (rp.owner[0])
-        drain_lease_release(ob, rp.owner);
+        lease_release(ob, rp.owner);
     firestore_free(rp.fs);
     gauth_free(auth);
     return rc;
@@ -551,7 +552,7 @@ int replay_run_set(const struct replay_opts *o, const struct config *cfg, struct
                    struct replay_result *res, struct d2f_err *err)
 {
     struct replay_opts each = *o;
-    int64_t until = http_now_ms() + o->seconds * 1000;
+    int64_t until = d2f_now_ms() + o->seconds * 1000;
     int rc = 0;
 
     if (n == 1)
@@ -561,7 +562,7 @@ int replay_run_set(const struct replay_opts *o, const struct config *cfg, struct
      * own lease, in the time left */
     for (size_t i = 0; i < n && !rc; i++) {
         struct replay_result one = {0};
-        int64_t left = (until - http_now_ms()) / 1000;
+        int64_t left = (until - d2f_now_ms()) / 1000;
         if (left < 1)
             return d2f_errf(err, D2F_ETIME, "the time budget ran out before partition %zu", i);
         each.seconds = left;

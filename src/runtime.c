@@ -80,7 +80,7 @@ int runtime_next(struct runtime *rt, struct runtime_invocation *inv, struct d2f_
     if (http_header(&call, "Lambda-Runtime-Aws-Request-Id", inv->request_id,
                     sizeof(inv->request_id)) != 0 ||
         http_header(&call, "Lambda-Runtime-Deadline-Ms", deadline, sizeof(deadline)) != 0) {
-        rc = d2f_errf(err, D2F_EIO,
+        rc = d2f_errf(err, D2F_EREMOTE,
                       "the Runtime API's invocation/next has no request id or "
                       "deadline");
         goto out;
@@ -113,7 +113,6 @@ static int post(struct runtime *rt, const char *url, const char *error_type, con
         snprintf(header, sizeof(header), "Lambda-Runtime-Function-Error-Type: %s", error_type);
     for (int attempt = 0; attempt < POST_TRIES; attempt++) {
         struct http_call call, *calls[1] = {&call};
-        struct timespec pause = {0, POST_PAUSE_MS * 1000000L};
 
         http_call_init(&call, 64 * 1024);
         call.method = "POST";
@@ -123,7 +122,7 @@ static int post(struct runtime *rt, const char *url, const char *error_type, con
         call.body = body;
         call.body_len = len;
         call.extra_headers[0] = error_type ? header : NULL;
-        rc = http_perform(rt->http, calls, 1, http_now_ms() + POST_TIMEOUT_MS, err);
+        rc = http_perform(rt->http, calls, 1, d2f_now_ms() + POST_TIMEOUT_MS, err);
         *status = call.failed ? 0 : call.status;
         http_call_release(&call);
         if (rc)
@@ -131,7 +130,8 @@ static int post(struct runtime *rt, const char *url, const char *error_type, con
         /* no answer, or a 5xx other than 500 (Lambda's own container error): try again */
         if (*status != 0 && *status <= 500)
             return 0;
-        nanosleep(&pause, NULL);
+        if (attempt + 1 < POST_TRIES)
+            d2f_sleep_ms(POST_PAUSE_MS);
     }
     return d2f_errf(err, *status ? D2F_EREMOTE : D2F_EUNREACHABLE,
                     "cannot post to the Runtime API at '%s' (%s)", url,
@@ -152,7 +152,7 @@ int runtime_respond(struct runtime *rt, const struct runtime_invocation *inv, co
         return runtime_fail(rt, inv, "ddb2fs.ResponseTooLarge",
                             "the answer is over Lambda's 6 MB limit", err);
     if (status != 202)
-        return d2f_errf(err, D2F_EIO, "the Runtime API refused the answer to %s: HTTP %ld",
+        return d2f_errf(err, D2F_EREMOTE, "the Runtime API refused the answer to %s: HTTP %ld",
                         inv->request_id, status);
     return 0;
 }
@@ -170,8 +170,8 @@ static int post_error(struct runtime *rt, const char *url, const char *type, con
         cJSON_AddArrayToObject(body, "stackTrace") && (text = json_print(body))) {
         rc = post(rt, url, type, text, strlen(text), &status, err);
         if (!rc && status != 202)
-            rc =
-                d2f_errf(err, D2F_EIO, "the Runtime API refused an error report: HTTP %ld", status);
+            rc = d2f_errf(err, D2F_EREMOTE, "the Runtime API refused an error report: HTTP %ld",
+                          status);
     } else {
         d2f_errf(err, rc, "out of memory");
     }

@@ -38,14 +38,6 @@ struct scan {
     unsigned long retries;
 };
 
-static void sleep_ms(int64_t ms)
-{
-    struct timespec ts = {(time_t)(ms / 1000), (long)(ms % 1000) * 1000000L};
-
-    if (ms > 0)
-        nanosleep(&ts, NULL);
-}
-
 int scan_new(struct scan **out, const struct config *cfg, const struct scan_opts *opts,
              struct d2f_err *err)
 {
@@ -64,7 +56,7 @@ int scan_new(struct scan **out, const struct config *cfg, const struct scan_opts
         return d2f_errf(err, D2F_ENOMEM, "out of memory");
     }
     s->cfg = cfg;
-    s->next_at = (double)http_now_ms(); /* no credit before the start */
+    s->next_at = (double)d2f_now_ms(); /* no credit before the start */
     s->o = *opts;
     s->o.table = s->table;
     if (s->o.parallel < 1)
@@ -225,7 +217,7 @@ int scan_next(struct scan *s, int64_t deadline_ms, struct scan_page *pages, size
         goto out;
     }
     while (!rc && !*n) {
-        int64_t now = http_now_ms(), soonest, start, end;
+        int64_t now = d2f_now_ms(), soonest, start, end;
         double used = 0;
 
         k = choose(s, now, want, which, &soonest, &open);
@@ -237,7 +229,7 @@ int scan_next(struct scan *s, int64_t deadline_ms, struct scan_page *pages, size
                 rc = d2f_errf(err, D2F_ETIME, "%s: the time budget ran out", s->what);
                 break;
             }
-            sleep_ms(at - now);
+            d2f_sleep_ms(at - now);
             continue;
         }
         for (size_t j = 0; j < k; j++) {
@@ -249,12 +241,12 @@ int scan_next(struct scan *s, int64_t deadline_ms, struct scan_page *pages, size
             }
             aws_signed_set(&s->sig, &calls[j], bodies[j], strlen(bodies[j]));
         }
-        start = http_now_ms();
+        start = d2f_now_ms();
         if (!rc)
             rc = http_perform(
                 s->http, pc, k,
                 deadline_ms < start + CALL_TIMEOUT_MS ? deadline_ms : start + CALL_TIMEOUT_MS, err);
-        end = http_now_ms();
+        end = d2f_now_ms();
         for (size_t j = 0; j < k && !rc; j++) {
             struct segment *g = &s->seg[which[j]];
             char type[128];
@@ -274,7 +266,7 @@ int scan_next(struct scan *s, int64_t deadline_ms, struct scan_page *pages, size
             } else if (retry_aws_transient(calls[j].failed ? 0 : calls[j].status, type)) {
                 g->attempts++;
                 s->retries++;
-                g->not_before = http_now_ms() + retry_backoff_ms(g->attempts, randombytes_random());
+                g->not_before = d2f_now_ms() + retry_backoff_ms(g->attempts, randombytes_random());
             } else {
                 rc = arc;
                 *err = why;

@@ -73,7 +73,7 @@ int scan_resume(struct scan *s, int segment, const char *last_key, int done,
 
 /*
  * Reads the next page of up to cap unfinished segments, at once, paced and retried, into
- * pages[0..*n). *n is 0 when every segment is finished. Returns 0; D2F_EIO when deadline_ms
+ * pages[0..*n). *n is 0 when every segment is finished. Returns 0; D2F_ETIME when deadline_ms
  * (epoch ms) came first (no page is lost: nothing was returned for it); D2F_EREMOTE /
  * D2F_EAUTH / D2F_ECONFIG when DynamoDB refused for good.
  */

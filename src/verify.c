@@ -10,6 +10,7 @@
 #include <sodium.h>
 
 #include "aws.h"
+#include "connect.h"
 #include "docid.h"
 #include "drain.h"
 #include "event.h"
@@ -349,16 +350,8 @@ struct run {
 
 static int64_t call_deadline(const struct run *run)
 {
-    int64_t d = http_now_ms() + CALL_MS;
+    int64_t d = d2f_now_ms() + CALL_MS;
     return run->o.deadline_ms && run->o.deadline_ms < d ? run->o.deadline_ms : d;
-}
-
-static void sleep_ms(int64_t ms)
-{
-    struct timespec ts = {(time_t)(ms / 1000), (long)(ms % 1000) * 1000000L};
-
-    if (ms > 0)
-        nanosleep(&ts, NULL);
 }
 
 static int oom(struct d2f_err *err)
@@ -589,7 +582,7 @@ static int add_suspect(struct run *run, enum kind kind, char *document, cJSON *k
     s->image = image;
     s->paths = paths;
     s->kind = kind;
-    s->first = http_now_ms();
+    s->first = d2f_now_ms();
     s->due = s->first + run->o.recheck_after_ms;
     return 0;
 }
@@ -866,7 +859,7 @@ static int first_pass(struct run *run, struct d2f_err *err)
         if (run->o.progress)
             run->o.progress(run->o.ctx, run->r);
     }
-    if (rc == D2F_ETIME && run->o.deadline_ms && http_now_ms() >= deadline) {
+    if (rc == D2F_ETIME && run->o.deadline_ms && d2f_now_ms() >= deadline) {
         rc = 0; /* the sample ends here: what was read is checked */
         run->r->complete = -1;
     }
@@ -991,14 +984,14 @@ static int get_items(struct run *run, struct suspect **ss, size_t n, cJSON **ite
         }
         for (size_t i = 0; i < n; i++)
             if (bodies[i])
-                ss[i]->read_start = http_now_ms();
+                ss[i]->read_start = d2f_now_ms();
         rc = http_perform(run->http, ptrs, m, call_deadline(run), err);
         for (size_t i = 0; i < n && !rc; i++) {
             char type[128];
             cJSON *a = NULL;
             if (!bodies[i])
                 continue;
-            ss[i]->read_end = http_now_ms();
+            ss[i]->read_end = d2f_now_ms();
             if (!calls[i].failed && calls[i].status == 200) {
                 /* json_parse: an item's strings may hold U+0000 */
                 a = json_parse(buf_str(&calls[i].response), calls[i].response.len);
@@ -1030,7 +1023,7 @@ static int get_items(struct run *run, struct suspect **ss, size_t n, cJSON **ite
             http_call_release(ptrs[i]);
         if (rc || !again)
             break;
-        sleep_ms((int64_t)(100u << attempt) + randombytes_uniform(100));
+        d2f_sleep_ms((int64_t)(100u << attempt) + randombytes_uniform(100));
     }
 out:
     for (size_t i = 0; i < n; i++)
@@ -1051,7 +1044,7 @@ static int look_again(struct run *run, struct suspect **ss, size_t n, struct d2f
     struct found *index = NULL;
     cJSON *answer = NULL;
     size_t nindex = 0;
-    int64_t now = http_now_ms();
+    int64_t now = d2f_now_ms();
     int64_t give_up = 5 * run->o.recheck_after_ms + 30000;
     int rc;
 
@@ -1136,7 +1129,7 @@ static int recheck_all(struct run *run, struct d2f_err *err)
 {
     for (;;) {
         struct suspect *due[RECHECKS_AT_ONCE];
-        int64_t now = http_now_ms(), soonest = INT64_MAX;
+        int64_t now = d2f_now_ms(), soonest = INT64_MAX;
         size_t n = 0;
         int open = 0, rc;
 
@@ -1158,7 +1151,7 @@ static int recheck_all(struct run *run, struct d2f_err *err)
             return 0;
         if (!n) {
             if (soonest != INT64_MAX)
-                sleep_ms(soonest - now);
+                d2f_sleep_ms(soonest - now);
             continue;
         }
         if ((rc = look_again(run, due, n, err)) != 0)
@@ -1261,7 +1254,7 @@ static int repair_row(struct run *run, struct suspect *s, struct d2f_err *err)
                                  .document = s->document,
                                  .op = "delete",
                                  .created_at = s->read_start,
-                                 .arrived_at = outbox_now_ms(),
+                                 .arrived_at = d2f_now_ms(),
                                  .state = "pending",
                                  .raw = raw,
                                  .raw_len = rec.raw_len,
@@ -1328,7 +1321,7 @@ static int repair(struct run *run, struct d2f_err *err)
     if (rc || !n)
         return rc; /* what a file kept is pending there: the relay's drain sends it */
     /* send them now; when another drain holds a file's lease, it sends that file's */
-    if (drain_run_set(run->obs, run->nob, 0, run->cfg, run->fs, http_now_ms() + 120000, &ds,
+    if (drain_run_set(run->obs, run->nob, 0, run->cfg, run->fs, d2f_now_ms() + 120000, &ds,
                       &derr) != 0)
         log_write(LOG_WARN, derr.msg, NULL);
     /* and check those documents again, at once */
@@ -1338,7 +1331,7 @@ static int repair(struct run *run, struct d2f_err *err)
             continue;
         s->state = OPEN;
         s->rounds = 0;
-        s->first = s->due = http_now_ms();
+        s->first = s->due = d2f_now_ms();
     }
     if ((rc = recheck_all(run, err)) != 0)
         return rc;
@@ -1476,7 +1469,7 @@ int verify_run(const struct config *cfg, const struct verify_opts *opts, struct 
     run.cfg = cfg;
     run.o = *opts;
     run.r = r;
-    run.started = http_now_ms();
+    run.started = d2f_now_ms();
     run.get_req = (struct aws_request){.service = "dynamodb",
                                        .endpoint = cfg->dynamodb_endpoint,
                                        .target = "DynamoDB_20120810.GetItem",
@@ -1500,7 +1493,7 @@ int verify_run(const struct config *cfg, const struct verify_opts *opts, struct 
         r->segments = (int)fmin(ceil(100.0 / opts->sample), SCAN_SEGMENTS_MAX);
     if ((rc = collection_of(&run, err)) != 0 || (rc = open_outbox(&run, err)) != 0 ||
         (rc = describe(&run, err)) != 0 || (rc = http_new(&run.http, err)) != 0 ||
-        (rc = firestore_connect(cfg, run.http, &run.auth, &run.fs, err)) != 0)
+        (rc = connect_firestore(cfg, run.http, &run.auth, &run.fs, err)) != 0)
         goto out;
     run.prefix_len = strlen(firestore_docs_prefix(run.fs));
     /* Firestore must answer before the table is read */
@@ -1521,7 +1514,7 @@ int verify_run(const struct config *cfg, const struct verify_opts *opts, struct 
     if (tally(&run) != 0)
         rc = oom(err);
 out:
-    r->elapsed_ms = http_now_ms() - run.started;
+    r->elapsed_ms = d2f_now_ms() - run.started;
     cJSON_Delete(probe);
     for (size_t i = 0; i < run.nsus; i++)
         suspect_release(&run.sus[i]);
@@ -1656,7 +1649,7 @@ void verify_log(const struct verify_report *r, const char *function, FILE *metri
         cJSON_AddStringToObject(line, "Table", r->table);
         if (function)
             cJSON_AddStringToObject(line, "FunctionName", function);
-        log_metrics(metrics, http_now_ms(), function ? both : both + 1, function ? 2 : 1, line, m,
+        log_metrics(metrics, d2f_now_ms(), function ? both : both + 1, function ? 2 : 1, line, m,
                     1);
     }
 }

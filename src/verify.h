@@ -95,7 +95,7 @@ struct verify_report {
 /* Runs the check of opts->table. Returns 0 when it ran to its end (or opts->deadline_ms):
  * the report tells what it found. D2F_EUSAGE / D2F_ECONFIG for a bad option or setting,
  * D2F_EREMOTE / D2F_EAUTH when DynamoDB or Firestore refuses (a table that does not exist),
- * D2F_EIO when one does not answer; nothing was written then. The caller releases r. */
+ * D2F_EUNREACHABLE when one does not answer; nothing was written then. The caller releases r. */
 int verify_run(const struct config *cfg, const struct verify_opts *opts, struct verify_report *r,
                struct d2f_err *err) D2F_WUR;
 

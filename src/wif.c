@@ -365,7 +365,7 @@ static int set_bearer(struct wif *w, const char *token, int64_t lifetime_ms, str
     memcpy(w->bearer, "Bearer ", 7);
     memcpy(w->bearer + 7, token, n + 1);
     w->lifetime_ms = lifetime_ms;
-    w->expires_ms = http_now_ms() + lifetime_ms;
+    w->expires_ms = d2f_now_ms() + lifetime_ms;
     return 0;
 }
 
@@ -484,7 +484,7 @@ out:
 
 int wif_token(struct wif *w, int64_t deadline_ms, const char **bearer, struct d2f_err *err)
 {
-    int64_t now = http_now_ms(), margin = w->lifetime_ms / 4 < 300000 ? w->lifetime_ms / 4 : 300000;
+    int64_t now = d2f_now_ms(), margin = w->lifetime_ms / 4 < 300000 ? w->lifetime_ms / 4 : 300000;
     time_t t = time(NULL);
     struct tm tm;
     char amz_date[32];

@@ -28,7 +28,7 @@
  * Error handling
  * A configuration that is not usable is D2F_ECONFIG naming its field; a refusal is D2F_EAUTH
  * naming the step (the STS exchange, the impersonation) with the server's own message; no
- * answer is D2F_EIO.
+ * answer is D2F_EUNREACHABLE.
  */
 #ifndef WIF_H
 #define WIF_H

@@ -2,6 +2,7 @@
 dummy credentials), run a seeded workload over every DynamoDB type, and read its stream into
 events shaped exactly as Lambda delivers them."""
 import base64
+import collections
 import json
 import os
 import random
@@ -327,10 +328,13 @@ def exact_item(rng, key, version, reserved=False):
 
 def exact_workload(db, operations, seed, keys_per_table=60):
     """Puts, overwrites, UpdateItems (with number forms DynamoDB Local keeps as written),
-    deletes and re-creations over EXACT_TABLES; about `operations` in all. Returns the count."""
+    deletes and re-creations over EXACT_TABLES; `operations` in all. Each one changes its item
+    (every write sets a new version; a delete is of a live item), so each makes exactly one
+    stream record. Returns the stream records expected, by eventName and table."""
     rng = random.Random(seed)
     keys = {t: exact_keys(rng, st, keys_per_table) for t, st in EXACT_TABLES}
     live = {t: set() for t, _ in EXACT_TABLES}
+    expected = collections.Counter()
     done = version = 0
     while done < operations:
         table = rng.choice([t for t, _ in EXACT_TABLES])
@@ -341,7 +345,9 @@ def exact_workload(db, operations, seed, keys_per_table=60):
         if i in live[table] and r < 0.15:
             db.fast_call("DynamoDB_20120810.DeleteItem", {"TableName": table, "Key": key})
             live[table].discard(i)
+            expected[(table, "REMOVE")] += 1
         elif i in live[table] and r < 0.55:
+            expected[(table, "MODIFY")] += 1
             v = rng.choice(NON_CANONICAL)
             db.fast_call("DynamoDB_20120810.UpdateItem", {
                 "TableName": table, "Key": key,
@@ -354,9 +360,10 @@ def exact_workload(db, operations, seed, keys_per_table=60):
                     ":m": {"M": {"x": {"N": rng.choice(NON_CANONICAL)}}}}})
         else:
             # a put: a new item, an overwrite, or a re-creation after a delete
+            expected[(table, "MODIFY" if i in live[table] else "INSERT")] += 1
             db.fast_call("DynamoDB_20120810.PutItem", {
                 "TableName": table,
                 "Item": exact_item(rng, key, version, reserved=rng.random() < 0.06)})
             live[table].add(i)
         done += 1
-    return done
+    return expected

@@ -6,6 +6,7 @@
 #include <stdint.h>
 #include <stdlib.h>
 #include <string.h>
+#include <time.h>
 
 #include <cmocka.h>
 
@@ -129,12 +130,49 @@ static void test_controls_escaped(void **state)
     }
 }
 
+static int64_t fixed_now(void)
+{
+    return 1735689600123;
+}
+
+static int64_t slept;
+
+static void counted_sleep(int64_t ms)
+{
+    slept += ms;
+}
+
+/* The one clock reads CLOCK_REALTIME in epoch ms; a test's clock and pause replace it, and NULL
+ * brings the real ones back. */
+static void test_clock(void **state)
+{
+    struct timespec ts;
+    int64_t before, now;
+
+    (void)state;
+    clock_gettime(CLOCK_REALTIME, &ts);
+    before = (int64_t)ts.tv_sec * 1000 + ts.tv_nsec / 1000000;
+    now = d2f_now_ms();
+    assert_true(now >= before && now < before + 1000);
+    d2f_clock_set(fixed_now, counted_sleep);
+    assert_int_equal(d2f_now_ms(), 1735689600123);
+    d2f_sleep_ms(200);
+    d2f_sleep_ms(0);  /* nothing */
+    d2f_sleep_ms(-5); /* nothing */
+    assert_int_equal(slept, 200);
+    d2f_clock_set(NULL, NULL);
+    assert_true(d2f_now_ms() >= now);
+    d2f_sleep_ms(1);
+    assert_int_equal(slept, 200);
+}
+
 int main(void)
 {
     const struct CMUnitTest tests[] = {
         cmocka_unit_test(test_each_code_says_one_thing),
         cmocka_unit_test(test_errf_fills_and_truncates),
         cmocka_unit_test(test_utf8),
+        cmocka_unit_test(test_clock),
         cmocka_unit_test(test_table_names),
         cmocka_unit_test(test_controls_escaped),
     };

@@ -1,6 +1,5 @@
-/* Unit tests for drain.c's pure parts: cutting writes into commits, the ramp-up, stale leases,
- * and what each answer means. The drain as a whole runs against the local Firestore server
- * (tests/integration/test_drain.py). */
+/* Unit tests for drain.c's pure parts: cutting writes into commits and what each answer means. The
+ * drain as a whole runs against the local Firestore server (tests/integration/test_drain.py). */
 #include <setjmp.h>
 #include <stdarg.h>
 #include <stddef.h>
@@ -55,64 +54,6 @@ static void test_batches_bounded(void **state)
     sender_release(&s);
     for (size_t i = 0; i < n; i++)
         free_item(items[i]);
-}
-
-static void test_ramp(void **state)
-{
-    struct run r = {.ramp_from = 1000000};
-
-    (void)state;
-    assert_true(ramp_rate(&r, r.ramp_from) == 500.0);
-    assert_true(ramp_rate(&r, r.ramp_from + DRAIN_RAMP_STEP_MS - 1) == 500.0);
-    assert_true(ramp_rate(&r, r.ramp_from + DRAIN_RAMP_STEP_MS) == 750.0);
-    assert_true(ramp_rate(&r, r.ramp_from + 2 * DRAIN_RAMP_STEP_MS) == 1125.0);
-    {
-        /* the files of a partitioned outbox share Firestore's 500/50/5 between them */
-        struct config four = {.partitions = 4};
-        struct run p = {.ramp_from = 1000000, .cfg = &four};
-        assert_true(ramp_rate(&p, p.ramp_from) == 125.0);
-        assert_true(ramp_rate(&p, p.ramp_from + DRAIN_RAMP_STEP_MS) == 187.5);
-    }
-    /* a full bucket paces a commit: 500 writes wait for a second's allowance */
-    r.ramp_from = http_now_ms();
-    r.refilled = r.ramp_from;
-    r.allowance = 0;
-    r.stop_at = r.ramp_from + 200;
-    assert_int_equal(ramp_wait(&r, 500), 0); /* not within 200 ms */
-    r.stop_at = r.ramp_from + 5000;
-    assert_int_equal(ramp_wait(&r, 50), 1); /* 50 writes: ~100 ms */
-}
-
-static void test_stale_lease(void **state)
-{
-    char host[256] = "host", holder[400], space[160], owner[400];
-
-    (void)state;
-    gethostname(host, sizeof(host) - 1);
-    pid_space(space, sizeof(space));
-    assert_true(space[0] != '\0'); /* boot_id and the pid namespace are readable here */
-    drain_owner_name(owner, sizeof(owner));
-    drain_owner_name(holder, sizeof(holder));
-    assert_string_equal(owner, holder); /* one token per process */
-    snprintf(holder, sizeof(holder), "%s %ld feed %s", host, (long)getpid(), space);
-    assert_int_equal(drain_holder_gone(holder),
-                     1); /* this pid, another token: the holder is gone */
-    snprintf(holder, sizeof(holder), "%s 1 feed %s", host, space);
-    assert_int_equal(drain_holder_gone(holder), 0); /* init runs */
-    snprintf(holder, sizeof(holder), "%s 99999999 feed %s", host, space);
-    assert_int_equal(drain_holder_gone(holder), 1); /* no such process here */
-    /* the same host name and pid, another PID namespace or another boot: nothing is known */
-    snprintf(holder, sizeof(holder), "%s 99999999 feed %s", host,
-             "00000000-0000-0000-0000-000000000000/pid:[4026531836]");
-    assert_int_equal(drain_holder_gone(holder), 0);
-    snprintf(holder, sizeof(holder), "%s 99999999 feed %s0", host, space);
-    assert_int_equal(drain_holder_gone(holder), 0);
-    snprintf(holder, sizeof(holder), "%s 99999999 feed -", host);
-    assert_int_equal(drain_holder_gone(holder), 0);
-    /* the format of earlier versions: host:pid:random */
-    snprintf(holder, sizeof(holder), "%s:99999999:abcd", host);
-    assert_int_equal(drain_holder_gone(holder), 0);
-    assert_int_equal(drain_holder_gone("garbage"), 0);
 }
 
 static void test_verdicts(void **state)
@@ -190,8 +131,8 @@ static void test_preconditions(void **state)
 int main(void)
 {
     const struct CMUnitTest tests[] = {
-        cmocka_unit_test(test_batches_bounded), cmocka_unit_test(test_ramp),
-        cmocka_unit_test(test_stale_lease),     cmocka_unit_test(test_verdicts),
+        cmocka_unit_test(test_batches_bounded),
+        cmocka_unit_test(test_verdicts),
         cmocka_unit_test(test_preconditions),
     };
     return cmocka_run_group_tests(tests, NULL, NULL);

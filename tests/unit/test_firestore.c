@@ -25,7 +25,7 @@ static const char *env_emulator;
 static int commit_all(struct firestore *fs, struct firestore_commit **c, size_t n,
                       struct d2f_err *err)
 {
-    int rc = firestore_commit_start(fs, c, n, http_now_ms() + 10000, err);
+    int rc = firestore_commit_start(fs, c, n, d2f_now_ms() + 10000, err);
 
     if (rc)
         return rc;
@@ -121,7 +121,7 @@ static void test_commit_and_batch_get(void **state)
     snprintf(n2, sizeof(n2), "%s/T/b", prefix);
     names[0] = n1;
     names[1] = n2;
-    assert_int_equal(firestore_batch_get(fs, names, 2, http_now_ms() + 10000, &out, &err), 0);
+    assert_int_equal(firestore_batch_get(fs, names, 2, d2f_now_ms() + 10000, &out, &err), 0);
     answers = out;
     assert_int_equal(cJSON_GetArraySize(answers), 2);
     assert_string_equal(
@@ -184,7 +184,7 @@ static void test_preconditions_and_transactions(void **state)
     assert_int_equal(http_new(&http, &err), 0);
     assert_int_equal(firestore_new(&fs, &cfg, http, NULL, &err), 0);
     snprintf(name, sizeof(name), "%s/P/x", firestore_docs_prefix(fs));
-    assert_int_equal(firestore_begin(fs, txns, began, 2, http_now_ms() + 10000, &err), 0);
+    assert_int_equal(firestore_begin(fs, txns, began, 2, d2f_now_ms() + 10000, &err), 0);
     assert_non_null(txns[0]);
     assert_non_null(txns[1]);
     assert_true(strcmp(txns[0], txns[1]) != 0);
@@ -201,11 +201,11 @@ static void test_preconditions_and_transactions(void **state)
     assert_int_equal(firestore_commit_times(&c, dst, 1, sizeof(t1), &err), 0);
     assert_true(t1[0] != '\0');
     assert_int_equal(
-        firestore_update_times(fs, names, 1, http_now_ms() + 10000, got, sizeof(t2), &err), 0);
+        firestore_update_times(fs, names, 1, d2f_now_ms() + 10000, got, sizeof(t2), &err), 0);
     assert_string_equal(t1, t2);
     /* a transaction used or unknown cannot commit: rolling it back says so */
-    assert_int_equal(firestore_rollback(fs, txns[0], http_now_ms() + 10000, &err), 0);
-    assert_int_equal(firestore_rollback(fs, "AAAA", http_now_ms() + 10000, &err), 0);
+    assert_int_equal(firestore_rollback(fs, txns[0], d2f_now_ms() + 10000, &err), 0);
+    assert_int_equal(firestore_rollback(fs, "AAAA", d2f_now_ms() + 10000, &err), 0);
     assert_int_equal(firestore_commit_times(&c, dst, 2, sizeof(t1), &err), D2F_EREMOTE);
 
     /* the same create again, and a stale updateTime: both refused on their precondition */
@@ -237,7 +237,7 @@ static void test_preconditions_and_transactions(void **state)
     assert_int_equal(firestore_commit_times(&c, dst, 1, sizeof(t1), &err), 0);
     assert_string_equal(t1, "");
     assert_int_equal(
-        firestore_update_times(fs, names, 1, http_now_ms() + 10000, got, sizeof(t2), &err), 0);
+        firestore_update_times(fs, names, 1, d2f_now_ms() + 10000, got, sizeof(t2), &err), 0);
     assert_string_equal(t2, "");
     free(txns[0]);
     free(txns[1]);

@@ -47,6 +47,81 @@ static int64_t count(struct outbox *ob, const char *sql)
     return n;
 }
 
+/* How many of the program's steps for sql are the opcode op (EXPLAIN). */
+static int64_t opcodes(struct outbox *ob, const char *sql, const char *op)
+{
+    sqlite3_stmt *st;
+    char explain[512];
+    int64_t n = 0;
+
+    snprintf(explain, sizeof(explain), "EXPLAIN %s", sql);
+    assert_int_equal(sqlite3_prepare_v2(outbox_db(ob), explain, -1, &st, NULL), SQLITE_OK);
+    while (sqlite3_step(st) == SQLITE_ROW)
+        n += strcmp((const char *)sqlite3_column_text(st, 1), op) == 0;
+    sqlite3_finalize(st);
+    return n;
+}
+
+/* The rules on a column's allowed values hold as written in sql/0001 and sql/0005: each allowed
+ * value (and NULL where the column may be NULL) is taken, anything else refused; and since
+ * version 8 no table's check builds a temporary b-tree for a list of values (EXPLAIN shows no
+ * OpenEphemeral for a record's insert or its mark). Run in a savepoint, undone after. */
+static void checks_hold(struct outbox *ob)
+{
+    static const struct {
+        const char *sql;
+        int ok;
+    } cases[] = {
+        {"INSERT INTO record_info (id, arrived_at, op) VALUES (900001, 0, 'update')", 1},
+        {"INSERT INTO record_info (id, arrived_at, op) VALUES (900002, 0, 'delete')", 1},
+        {"INSERT INTO record_info (id, arrived_at, op) VALUES (900003, 0, 'skip')", 1},
+        {"INSERT INTO record_info (id, arrived_at, op) VALUES (900004, 0, NULL)", 1},
+        {"INSERT INTO record_info (id, arrived_at, op) VALUES (900005, 0, 'Update')", 0},
+        {"INSERT INTO record_info (id, arrived_at, op, kind) VALUES (900006, 0, 'skip', 'x')", 0},
+        {"INSERT INTO record_state (id, state) VALUES (900001, 'pending')", 1},
+        {"INSERT INTO record_state (id, state) VALUES (900002, 'committed')", 1},
+        {"INSERT INTO record_state (id, state) VALUES (900003, 'dead')", 1},
+        {"INSERT INTO record_state (id, state) VALUES (900004, 'done')", 0},
+        {"INSERT INTO record_state (id, state) VALUES (900005, NULL)", 0},
+        {"UPDATE record_state SET state = 'pending ' WHERE id = 900001", 0},
+        {"INSERT INTO snapshot (id, job_id, segment, page, read_start, read_end, outcome) "
+         "VALUES (900001, 1, 0, 0, 0, 0, 'superseded')",
+         1},
+        {"INSERT INTO snapshot (id, job_id, segment, page, read_start, read_end, outcome) "
+         "VALUES (900002, 1, 0, 0, 0, 0, 'lost')",
+         0},
+        {"INSERT INTO backfill_job (id, table_name, stream_arn, partition_key, segments, rate, "
+         "consistent, state, created_at) VALUES (900001, 't', 's', 'k', 1, 1, 0, 'cancelled', 0)",
+         1},
+        {"INSERT INTO backfill_job (id, table_name, stream_arn, partition_key, segments, rate, "
+         "consistent, state, created_at) VALUES (900002, 't', 's', 'k', 1, 1, 0, 'paused', 0)",
+         0},
+    };
+    sqlite3 *db = outbox_db(ob);
+
+    assert_int_equal(count(ob, "SELECT count(*) FROM pragma_integrity_check "
+                               "WHERE integrity_check <> 'ok'"),
+                     0);
+    assert_int_equal(opcodes(ob,
+                             "INSERT INTO record_info (id, arrived_at, op) VALUES (1, 0, "
+                             "'update')",
+                             "OpenEphemeral"),
+                     0);
+    assert_int_equal(
+        opcodes(ob, "UPDATE record_state SET state = 'committed' WHERE id = 1", "OpenEphemeral"),
+        0);
+    assert_int_equal(sqlite3_exec(db, "SAVEPOINT checks", NULL, NULL, NULL), SQLITE_OK);
+    for (size_t i = 0; i < sizeof(cases) / sizeof(cases[0]); i++) {
+        int rc = sqlite3_exec(db, cases[i].sql, NULL, NULL, NULL);
+        if ((rc == SQLITE_OK) != cases[i].ok)
+            fail_msg("%s: %s", cases[i].sql, sqlite3_errmsg(db));
+        if (!cases[i].ok)
+            assert_int_equal(rc & 0xFF, SQLITE_CONSTRAINT);
+    }
+    assert_int_equal(sqlite3_exec(db, "ROLLBACK TO checks; RELEASE checks", NULL, NULL, NULL),
+                     SQLITE_OK);
+}
+
 static void test_network_fs(void **state)
 {
     (void)state;
@@ -88,6 +163,7 @@ static void test_open_migrate(void **state)
     assert_int_equal(count(ob, "SELECT count(*) FROM sqlite_master WHERE type = 'view' AND "
                                "name IN ('pending_summary', 'dead', 'lag', 'doc_history')"),
                      4);
+    checks_hold(ob);
     /* a schema newer than this build knows is refused */
     assert_int_equal(sqlite3_exec(outbox_db(ob), "PRAGMA user_version = 99", NULL, NULL, NULL),
                      SQLITE_OK);
@@ -132,6 +208,7 @@ static void test_fences_migrated(void **state)
                                "'DDB2FS_RETENTION_SECONDS'"),
                      0);
     assert_int_equal(count(ob, "SELECT count(*) FROM settings WHERE name = 'DDB2FS_NUMBERS'"), 1);
+    checks_hold(ob);
     assert_int_equal(count(ob, "SELECT count(*) FROM fence_target"), 2);
     assert_int_equal(count(ob, "SELECT count(*) FROM fence"), 3);
     assert_int_equal(fence_reader_new(&rd, ob, a, &err), 0);
@@ -170,6 +247,48 @@ static void test_rollback_journal(void **state)
     path_of(p, sizeof(p), "r.db");
     assert_int_equal(outbox_open(&ob, p, CONFIG_JOURNAL_DELETE, OUTBOX_CREATE, &err), 0);
     assert_string_equal(outbox_journal(ob), "delete");
+    outbox_close(ob);
+}
+
+/* A read hold keeps the file's read lock between statements (with the rollback journal, as on
+ * EFS, another connection's commit waits for it), a release or this connection's next write
+ * ends it, and holding twice is holding once. */
+static void test_read_hold(void **state)
+{
+    char p[256];
+    struct outbox *ob = NULL;
+    struct d2f_err err = {0};
+    sqlite3 *other = NULL;
+    static const char *const write =
+        "BEGIN IMMEDIATE; INSERT INTO meta (key, value) VALUES ('x', 1) ON CONFLICT (key) DO "
+        "UPDATE SET value = value + 1; COMMIT";
+
+    (void)state;
+    path_of(p, sizeof(p), "h.db");
+    assert_int_equal(outbox_open(&ob, p, CONFIG_JOURNAL_DELETE, OUTBOX_CREATE, &err), 0);
+    assert_int_equal(sqlite3_open(p, &other), SQLITE_OK);
+    assert_int_equal(sqlite3_exec(other, write, NULL, NULL, NULL), SQLITE_OK);
+
+    assert_int_equal(outbox_read_hold(ob, &err), 0);
+    assert_int_equal(outbox_read_hold(ob, &err), 0);
+    assert_int_equal(count(ob, "SELECT value FROM meta WHERE key = 'x'"), 1);
+    assert_int_equal(sqlite3_exec(other, write, NULL, NULL, NULL) & 0xFF, SQLITE_BUSY);
+    sqlite3_exec(other, "ROLLBACK", NULL, NULL, NULL);
+    assert_int_equal(count(ob, "SELECT value FROM meta WHERE key = 'x'"), 1);
+    outbox_read_release(ob);
+    assert_int_equal(sqlite3_exec(other, write, NULL, NULL, NULL), SQLITE_OK);
+    assert_int_equal(count(ob, "SELECT value FROM meta WHERE key = 'x'"), 2);
+
+    /* this connection's write ends the hold, and others write after it */
+    assert_int_equal(outbox_read_hold(ob, &err), 0);
+    assert_int_equal(outbox_begin(ob, &err), 0);
+    assert_int_equal(
+        sqlite3_exec(outbox_db(ob), "UPDATE meta SET value = 10 WHERE key = 'x'", NULL, NULL, NULL),
+        SQLITE_OK);
+    assert_int_equal(outbox_commit(ob, &err), 0);
+    assert_int_equal(sqlite3_exec(other, write, NULL, NULL, NULL), SQLITE_OK);
+    assert_int_equal(count(ob, "SELECT value FROM meta WHERE key = 'x'"), 11);
+    sqlite3_close(other);
     outbox_close(ob);
 }
 
@@ -289,7 +408,7 @@ int main(void)
         cmocka_unit_test(test_network_fs),          cmocka_unit_test(test_journal_choice),
         cmocka_unit_test(test_open_migrate),        cmocka_unit_test(test_rollback_journal),
         cmocka_unit_test(test_dedupe_and_rollback), cmocka_unit_test(test_key_schema),
-        cmocka_unit_test(test_fences_migrated),
+        cmocka_unit_test(test_fences_migrated),     cmocka_unit_test(test_read_hold),
     };
     return cmocka_run_group_tests(tests, setup, teardown);
 }
