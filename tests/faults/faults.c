@@ -10,12 +10,13 @@
  *                          allocates too, is walked as well)
  *   DDB2FS_FAULT_STEP=N    the Nth call of sqlite3_step or sqlite3_exec returns SQLITE_IOERR
  *                          without running the statement
- *   DDB2FS_FAULT_REPORT=F  at exit, "allocs=K steps=M init=I" is written to the file F: the points
- * the run went through, so that a walk knows when N is past the last one
+ *   DDB2FS_FAULT_REPORT=F  at exit, "allocs=K steps=M init=I" goes to the file F: the
+ *                          points the run went through, so that a walk knows when N is past
+ *                          the last one
  *
  * The allocations counted: ddb2fs's own malloc, calloc, realloc, strdup and sodium_malloc
  * (the link wraps them: -Wl,--wrap=...), what cJSON, libcurl and OpenSSL allocate (main.c
- * hands them malloc, which the link wraps too), and SQLite's (its allocator is set here,
+ * hands them malloc, or json_malloc which calls it), and SQLite's (its allocator is set here,
  * through SQLITE_CONFIG_MALLOC, before anything initialises SQLite). What the C library
  * allocates for itself (fopen's buffer) is not counted. sqlite3_step and sqlite3_exec are
  * wrapped the same way: ddb2fs calls them through the PLT.
