@@ -338,7 +338,7 @@ static int cmd_convert(int argc, char **argv)
         rc = d2f_errf(&err, D2F_ECONFIG, "GOOGLE_CLOUD_PROJECT or DDB2FS_DATABASE is too long");
         goto out;
     }
-    while ((rc = event_reader_next(&r, &rec, &err)) == 1) {
+    while ((rc = event_reader_next(&r, &rec, &err)) == EVENT_RECORD) {
         struct record_plan plan;
         const char *pk, *sk;
 

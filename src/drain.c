@@ -68,7 +68,8 @@ struct run {
 /* ---- one window: rows to items -------------------------------------------------------- */
 
 /* Reads a kept row back into a record (rec->json NULL when it is not JSON); *op and *raw
- * belong to the caller, who releases rec first. */
+ * belong to the caller, who releases rec first. Memory that runs out is an error, never a
+ * record that is not JSON: the row would be buried for it. */
 static int load_row(struct outbox *ob, int64_t id, struct event_record *rec, char **op, char **raw,
                     struct d2f_err *err)
 {
@@ -80,7 +81,12 @@ static int load_row(struct outbox *ob, int64_t id, struct event_record *rec, cha
         return rc;
     rec->raw = *raw;
     rec->raw_len = len;
-    rec->json = json_parse(*raw, len);
+    if (json_parse_status(*raw, len, NULL, &rec->json) == D2F_ENOMEM) {
+        free(*op);
+        free(*raw);
+        *op = *raw = NULL;
+        return d2f_errf(err, D2F_ENOMEM, "out of memory reading row %lld", (long long)id);
+    }
     if (rec->json)
         event_record_check(rec);
     return 0;

@@ -43,15 +43,21 @@ int event_reader_init(struct event_reader *r, const char *text, size_t len, stru
     return 0;
 }
 
-/* Parses one JSON value at the reader's position (json.h: U+0000 kept); moves past it. */
-static cJSON *parse_here(struct event_reader *r)
+/* Parses one JSON value at the reader's position (json.h: U+0000 kept) into *v; moves past it.
+ * Returns 0, D2F_EINPUT (not JSON) or D2F_ENOMEM. */
+static int parse_here(struct event_reader *r, cJSON **v)
 {
     const char *end = NULL;
-    cJSON *v = json_parse_prefix(r->text + r->pos, r->len - r->pos, &end);
+    int rc = json_parse_status(r->text + r->pos, r->len - r->pos, &end, v);
 
-    if (v)
+    if (!rc)
         r->pos = (size_t)(end - r->text);
-    return v;
+    return rc;
+}
+
+static int nomem(struct event_reader *r, struct d2f_err *err)
+{
+    return d2f_errf(err, D2F_ENOMEM, "out of memory reading the event near byte %zu", r->pos);
 }
 
 static int expect_comma(struct event_reader *r, int first, char close, const char *where,
@@ -96,8 +102,9 @@ static int next_record(struct event_reader *r, struct event_record *rec, struct 
     start = r->pos;
     memset(rec, 0, sizeof(*rec));
     rec->index = r->index;
-    rec->json = parse_here(r);
-    if (!rec->json)
+    if ((rc = parse_here(r, &rec->json)) == D2F_ENOMEM)
+        return nomem(r, err);
+    if (rc)
         return d2f_errf(err, D2F_EINPUT,
                         "the event is not valid JSON: Records[%zu] is malformed near byte %zu",
                         r->index, start);
@@ -105,14 +112,14 @@ static int next_record(struct event_reader *r, struct event_record *rec, struct 
     rec->raw_len = r->pos - start;
     r->index++;
     event_record_check(rec);
-    return 1;
+    return EVENT_RECORD;
 }
 
 /* Reads one member of the top-level object, or its closing brace. */
 static int object_member(struct event_reader *r, struct d2f_err *err)
 {
-    cJSON *key, *value;
-    int is_records;
+    cJSON *key = NULL, *value;
+    int is_records, rc = D2F_EINPUT;
 
     skip_ws(r);
     if (r->pos >= r->len)
@@ -129,8 +136,9 @@ static int object_member(struct event_reader *r, struct d2f_err *err)
         r->pos++;
         skip_ws(r);
     }
-    key = r->pos < r->len && r->text[r->pos] == '"' ? parse_here(r) : NULL;
-    if (!key || !cJSON_IsString(key)) {
+    if (r->pos < r->len && r->text[r->pos] == '"' && (rc = parse_here(r, &key)) == D2F_ENOMEM)
+        return nomem(r, err);
+    if (rc || !cJSON_IsString(key)) {
         cJSON_Delete(key);
         return d2f_errf(err, D2F_EINPUT,
                         "the event is not valid JSON: expected a member name at byte %zu", r->pos);
@@ -145,8 +153,9 @@ static int object_member(struct event_reader *r, struct d2f_err *err)
     r->pos++;
     skip_ws(r);
     if (!is_records) {
-        value = parse_here(r);
-        if (!value)
+        if ((rc = parse_here(r, &value)) == D2F_ENOMEM)
+            return nomem(r, err);
+        if (rc)
             return d2f_errf(err, D2F_EINPUT,
                             "the event is not valid JSON: malformed value near byte %zu", r->pos);
         cJSON_Delete(value);

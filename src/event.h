@@ -9,7 +9,10 @@
  *
  * Calling sequence:
  *   event_reader_init(&r, text, len, &err);
- *   while ((rc = event_reader_next(&r, &rec, &err)) == 1) { use rec; event_record_release(&rec); }
+ *   while ((rc = event_reader_next(&r, &rec, &err)) == EVENT_RECORD) {
+ *       use rec;
+ *       event_record_release(&rec);
+ *   }
  *   rc == 0: the whole event was read and is well-formed; rc > 0 … error in err.
  */
 #ifndef EVENT_H
@@ -25,6 +28,9 @@
 #define EVENT_MAX_BYTES (6 * 1024 * 1024)
 #define EVENT_MAX_RECORDS 10000
 #define EVENT_SEQ_MAX_DIGITS 40
+
+/* What event_reader_next returns with a record: not 1, which is D2F_ENOMEM. */
+#define EVENT_RECORD (-1)
 
 enum event_name { EVENT_UNKNOWN, EVENT_INSERT, EVENT_MODIFY, EVENT_REMOVE };
 
@@ -74,8 +80,9 @@ struct event_reader {
 int event_reader_init(struct event_reader *r, const char *text, size_t len,
                       struct d2f_err *err) D2F_WUR;
 
-/* Reads the next record into rec. Returns 1 with a record (check rec->error), 0 at the end
- * of a well-formed event, or a D2F_E* code with err filled when the event is malformed. */
+/* Reads the next record into rec. Returns EVENT_RECORD with a record (check rec->error), 0 at
+ * the end of a well-formed event, or a D2F_E* code with err filled when the event is malformed
+ * (D2F_EINPUT, D2F_ELIMIT) or memory ran out (D2F_ENOMEM). */
 int event_reader_next(struct event_reader *r, struct event_record *rec, struct d2f_err *err);
 
 /* Frees what a record holds. Accepts a released record. */

@@ -190,10 +190,18 @@ static int authorization(struct firestore *fs, int64_t deadline_ms, const char *
 static void read_status(const struct http_call *call, enum retry_status *status, char *message,
                         size_t cap)
 {
-    cJSON *body = json_parse(buf_str(&call->response), call->response.len);
-    const cJSON *e = cJSON_IsArray(body) ? cJSON_GetArrayItem(body, 0) : body;
-    const cJSON *s, *m;
+    cJSON *body = NULL;
+    const cJSON *e, *s, *m;
 
+    if (json_parse_status(buf_str(&call->response), call->response.len, NULL, &body) ==
+        D2F_ENOMEM) {
+        /* unread, the answer says nothing: its HTTP status alone would take a refused
+         * precondition (400) for a write refused for good; it is tried again */
+        *status = RETRY_NETWORK;
+        snprintf(message, cap, "HTTP %ld: out of memory reading the answer", call->status);
+        return;
+    }
+    e = cJSON_IsArray(body) ? cJSON_GetArrayItem(body, 0) : body;
     e = cJSON_GetObjectItemCaseSensitive(e, "error");
     s = cJSON_GetObjectItemCaseSensitive(e, "status");
     m = cJSON_GetObjectItemCaseSensitive(e, "message");
@@ -378,10 +386,11 @@ static int batch_get(struct firestore *fs, const char *const *const *names, cons
             char msg[512];
             read_status(call, &st, msg, sizeof(msg));
             rc = d2f_errf(err, D2F_EREMOTE, "batchGet refused: %s", msg);
-        } else {
-            out[j] = json_parse(buf_str(&call->response), call->response.len);
-            if (!cJSON_IsArray(out[j]))
-                rc = d2f_errf(err, D2F_EREMOTE, "batchGet: the answer is not a JSON array");
+        } else if (json_parse_status(buf_str(&call->response), call->response.len, NULL, &out[j]) ==
+                   D2F_ENOMEM) {
+            rc = d2f_errf(err, D2F_ENOMEM, "batchGet: out of memory reading the answer");
+        } else if (!cJSON_IsArray(out[j])) {
+            rc = d2f_errf(err, D2F_EREMOTE, "batchGet: the answer is not a JSON array");
         }
     }
 out:
@@ -516,11 +525,17 @@ static int plain(const char *s, size_t cap)
 int firestore_commit_times(const struct firestore_commit *c, char **dst, size_t n, size_t cap,
                            struct d2f_err *err)
 {
-    cJSON *body = json_parse(buf_str(&c->call.response), c->call.response.len);
-    const cJSON *results = cJSON_GetObjectItemCaseSensitive(body, "writeResults"), *r;
+    cJSON *body = NULL;
+    const cJSON *results, *r;
     size_t i = 0;
-    int rc = 0;
+    int rc = json_parse_status(buf_str(&c->call.response), c->call.response.len, NULL, &body);
 
+    results = cJSON_GetObjectItemCaseSensitive(body, "writeResults");
+    if (rc == D2F_ENOMEM) {
+        rc = d2f_errf(err, rc, "commit: out of memory reading the answer");
+        goto out;
+    }
+    rc = 0;
     if (!cJSON_IsArray(results) || (size_t)cJSON_GetArraySize(results) != n) {
         rc = d2f_errf(err, D2F_EREMOTE, "commit: the answer does not hold %zu writeResults", n);
         goto out;
@@ -567,7 +582,9 @@ static int txn_of(const struct http_call *call, char **txn, struct d2f_err *err)
         read_status(call, &s, msg, sizeof(msg));
         return d2f_errf(err, D2F_EREMOTE, "beginTransaction refused: %s", msg);
     }
-    answer = json_parse(buf_str(&call->response), call->response.len);
+    if (json_parse_status(buf_str(&call->response), call->response.len, NULL, &answer) ==
+        D2F_ENOMEM)
+        return d2f_errf(err, D2F_ENOMEM, "beginTransaction: out of memory reading the answer");
     t = cJSON_GetObjectItemCaseSensitive(answer, "transaction");
     if (!cJSON_IsString(t) || !plain(t->valuestring, 4096))
         rc = d2f_errf(err, D2F_EREMOTE, "beginTransaction: the answer has no transaction");

@@ -257,7 +257,7 @@ static int keep_part(struct ingest *ing, const char *text, size_t len, const uns
         return rc;
     if ((rc = outbox_begin(ing->ob, err)) != 0)
         return rc;
-    while ((rc = event_reader_next(&r, &rec, err)) == 1) {
+    while ((rc = event_reader_next(&r, &rec, err)) == EVENT_RECORD) {
         if (!only || parts[rec.index] == part) {
             res->records++;
             rc = keep_record(ing, &rec, now, 0, res, err);
@@ -288,7 +288,7 @@ static int partition_records(struct ingest *ing, const char *text, size_t len,
     *n = 0;
     if ((rc = event_reader_init(&r, text, len, err)) != 0)
         return rc;
-    while ((rc = event_reader_next(&r, &rec, err)) == 1) {
+    while ((rc = event_reader_next(&r, &rec, err)) == EVENT_RECORD) {
         if (*n == cap) {
             unsigned char *more = realloc(*parts, cap = cap ? 2 * cap : 256);
             if (!more) {
@@ -379,13 +379,20 @@ int ingest_answer(const char *text, size_t len, int failed, struct buf *out)
             rc = D2F_EINPUT;
             goto out;
         }
-        while ((rc = event_reader_next(&r, &rec, NULL)) == 1) {
-            cJSON *item = rec.seq ? cJSON_CreateObject() : NULL;
-            if (item && cJSON_AddStringToObject(item, "itemIdentifier", rec.seq))
-                cJSON_AddItemToArray(list, item);
-            else
+        while ((rc = event_reader_next(&r, &rec, NULL)) == EVENT_RECORD) {
+            cJSON *item = NULL;
+            /* a record left out of the answer is one Lambda takes for kept: only one with no
+             * sequence number, which cannot be named, may be */
+            int named = !rec.seq || ((item = cJSON_CreateObject()) &&
+                                     cJSON_AddStringToObject(item, "itemIdentifier", rec.seq) &&
+                                     cJSON_AddItemToArray(list, item));
+            if (!named)
                 cJSON_Delete(item);
             event_record_release(&rec);
+            if (!named) {
+                rc = D2F_ENOMEM;
+                goto out;
+            }
         }
         if (rc != 0) {
             rc = D2F_EINPUT;

@@ -13,6 +13,20 @@
 #define NUL_TRAIL 0x80
 #define RAW_C0_MARK 0xFF /* a raw C0 byte of the input, kept ill-formed */
 
+/* cJSON's allocations that failed, on this thread. cJSON answers NULL alike for text that is not
+ * JSON and for memory that ran out; only its allocator can tell the two apart, and a record
+ * must never be refused as malformed because memory ran out. */
+static _Thread_local unsigned long nomem;
+
+void *json_malloc(size_t n)
+{
+    void *p = malloc(n);
+
+    if (!p)
+        nomem++;
+    return p;
+}
+
 /* 1 when the text needs the extra step: a "\u0000" escape, or a raw C0 byte. */
 static int needs_rewrite(const char *text, size_t len)
 {
@@ -38,7 +52,7 @@ static int needs_rewrite(const char *text, size_t len)
  */
 static char *rewrite(const char *text, size_t len, size_t *out_len)
 {
-    char *out = malloc(len + 1);
+    char *out = json_malloc(len + 1);
     size_t o = 0;
 
     if (!out)
@@ -76,33 +90,44 @@ static cJSON *parse_rewritten(const char *text, size_t len)
     return v;
 }
 
-cJSON *json_parse_prefix(const char *text, size_t len, const char **end)
+int json_parse_status(const char *text, size_t len, const char **end, cJSON **out)
 {
+    unsigned long before = nomem;
     const char *e = NULL;
     cJSON *v = cJSON_ParseWithLengthOpts(text, len, &e, 0);
 
+    *out = NULL;
     /* cJSON finds where the value ends; only a value that needs it is parsed again */
     if (v && needs_rewrite(text, (size_t)(e - text))) {
         cJSON_Delete(v);
         v = parse_rewritten(text, (size_t)(e - text));
     }
-    if (v)
+    while (v && !end && e < text + len && (*e == ' ' || *e == '\t' || *e == '\n' || *e == '\r'))
+        e++;
+    if (v && !end && e != text + len) {
+        cJSON_Delete(v);
+        return D2F_EINPUT;
+    }
+    if (!v)
+        return nomem != before ? D2F_ENOMEM : D2F_EINPUT;
+    if (end)
         *end = e;
-    return v;
+    *out = v;
+    return 0;
+}
+
+cJSON *json_parse_prefix(const char *text, size_t len, const char **end)
+{
+    cJSON *v;
+
+    return json_parse_status(text, len, end, &v) == 0 ? v : NULL;
 }
 
 cJSON *json_parse(const char *text, size_t len)
 {
-    const char *end = NULL;
-    cJSON *v = json_parse_prefix(text, len, &end);
+    cJSON *v;
 
-    while (v && end < text + len && (*end == ' ' || *end == '\t' || *end == '\n' || *end == '\r'))
-        end++;
-    if (v && end != text + len) {
-        cJSON_Delete(v);
-        return NULL;
-    }
-    return v;
+    return json_parse_status(text, len, NULL, &v) == 0 ? v : NULL;
 }
 
 char *json_print(const cJSON *item)

@@ -45,6 +45,15 @@ cJSON *json_parse(const char *text, size_t len);
  * of the text is not looked at. Returns a new tree, or NULL (then *end is unchanged). */
 cJSON *json_parse_prefix(const char *text, size_t len, const char **end);
 
+/* The two above, telling why they failed: 0 with *out a new tree, D2F_ENOMEM when memory ran
+ * out (cJSON allocating through json_malloc), D2F_EINPUT when the text is not JSON; *out is
+ * NULL then. end NULL: the value must fill the text (json_parse); else as json_parse_prefix. */
+int json_parse_status(const char *text, size_t len, const char **end, cJSON **out) D2F_WUR;
+
+/* malloc, for cJSON's hooks (main.c): a failure is noted, so that a parse that fails for want
+ * of memory is not taken for malformed text. */
+void *json_malloc(size_t n);
+
 /* Prints item without formatting, each U+0000 as \u0000. Returns text to release with
  * cJSON_free, or NULL when memory ran out. */
 char *json_print(const cJSON *item);

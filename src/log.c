@@ -39,7 +39,8 @@ void log_write(enum log_level level, const char *msg, cJSON *fields)
         cJSON *f;
         while ((f = fields->child) != NULL) {
             cJSON_DetachItemViaPointer(fields, f);
-            cJSON_AddItemToObject(line, f->string, f);
+            if (!cJSON_AddItemToObject(line, f->string, f))
+                cJSON_Delete(f); /* no memory for its name: the line goes without it */
         }
     }
     text = json_print(line);

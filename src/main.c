@@ -12,6 +12,7 @@
 #include <sodium.h>
 
 #include "cli.h"
+#include "json.h"
 #include "log.h"
 #ifdef DDB2FS_LATENCY_VFS
 #include "latency_vfs.h"
@@ -76,7 +77,7 @@ static void no_dumps(void)
 
 int main(int argc, char **argv)
 {
-    cJSON_Hooks hooks = {malloc, wiped_free};
+    cJSON_Hooks hooks = {json_malloc, wiped_free};
     int rc;
 
     no_dumps();

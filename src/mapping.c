@@ -113,12 +113,12 @@ static cJSON *wrap(const char *key, cJSON *v)
 {
     cJSON *o = cJSON_CreateObject();
 
-    if (!o || !v) {
+    /* adding copies the key: it can fail too, and the value would be lost without a word */
+    if (!o || !v || !cJSON_AddItemToObject(o, key, v)) {
         cJSON_Delete(o);
         cJSON_Delete(v);
         return NULL;
     }
-    cJSON_AddItemToObject(o, key, v);
     return o;
 }
 
@@ -164,8 +164,10 @@ static int fields(struct walk *w, const cJSON *item, int depth, cJSON **out, siz
             rc = value(w, m, depth, 0, o ? &v : NULL, &vsize);
         w->path_bytes = outer;
         w->depth--;
-        if (!rc && o)
-            cJSON_AddItemToObject(o, name, v);
+        if (!rc && o && !cJSON_AddItemToObject(o, name, v)) {
+            cJSON_Delete(v); /* no memory for its name: the field must not go missing */
+            rc = nomem(w);
+        }
         *size += json_text_len(name, n) + 1 + vsize;
         free(escaped);
     }

@@ -1102,7 +1102,7 @@ int outbox_lease_take(struct outbox *ob, const char *owner, int64_t until_ms,
 {
     sqlite3_stmt *st = NULL;
     int64_t now = d2f_now_ms();
-    int rc, claimed = 0;
+    int rc, claimed = 0, step;
 
     *taken = 0;
     holder[0] = '\0';
@@ -1113,7 +1113,12 @@ int outbox_lease_take(struct outbox *ob, const char *owner, int64_t until_ms,
         rc = db_err(ob, err, "read the drain lease");
         goto out;
     }
-    if (sqlite3_step(st) == SQLITE_ROW && sqlite3_column_int64(st, 1) > now &&
+    /* a lease that could not be read is not free: taking it would take it from its holder */
+    if ((step = sqlite3_step(st)) != SQLITE_ROW && step != SQLITE_DONE) {
+        rc = db_err(ob, err, "read the drain lease");
+        goto out;
+    }
+    if (step == SQLITE_ROW && sqlite3_column_int64(st, 1) > now &&
         strcmp((const char *)sqlite3_column_text(st, 0), owner) != 0 &&
         !(gone && gone((const char *)sqlite3_column_text(st, 0)))) {
         snprintf(holder, cap, "%s until %lld ms", (const char *)sqlite3_column_text(st, 0),

@@ -70,9 +70,9 @@ static int build_write(struct record_plan *plan, const char *docs_prefix, cJSON 
             goto fail;
     } else {
         doc = cJSON_AddObjectToObject(w, "update");
-        if (!doc || !cJSON_AddStringToObject(doc, "name", name))
-            goto fail;
-        cJSON_AddItemToObject(doc, "fields", fields);
+        if (!doc || !cJSON_AddStringToObject(doc, "name", name) ||
+            !cJSON_AddItemToObject(doc, "fields", fields))
+            goto fail; /* a document written without its fields would be emptied */
         fields = NULL;
     }
     free(name);

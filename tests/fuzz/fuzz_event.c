@@ -30,7 +30,7 @@ static void plan_all(const uint8_t *data, size_t size, struct config *cfg)
 
     if (event_reader_init(&r, (const char *)data, size, NULL) != 0)
         return;
-    while (event_reader_next(&r, &rec, NULL) == 1) {
+    while (event_reader_next(&r, &rec, NULL) == EVENT_RECORD) {
         const char *pk, *sk;
         struct record_plan plan;
 

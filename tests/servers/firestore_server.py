@@ -12,7 +12,8 @@ One HTTP/1.1 server on 127.0.0.1 (keep-alive, a thread per connection) serves:
   POST /token                                          JWT-bearer grant -> access token
   POST /v1/token, …/serviceAccounts/E:generateAccessToken   Google's STS and IAM Credentials
                                                        (google_sts.py: keyless, federated)
-  /_test/...                                           control: faults, state, logs
+  /_test/...                                           control: faults, state, logs, and the
+                                                       documents saved and restored
 
 It refuses what Firestore refuses: unknown JSON fields, values with no or two types, an array
 directly in an array, nesting deeper than 20, bad field names and document ids, documents over
@@ -35,6 +36,7 @@ Run alone: firestore_server.py [--port N]; it prints "port N" and serves until k
 """
 import base64
 import binascii
+import copy
 import json
 import random
 import re
@@ -808,6 +810,16 @@ class Handler(BaseHTTPRequestHandler):
                 out = {n: d["fields"] for n, d in st.docs.items()}
             elif what == "wipe":
                 st.docs = {}
+                out = {}
+            elif what == "save":
+                # the documents as they are now, for "restore" to bring back
+                st.saved = (copy.deepcopy(st.docs), st.last_us)
+                out = {}
+            elif what == "restore":
+                # the saved documents again, and all else anew: one run of a walk after another
+                docs, last = st.saved
+                st.reset()
+                st.docs, st.last_us = copy.deepcopy(docs), last
                 out = {}
             elif what == "writelog":
                 out = st.writelog

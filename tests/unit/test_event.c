@@ -31,7 +31,7 @@ static int read_all(const char *text, char msgs[][400], size_t max, size_t *n, s
     *n = 0;
     if (rc)
         return rc;
-    while ((rc = event_reader_next(&r, &rec, err)) == 1) {
+    while ((rc = event_reader_next(&r, &rec, err)) == EVENT_RECORD) {
         if (*n < max)
             snprintf(msgs[*n], 400, "%s", rec.error ? rec.error : "ok");
         (*n)++;
@@ -50,7 +50,7 @@ static void test_fields(void **state)
     (void)state;
     snprintf(text, sizeof(text), "{\"Records\":[ %s ]}", good_record);
     assert_int_equal(event_reader_init(&r, text, strlen(text), &err), 0);
-    assert_int_equal(event_reader_next(&r, &rec, &err), 1);
+    assert_int_equal(event_reader_next(&r, &rec, &err), EVENT_RECORD);
     assert_null(rec.error);
     assert_string_equal(rec.event_id, "e1");
     assert_int_equal(rec.name, EVENT_INSERT);
@@ -86,7 +86,7 @@ static void test_ttl_identity(void **state)
 
     (void)state;
     assert_int_equal(event_reader_init(&r, text, strlen(text), NULL), 0);
-    assert_int_equal(event_reader_next(&r, &rec, NULL), 1);
+    assert_int_equal(event_reader_next(&r, &rec, NULL), EVENT_RECORD);
     assert_null(rec.error);
     assert_int_equal(rec.ttl_expiry, 1);
     assert_string_equal(rec.identity_type, "Service");

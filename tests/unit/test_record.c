@@ -48,7 +48,7 @@ static void read_one(struct one *o, const char *name, const char *keys, const ch
              "\"StreamViewType\":\"NEW_AND_OLD_IMAGES\"}}]}",
              name, extra, keys, image_member);
     assert_int_equal(event_reader_init(&o->r, o->text, strlen(o->text), &err), 0);
-    assert_int_equal(event_reader_next(&o->r, &o->rec, &err), 1);
+    assert_int_equal(event_reader_next(&o->r, &o->rec, &err), EVENT_RECORD);
 }
 
 /* Plans o's record with the settings in env and the key schema pk, sk. */
